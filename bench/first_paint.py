@@ -1,0 +1,87 @@
+"""Console start-to-first-paint against a bare Textual app, in one run.
+
+Each measurement is a fresh Python process (imports included, as an operator sees it):
+the parent records the wall time at spawn, the child runs the app headless and reports
+when its first frame has been composed and rendered (auto-pilot after the app is ready,
+then one idle pause). Median of N runs each.
+
+    python -m bench.first_paint [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = r"""
+import os, sys, time
+t0 = float(os.environ["BENCH_T0"])
+which = sys.argv[1]
+
+async def pilot(p):
+    await p.pause()
+    if which == "console":
+        # first frame shown; the engine keeps starting in the background
+        pass
+    print(f"PAINT {time.time() - t0:.4f}", flush=True)
+    p.app.exit()
+
+if which == "bare":
+    from textual.app import App
+    from textual.widgets import Footer, Header, Static
+
+    class Bare(App[None]):
+        def compose(self):
+            yield Header()
+            yield Static("hello")
+            yield Footer()
+
+    Bare().run(headless=True, size=(120, 40), auto_pilot=pilot)
+else:
+    from core.config import load_settings
+    from console.app import PutDeskApp
+
+    PutDeskApp(load_settings(), install_signal_handlers=False).run(
+        headless=True, size=(120, 40), auto_pilot=pilot)
+"""
+
+
+def measure(which: str, env: dict[str, str]) -> float:
+    env = env | {"BENCH_T0": f"{time.time():.6f}"}
+    out = subprocess.run([sys.executable, "-c", CHILD, which], capture_output=True, text=True,
+                         env=env, timeout=120, check=False)
+    for line in out.stdout.splitlines():
+        if line.startswith("PAINT "):
+            return float(line.split()[1])
+    raise RuntimeError(f"{which} did not paint: {out.stderr[-2000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        env.update({
+            "PUTDESK_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "PUTDESK_LOG_FILE": f"{tmp}/bench.log",
+            "PUTDESK_ENV_FILE": os.devnull,
+        })
+        measure("bare", env)  # warm the OS file cache once; not counted
+        results = {}
+        for which in ("bare", "console"):
+            runs = [measure(which, env) for _ in range(args.runs)]
+            results[which] = runs
+    bare, console = statistics.median(results["bare"]), statistics.median(results["console"])
+    print(f"first paint, median of {args.runs} fresh processes (120x40, headless):")
+    print(f"  bare Textual app : {bare * 1000:7.1f} ms")
+    print(f"  PutDesk console  : {console * 1000:7.1f} ms  ({console / bare:.2f}x bare)")
+
+
+if __name__ == "__main__":
+    main()

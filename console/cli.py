@@ -1,0 +1,317 @@
+"""The `putdesk` command line (Typer). `putdesk` alone opens the console.
+
+Exit codes: 0 ok, 1 failure at run time, 2 bad input (arguments, settings, files).
+Every command takes --json. Commands that read the market take --scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.engine import Engine
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="putdesk",
+    help="PutDesk: operate a naked-put book on Interactive Brokers (or the built-in simulator).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ScenarioOpt = Annotated[
+    Path | None,
+    typer.Option("--scenario", help="Simulator scenario file (same as PUTDESK_SIM_SCENARIO).",
+                 dir_okay=False),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"putdesk: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        human()
+
+
+def load(stderr_logs: bool = True) -> Settings:
+    import logging
+
+    from core.config import ConfigError, load_settings
+    from core.logs import setup_logging
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+    setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
+    return settings
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def build_engine(settings: Settings, scenario: Path | None) -> Engine:
+    from core.broker.scenario import ScenarioError
+    from core.db.session import DatabaseError
+    from core.engine import Engine
+
+    if scenario is not None and not scenario.exists():
+        fail(f"--scenario: file not found: {scenario}")
+    try:
+        return Engine.build(settings, scenario=scenario)
+    except ScenarioError as exc:
+        fail(f"scenario: {exc}")
+    except DatabaseError as exc:
+        fail(str(exc), code=1)
+
+
+def kill_switch(settings: Settings) -> Any:
+    from core.clock import SystemClock
+    from core.db.session import Database, DatabaseError, database_url
+    from core.risk.kill_switch import KillSwitch
+
+    try:
+        db = Database(database_url(settings))
+        db.upgrade()
+    except DatabaseError as exc:
+        fail(str(exc), code=1)
+    switch = KillSwitch(db, SystemClock())
+    switch.sync()
+    return switch
+
+
+# --- commands -------------------------------------------------------------------
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    scenario: ScenarioOpt = None,
+) -> None:
+    """With no command, open the console."""
+    if ctx.invoked_subcommand is None:
+        console(scenario=scenario)
+
+
+@app.command()
+def console(scenario: ScenarioOpt = None) -> None:
+    """Open the console (the default)."""
+    settings = load(stderr_logs=False)
+    from console.app import PutDeskApp
+
+    PutDeskApp(settings=settings, scenario=scenario).run()
+
+
+@app.command()
+def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+    """Halt state and reason, broker connection, account health, market session."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def gather() -> dict[str, Any]:
+        from core.broker.base import BrokerError
+
+        try:
+            await asyncio.to_thread(engine.db.upgrade)
+            halt = await engine.sync_halt()
+        except Exception as exc:
+            fail(f"database {engine.db.redacted_url}: {exc}", code=1)
+        account = None
+        error = ""
+        try:
+            await engine.broker.connect()
+            account = _account_dict(await engine.broker.account_values())
+        except BrokerError as exc:
+            error = str(exc)
+        info = engine.broker.info()
+        now = engine.clock.now()
+        session = engine.calendar.session_at(now)
+        await engine.stop()
+        return {
+            "halted": halt.halted,
+            "halt_reason": halt.reason,
+            "halt": halt.as_dict(),
+            "broker": {"kind": info.kind, "connected": account is not None,
+                       "description": info.description, "account_id": info.account_id,
+                       "read_only": info.read_only, "error": error or info.last_error},
+            "account": account,
+            "session": session.as_dict(),
+            "database": engine.db.redacted_url,
+            "now": now.isoformat(),
+        }
+
+    data = run(gather())
+
+    def human() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from core.clock import new_york
+
+        def when(iso: str | None) -> str:
+            if not iso:
+                return "—"
+            return new_york(datetime.fromisoformat(iso)).strftime("%a %b %d %H:%M ET")
+
+        out = Console()
+        halt = data["halt"]
+        if data["halted"]:
+            out.print(f"[bold white on red] TRADING HALTED [/] {data['halt_reason']}")
+            out.print(f"  since {when(halt['since'])} by {halt['by'] or 'unknown'}")
+        else:
+            out.print("[bold black on green] TRADING ACTIVE [/]")
+        b = data["broker"]
+        state = "connected" if b["connected"] else f"[bold red]NOT CONNECTED[/] — {b['error']}"
+        out.print(f"Broker:  {b['description']} — {state}")
+        s = data["session"]
+        out.print(f"Market:  {s['session']} ({s['reason']}) at {when(s['at'])}; "
+                  f"next open {when(s['next_open'])}")
+        if data["account"]:
+            a = data["account"]
+            t = Table(title=f"Account {b['account_id']}", show_header=False, title_justify="left")
+            t.add_column(style="dim")
+            t.add_column(justify="right")
+            for label, key in (("Net liquidation", "net_liquidation"),
+                               ("Available funds", "available_funds"),
+                               ("Excess liquidity", "excess_liquidity"),
+                               ("Initial margin", "init_margin_req"),
+                               ("Maintenance margin", "maint_margin_req"),
+                               ("Equity with loan", "equity_with_loan"),
+                               ("Cash", "total_cash")):
+                value = a[key]
+                t.add_row(label, "—" if value is None else f"${value:,.0f}")
+            for label, key in (("Excess liq. / NLV", "excess_liquidity_pct"),
+                               ("Margin utilisation", "margin_utilization")):
+                value = a[key]
+                t.add_row(label, "—" if value is None else f"{value:.1%}")
+            out.print(t)
+
+    emit(data, json_out, human)
+
+
+def _account_dict(values: Any) -> dict[str, Any]:
+    nlv = values.net_liquidation
+    return {
+        "net_liquidation": nlv,
+        "available_funds": values.available_funds,
+        "excess_liquidity": values.excess_liquidity,
+        "excess_liquidity_pct": (values.excess_liquidity / nlv
+                                 if nlv and values.excess_liquidity is not None else None),
+        "init_margin_req": values.init_margin_req,
+        "maint_margin_req": values.maint_margin_req,
+        "equity_with_loan": values.equity_with_loan,
+        "margin_utilization": values.margin_utilization,
+        "total_cash": values.total_cash,
+    }
+
+
+@app.command()
+def calendar(
+    at: Annotated[str | None, typer.Option(
+        "--at", help="ISO time, e.g. 2026-12-25T11:00-05:00 (no offset = New York time).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Market session at a time (REGULAR, PRE_MARKET, AFTER_HOURS, CLOSED), next open/close."""
+    from core.clock import NEW_YORK, SystemClock
+    from core.market.calendar import default_calendar
+
+    if at is None:
+        moment = SystemClock().now()
+    else:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            fail(f"--at: not an ISO date/time: {at!r} (e.g. 2026-12-25T11:00-05:00)")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=NEW_YORK)
+    try:
+        info = default_calendar().session_at(moment)
+    except Exception as exc:  # exchange_calendars raises on dates outside its bounds
+        fail(f"--at: {at}: {exc}")
+    data = info.as_dict()
+    emit(data, json_out, lambda: typer.echo(
+        f"{data['at']}: {data['session']} ({data['reason']})\n"
+        f"next open:  {data['next_open']}\nnext close: {data['next_close']}"))
+
+
+@app.command("emergency-stop")
+def emergency_stop(
+    reason: Annotated[str, typer.Argument(help="Why (shown to whoever resumes).")] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Halt trading now, in every PutDesk process on this database."""
+    from core.actor import whoami
+
+    settings = load()
+    switch = kill_switch(settings)
+    state = switch.halt(reason or "Manual emergency stop (CLI)", whoami("cli"))
+    emit(state.as_dict(), json_out,
+         lambda: typer.echo(f"TRADING HALTED: {state.reason} (since {state.since}, by {state.by})"))
+
+
+@app.command("resume-trading")
+def resume_trading(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Clear the halt (asks for confirmation)."""
+    from core.actor import whoami
+
+    settings = load()
+    switch = kill_switch(settings)
+    state = switch.state
+    if not state.halted:
+        emit(state.as_dict(), json_out, lambda: typer.echo("Trading is not halted."))
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("refusing to resume without confirmation: run in a terminal or pass --yes")
+        typer.echo(f"Trading halted since {state.since} by {state.by}:\n  {state.reason}")
+        if not typer.confirm("Resume trading?", default=False):
+            fail("not resumed", code=1)
+    new = switch.resume(whoami("cli"))
+    emit(new.as_dict(), json_out, lambda: typer.echo("Trading resumed."))
+
+
+@db_app.command("upgrade")
+def db_upgrade(json_out: JsonOpt = False) -> None:
+    """Apply Alembic migrations up to the newest revision."""
+    from core.db.session import Database, DatabaseError, database_url
+
+    settings = load()
+    try:
+        db = Database(database_url(settings))
+        db.upgrade()
+        revision = db.current_revision()
+    except DatabaseError as exc:
+        fail(str(exc), code=1)
+    data = {"database": db.redacted_url, "revision": revision}
+    emit(data, json_out, lambda: typer.echo(f"{db.redacted_url}: at revision {revision}"))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,178 @@
+"""Repositories: the only code that writes SQL. Callers pass times in (no clock reads
+here), so tests and the simulator decide what "now" is."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+
+from core.clock import NEW_YORK
+from core.db.session import Database
+from core.db.tables import (
+    AuditEvent,
+    EquitySnapshot,
+    PositionSnapshot,
+    SystemState,
+    Trade,
+)
+
+
+def _table(model: type[Any]) -> Any:
+    return model.__table__
+
+
+def _upsert(db: Database, table: Any, values: dict[str, Any], key: str) -> bool:
+    """Atomic insert-or-update in one statement (no read-then-write race).
+    True when a row was written."""
+    dialect = postgresql if db.dialect == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key], set_={k: v for k, v in values.items() if k != key})
+    with db.session() as session:
+        result = session.execute(stmt)
+        return bool(getattr(result, "rowcount", 0))
+
+
+class SystemStateRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, key: str) -> tuple[str, datetime] | None:
+        with self.db.session() as session:
+            row = session.get(SystemState, key)
+            return (row.value, row.updated_at) if row else None
+
+    def set(self, key: str, value: str, now: datetime) -> None:
+        _upsert(self.db, _table(SystemState), {"key": key, "value": value, "updated_at": now},
+                "key")
+
+
+class AuditRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, kind: str, message: str, *, ts: datetime, severity: str = "INFO",
+               actor: str = "", source: str = "", symbol: str | None = None,
+               data: dict[str, Any] | None = None) -> AuditEvent:
+        event = AuditEvent(ts=ts, kind=kind, severity=severity, actor=actor[:200],
+                           source=source, symbol=symbol, message=message,
+                           data=json.dumps(data, default=str) if data is not None else None)
+        with self.db.session() as session:
+            session.add(event)
+            session.flush()
+            session.refresh(event)
+        return event
+
+    def list(self, since: datetime | None = None, kinds: list[str] | None = None,
+             limit: int = 500) -> list[AuditEvent]:
+        query = select(AuditEvent)
+        if since is not None:
+            query = query.where(col(AuditEvent.ts) >= since)
+        if kinds:
+            query = query.where(col(AuditEvent.kind).in_(kinds))
+        query = query.order_by(col(AuditEvent.ts).desc(), col(AuditEvent.id).desc()).limit(limit)
+        with self.db.session() as session:
+            return list(session.exec(query).all())
+
+
+def _ny_day_bounds(ts: datetime, days_back: int = 0) -> datetime:
+    ny = ts.astimezone(NEW_YORK)
+    start = ny.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days_back)
+    return start.replace(tzinfo=None).replace(tzinfo=NEW_YORK)
+
+
+class EquityRepo:
+    """Equity history: the breakers' memory across restarts (spec 6.1A)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, ts: datetime, net_liquidation: float, source: str = "broker") -> None:
+        with self.db.session() as session:
+            session.add(EquitySnapshot(ts=ts, net_liquidation=net_liquidation, source=source))
+
+    def _first_since(self, start: datetime, end: datetime) -> float | None:
+        query = (select(EquitySnapshot)
+                 .where(col(EquitySnapshot.ts) >= start, col(EquitySnapshot.ts) < end)
+                 .order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id)).limit(1))
+        with self.db.session() as session:
+            row = session.exec(query).first()
+            return row.net_liquidation if row else None
+
+    def day_start_equity(self, ts: datetime) -> float | None:
+        """First equity recorded on ts's New York calendar day."""
+        start = _ny_day_bounds(ts)
+        return self._first_since(start, start + timedelta(days=1))
+
+    def week_start_equity(self, ts: datetime) -> float | None:
+        """First equity of the ISO week (Monday-Sunday, New York) containing ts — the
+        week's real start, even when the first record is mid-week."""
+        ny = ts.astimezone(NEW_YORK)
+        start = _ny_day_bounds(ts, days_back=ny.weekday())
+        return self._first_since(start, start + timedelta(days=7))
+
+    def peak_equity(self) -> float | None:
+        with self.db.session() as session:
+            value = session.exec(select(func.max(EquitySnapshot.net_liquidation))).one()
+            return float(value) if value is not None else None
+
+    def history(self, since: datetime | None = None) -> list[EquitySnapshot]:
+        query = select(EquitySnapshot)
+        if since is not None:
+            query = query.where(col(EquitySnapshot.ts) >= since)
+        with self.db.session() as session:
+            return list(session.exec(
+                query.order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id))).all())
+
+    def has_history(self) -> bool:
+        with self.db.session() as session:
+            return session.exec(select(EquitySnapshot.id).limit(1)).first() is not None
+
+
+class TradeRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, trade: Trade) -> Trade:
+        with self.db.session() as session:
+            session.add(trade)
+        return trade
+
+    def update(self, trade: Trade) -> Trade:
+        with self.db.session() as session:
+            merged = session.merge(trade)
+            session.flush()
+            return merged
+
+    def get(self, trade_id: str) -> Trade | None:
+        with self.db.session() as session:
+            return session.get(Trade, trade_id)
+
+    def by_order_ref(self, order_ref: str) -> Trade | None:
+        with self.db.session() as session:
+            return session.exec(select(Trade).where(Trade.order_ref == order_ref)).first()
+
+    def open_trades(self) -> list[Trade]:
+        with self.db.session() as session:
+            return list(session.exec(
+                select(Trade).where(Trade.status == "OPEN").order_by(col(Trade.entry_time))).all())
+
+
+class PositionSnapshotRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def upsert(self, snapshot: PositionSnapshot) -> bool:
+        """Insert, or update the row with the same position_id. True when a row was written."""
+        values = snapshot.model_dump(exclude={"id"})
+        return _upsert(self.db, _table(PositionSnapshot), values, "position_id")
+
+    def get(self, position_id: str) -> PositionSnapshot | None:
+        with self.db.session() as session:
+            return session.exec(select(PositionSnapshot)
+                                .where(PositionSnapshot.position_id == position_id)).first()

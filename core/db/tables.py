@@ -1,0 +1,145 @@
+"""SQLModel tables. Alembic migrations in core/db/migrations mirror these exactly
+(a test compares them), so change both together."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would otherwise drop the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: pass a timezone-aware time")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None if nullable else ..., sa_column=Column(
+        UTCDateTime(), nullable=nullable, index=index))
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Trade(SQLModel, table=True):
+    __tablename__ = "trades"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    symbol: str = Field(index=True, max_length=16)
+    right: str = Field(default="P", max_length=1)
+    strike: float
+    expiration: date
+    contracts: int
+    side: str = Field(default="SELL", max_length=4)
+    entry_price: float
+    entry_time: datetime = _ts()
+    exit_price: float | None = None
+    exit_time: datetime | None = _ts(nullable=True)
+    exit_reason: str | None = None
+    status: str = Field(default="OPEN", index=True, max_length=16)
+    order_ref: str | None = Field(default=None, max_length=64, unique=True)
+    perm_id: int | None = None
+    commission: float | None = None
+    realized_pnl: float | None = None
+    sector: str | None = Field(default=None, max_length=64)
+    roll_count: int = Field(default=0)
+    rolled_from_trade_id: str | None = Field(default=None, foreign_key="trades.id",
+                                             max_length=32)
+    assignment_detected: bool = Field(default=False)
+    assignment_date: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class TradeEntrySnapshot(SQLModel, table=True):
+    __tablename__ = "trade_entry_snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trade_id: str = Field(foreign_key="trades.id", unique=True, max_length=32)
+    underlying_price: float | None = None
+    option_bid: float | None = None
+    option_ask: float | None = None
+    delta: float | None = None
+    iv: float | None = None
+    iv_rank: float | None = None
+    vix: float | None = None
+    earnings_date: date | None = None
+    earnings_in_dte: bool | None = None
+    sector: str | None = Field(default=None, max_length=64)
+    captured_at: datetime = _ts()
+
+
+class PositionSnapshot(SQLModel, table=True):
+    __tablename__ = "position_snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    position_id: str = Field(unique=True, max_length=64)
+    trade_id: str | None = Field(default=None, foreign_key="trades.id", max_length=32)
+    symbol: str = Field(index=True, max_length=16)
+    right: str = Field(default="P", max_length=1)
+    strike: float
+    expiration: date
+    entry_date: date | None = None
+    contracts: int
+    option_price: float | None = None
+    delta: float | None = None
+    underlying_price: float | None = None
+    pnl: float | None = None
+    dte: int | None = None
+    updated_at: datetime = _ts()
+
+
+class SystemState(SQLModel, table=True):
+    __tablename__ = "system_state"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = _ts()
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = _ts(index=True)
+    kind: str = Field(index=True, max_length=32)
+    severity: str = Field(default="INFO", max_length=16)
+    actor: str = Field(default="", max_length=200)
+    source: str = Field(default="", max_length=64)
+    symbol: str | None = Field(default=None, max_length=16)
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    data: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class EquitySnapshot(SQLModel, table=True):
+    __tablename__ = "equity_snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = _ts(index=True)
+    net_liquidation: float
+    source: str = Field(default="broker", max_length=32)
+
+
+__all__ = ["AuditEvent", "EquitySnapshot", "Index", "PositionSnapshot", "SystemState",
+           "Trade", "TradeEntrySnapshot", "UTCDateTime"]

@@ -1,0 +1,297 @@
+"""The Engine: owns the broker, the database, the clock and the services; runs the loops.
+
+The console and the CLI are two front ends on it. Front ends read `engine.state` and
+subscribe with `add_listener`; they change things only through engine commands
+(halt, resume, refresh ...), never by reaching into services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core.actor import whoami
+from core.broker.base import (
+    AccountValues,
+    Broker,
+    BrokerError,
+    BrokerEvent,
+    BrokerInfo,
+    BrokerMessage,
+    ConnectionChanged,
+)
+from core.clock import Clock, ShiftedClock, SystemClock
+from core.config import BrokerKind, Settings
+from core.db.repos import EquityRepo
+from core.db.session import Database, database_url
+from core.market.calendar import MarketCalendar, SessionInfo, default_calendar
+from core.risk.kill_switch import HaltState, KillSwitch
+
+log = logging.getLogger("putdesk.engine")
+
+
+class EngineError(Exception):
+    """The engine cannot start; the message is for the operator."""
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """Everything a front end shows about the engine, as one immutable snapshot."""
+
+    now: datetime
+    broker: BrokerInfo
+    halt: HaltState
+    account: AccountValues | None = None
+    account_checked_at: datetime | None = None
+    account_error: str = ""
+    session: SessionInfo | None = None
+    started: bool = False
+    last_message: str = ""
+
+    @property
+    def excess_liquidity_ratio(self) -> float | None:
+        a = self.account
+        if a is None or a.excess_liquidity is None or not a.net_liquidation:
+            return None
+        return a.excess_liquidity / a.net_liquidation
+
+
+StateListener = Callable[[EngineState], None]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        db: Database,
+        clock: Clock,
+        calendar: MarketCalendar | None = None,
+        wall_clock: Clock | None = None,
+    ) -> None:
+        """`clock` is market time (the simulator's on a scenario); `wall_clock` stamps
+        halts, resumes and audit rows, which must carry real time even in a simulation."""
+        self.settings = settings
+        self.broker = broker
+        self.db = db
+        self.clock = clock
+        self.calendar = calendar or default_calendar()
+        self.wall_clock = wall_clock or SystemClock()
+        self.kill_switch = KillSwitch(db, self.wall_clock)
+        self._equity = EquityRepo(db)
+        self._listeners: list[StateListener] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._reconnecting = False
+        self._state = EngineState(now=clock.now(), broker=broker.info(),
+                                  halt=self.kill_switch.state)
+        self.kill_switch.add_listener(self._on_halt_changed)
+        broker.add_listener(self._on_broker_event)
+
+    # --- construction --------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        scenario: Path | None = None,
+        clock: Clock | None = None,
+        db: Database | None = None,
+    ) -> Engine:
+        """The engine for these settings: simulator or IBKR, database from the URL."""
+        db = db or Database(database_url(settings))
+        calendar = default_calendar()
+        broker: Broker
+        if settings.app.broker is BrokerKind.SIM:
+            from core.broker.scenario import demo_scenario_path, load_scenario
+            from core.broker.sim import SimBroker
+
+            path = scenario or settings.app.sim_scenario or demo_scenario_path()
+            world = load_scenario(path)
+            clock = clock or ShiftedClock(world.now)
+            broker = SimBroker(world, clock=clock, calendar=calendar, seed=settings.app.sim_seed,
+                               rate=settings.app.sim_rate, label=Path(path).name)
+        else:
+            from core.broker.ibkr import IbkrBroker
+
+            clock = clock or SystemClock()
+            broker = IbkrBroker(settings.ibkr, clock)
+        return cls(settings, broker, db, clock, calendar)
+
+    # --- state -----------------------------------------------------------------
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    def add_listener(self, listener: StateListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: StateListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _publish(self, **changes: object) -> None:
+        self._state = replace(self._state, now=self.clock.now(), broker=self.broker.info(),
+                              halt=self.kill_switch.state, **changes)  # type: ignore[arg-type]
+        for listener in list(self._listeners):
+            try:
+                listener(self._state)
+            except Exception:
+                log.exception("engine listener failed")
+
+    def _on_halt_changed(self, state: HaltState) -> None:
+        self._publish(last_message=f"TRADING HALTED: {state.reason}" if state.halted
+                      else "Trading active")
+
+    def _on_broker_event(self, event: BrokerEvent) -> None:
+        if isinstance(event, ConnectionChanged):
+            text = "Broker connected" if event.connected else f"Broker disconnected: {event.reason}"
+            expected = event.connected or self._stopping.is_set()
+            (log.info if expected else log.error)(text)
+            self._publish(last_message=text)
+            if not event.connected and not self._stopping.is_set():
+                self._spawn(self._reconnect())
+        elif isinstance(event, BrokerMessage) and event.severity != "INFO":
+            self._publish(last_message=f"Broker {event.code or ''}: {event.message}".strip())
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Upgrade the database, load the halt flag, connect, start the loops."""
+        try:
+            await asyncio.to_thread(self.db.upgrade)
+        except Exception as exc:
+            raise EngineError(f"Database {self.db.redacted_url} unusable: {exc}") from exc
+        await asyncio.to_thread(self.kill_switch.sync)
+        self._publish(session=self.calendar.session_at(self.clock.now()))
+        await self._connect_once()
+        if not self.broker.connected:
+            self._spawn(self._reconnect())
+        self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds, self.sync_halt))
+        self._spawn(self._loop(1.0, self.tick))
+        self._spawn(self._loop(self.settings.risk.account_health_interval_minutes * 60,
+                               self.refresh_account))
+        self._publish(started=True)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.broker.disconnect()
+        self.db.dispose()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _loop(self, every: float, step: Callable[[], object]) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=every)
+            if self._stopping.is_set():
+                return
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("engine loop step %s failed", getattr(step, "__name__", step))
+
+    async def _connect_once(self) -> bool:
+        try:
+            await self.broker.connect()
+        except BrokerError as exc:
+            log.error("Broker connection failed: %s", exc)
+            self._publish(last_message=f"Broker connection failed: {exc}")
+            return False
+        await self.refresh_account()
+        return True
+
+    async def _reconnect(self) -> None:
+        """Reconnect with exponential backoff and jitter until connected or stopped."""
+        if self._reconnecting:
+            return
+        self._reconnecting = True
+        delay, cap = 1.0, self.settings.ibkr.reconnect_max_seconds
+        try:
+            while not self.broker.connected and not self._stopping.is_set():
+                wait = delay * (0.8 + 0.4 * random.random())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+                    return
+                if await self._connect_once():
+                    return
+                delay = min(delay * 2, cap)
+        finally:
+            self._reconnecting = False
+
+    # --- periodic steps --------------------------------------------------------
+
+    async def sync_halt(self) -> HaltState:
+        """Re-read the kill switch so halts from other processes arrive within seconds."""
+        return await asyncio.to_thread(self.kill_switch.sync)
+
+    async def tick(self) -> None:
+        """Once a second: move simulated time and keep the market session current."""
+        process_time = getattr(self.broker, "process_time", None)
+        if callable(process_time):
+            process_time()
+        self._publish(session=self.calendar.session_at(self.clock.now()))
+
+    async def refresh_account(self) -> AccountValues | None:
+        """Account health (spec 4.4): one account request, cached, recorded as equity."""
+        if not self.broker.connected:
+            return None
+        try:
+            values = await self.broker.account_values()
+        except BrokerError as exc:
+            log.warning("Account health check failed: %s", exc)
+            self._publish(account_error=str(exc))
+            return None
+        now = self.clock.now()
+        if values.net_liquidation is not None:
+            try:
+                await asyncio.to_thread(self._equity.record, now, values.net_liquidation)
+            except Exception:
+                log.exception("could not record equity")
+        self._publish(account=values, account_checked_at=now, account_error="")
+        return values
+
+    # --- commands --------------------------------------------------------------
+
+    def halt(self, reason: str, actor: str | None = None) -> HaltState:
+        return self.kill_switch.halt(reason, actor or whoami("engine"))
+
+    def resume(self, actor: str | None = None) -> HaltState:
+        return self.kill_switch.resume(actor or whoami("engine"))
+
+    def install_signal_handlers(self, on_signal: Callable[[str], None] | None = None) -> None:
+        """SIGTERM and SIGHUP (SSH session dropped) halt trading, persisted, then call
+        `on_signal` so the front end can shut down."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal, sig.name, on_signal)
+
+    def _on_signal(self, name: str, on_signal: Callable[[str], None] | None) -> None:
+        try:
+            self.halt(f"Signal {name} received", whoami("signal"))
+        except Exception:
+            log.exception("could not persist the halt on %s", name)
+        if on_signal is not None:
+            on_signal(name)

@@ -1,0 +1,127 @@
+"""Black-Scholes prices and greeks, vectorised over numpy arrays, and IBKR's Reg T margin
+rule for short options. Used by the simulator (its market model), Layer 1 of the margin
+check (the estimate) and the stress test (repricing the book)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import ndtr
+
+Array = NDArray[np.float64]
+SECONDS_PER_YEAR = 365.0 * 24 * 3600
+#: Broad-based index ETFs: IBKR (and CBOE/FINRA) use 15% instead of 20% of the underlying.
+BROAD_INDEX_ETFS = frozenset({"SPY", "QQQ", "IWM", "DIA"})
+
+
+def _n(x: Array) -> Array:
+    """Standard normal CDF."""
+    return np.asarray(ndtr(x), dtype=np.float64)
+
+
+def _arr(x: ArrayLike) -> Array:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _d1_d2(s: Array, k: Array, t: Array, sigma: Array, r: Array, q: Array) -> tuple[Array, Array]:
+    vol_t = sigma * np.sqrt(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d1 = (np.log(s / k) + (r - q + 0.5 * sigma**2) * t) / vol_t
+    return np.asarray(d1, dtype=np.float64), np.asarray(d1 - vol_t, dtype=np.float64)
+
+
+def bs_price(s: ArrayLike, k: ArrayLike, t: ArrayLike, sigma: ArrayLike, r: ArrayLike = 0.0,
+             q: ArrayLike = 0.0, right: Literal["P", "C"] = "P") -> Array:
+    """European option price. t in years; at t <= 0 or sigma <= 0 the price is intrinsic
+    (discounted forward intrinsic when only sigma is 0)."""
+    s, k, t, sigma, r, q = map(_arr, (s, k, t, sigma, r, q))
+    s, k, t, sigma, r, q = np.broadcast_arrays(s, k, t, sigma, r, q)
+    live = (t > 0) & (sigma > 0)
+    tt = np.where(live, t, 1.0)
+    ss = np.where(live, sigma, 1.0)
+    d1, d2 = _d1_d2(s, k, tt, ss, r, q)
+    disc_k = k * np.exp(-r * tt)
+    disc_s = s * np.exp(-q * tt)
+    if right == "P":
+        model = disc_k * _n(-d2) - disc_s * _n(-d1)
+        intrinsic = np.maximum(k - s, 0.0)
+    else:
+        model = disc_s * _n(d1) - disc_k * _n(d2)
+        intrinsic = np.maximum(s - k, 0.0)
+    return np.asarray(np.where(live, np.maximum(model, 0.0), intrinsic), dtype=np.float64)
+
+
+def bs_greeks(s: ArrayLike, k: ArrayLike, t: ArrayLike, sigma: ArrayLike, r: ArrayLike = 0.0,
+              q: ArrayLike = 0.0, right: Literal["P", "C"] = "P") -> dict[str, Array]:
+    """delta, gamma, theta (per calendar day), vega (per 1 vol point = 0.01)."""
+    s, k, t, sigma, r, q = map(_arr, (s, k, t, sigma, r, q))
+    s, k, t, sigma, r, q = np.broadcast_arrays(s, k, t, sigma, r, q)
+    live = (t > 0) & (sigma > 0)
+    tt = np.where(live, t, 1.0)
+    ss = np.where(live, sigma, 1.0)
+    d1, d2 = _d1_d2(s, k, tt, ss, r, q)
+    pdf = np.exp(-0.5 * d1**2) / np.sqrt(2 * np.pi)
+    eq = np.exp(-q * tt)
+    er = np.exp(-r * tt)
+    gamma = eq * pdf / (s * ss * np.sqrt(tt))
+    vega = s * eq * pdf * np.sqrt(tt) / 100.0
+    common = -s * eq * pdf * ss / (2 * np.sqrt(tt))
+    if right == "P":
+        delta = eq * (_n(d1) - 1.0)
+        theta = common + r * k * er * _n(-d2) - q * s * eq * _n(-d1)
+        dead_delta = np.where(s < k, -1.0, 0.0)
+    else:
+        delta = eq * _n(d1)
+        theta = common - r * k * er * _n(d2) + q * s * eq * _n(d1)
+        dead_delta = np.where(s > k, 1.0, 0.0)
+    zero = np.zeros_like(s)
+    return {
+        "delta": np.where(live, delta, dead_delta),
+        "gamma": np.where(live, gamma, zero),
+        "theta": np.where(live, theta / 365.0, zero),
+        "vega": np.where(live, vega, zero),
+    }
+
+
+def implied_vol(price: float, s: float, k: float, t: float, r: float = 0.0, q: float = 0.0,
+                right: Literal["P", "C"] = "P") -> float | None:
+    """The volatility that reproduces `price`; None when no volatility does (price below
+    intrinsic or above the no-arbitrage bound, or no time left)."""
+    from scipy.optimize import brentq
+
+    if t <= 0 or price <= 0:
+        return None
+    lo, hi = 1e-4, 5.0
+
+    def f(v: float) -> float:
+        return float(bs_price(s, k, t, v, r, q, right)) - price
+
+    f_lo, f_hi = f(lo), f(hi)
+    if f_lo > 0 or f_hi < 0:
+        return None
+    return float(brentq(f, lo, hi, xtol=1e-8))
+
+
+def ibkr_short_option_margin(underlying: ArrayLike, strike: ArrayLike, option_price: ArrayLike,
+                             right: Literal["P", "C"] = "P", broad_index: ArrayLike = False,
+                             multiplier: float = 100.0) -> Array:
+    """IBKR's Reg T initial (= maintenance) margin per short contract:
+    option price + max(pct x underlying - OTM amount, 10% x strike [put] / underlying [call]),
+    pct 20% (15% for broad-based index ETFs), at least $2.50 per share; x multiplier.
+    Example: stock 100, 95 put at 1.50 -> (1.50 + max(20 - 5, 9.5)) x 100 = $1,650."""
+    s, k, p = map(_arr, (underlying, strike, option_price))
+    pct = np.where(np.asarray(broad_index, dtype=bool), 0.15, 0.20)
+    if right == "P":
+        otm = np.maximum(s - k, 0.0)
+        floor = 0.10 * k
+    else:
+        otm = np.maximum(k - s, 0.0)
+        floor = 0.10 * s
+    per_share = np.maximum(p + np.maximum(pct * s - otm, floor), 2.50)
+    return per_share * multiplier
+
+
+def is_broad_index(symbol: str) -> bool:
+    return symbol.upper() in BROAD_INDEX_ETFS

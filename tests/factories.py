@@ -1,0 +1,42 @@
+"""Shared builders for tests: a pinned clock and an engine on the demo world."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.clock import ManualClock
+from core.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+#: The demo scenario's "now": Tuesday 2026-11-24 10:30 ET, regular session.
+T0 = datetime.fromisoformat("2026-11-24T10:30:00-05:00")
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "PUTDESK_DATABASE_URL": f"sqlite:///{tmp_path}/putdesk.db",
+        "PUTDESK_LOG_FILE": str(tmp_path / "putdesk.log"),
+    }
+    values.update(overrides)
+    return load_settings(values)
+
+
+def sim_engine(settings: Settings, scenario: Path | None = None,
+               clock: ManualClock | None = None) -> Engine:
+    from core.broker.scenario import demo_scenario_path, load_scenario
+    from core.broker.sim import SimBroker
+    from core.db.session import Database
+    from core.engine import Engine
+    from core.market.calendar import default_calendar
+
+    world = load_scenario(scenario or demo_scenario_path())
+    clock = clock or ManualClock(world.now)
+    db_url = settings.app.database_url
+    assert db_url is not None
+    broker = SimBroker(world, clock=clock, calendar=default_calendar(),
+                       label=(scenario or demo_scenario_path()).name)
+    return Engine(settings, broker, Database(db_url.get_secret_value()), clock, wall_clock=clock)

@@ -1,0 +1,119 @@
+"""The console as an operator uses it: Pilot flows on the demo world with a pinned clock."""
+
+import asyncio
+import time
+
+from textual.pilot import Pilot
+
+from console.app import PutDeskApp
+from core.clock import ManualClock
+from core.db.session import Database
+from core.risk.kill_switch import KillSwitch
+from screens.confirm import ConfirmScreen
+from tests.factories import T0, make_settings, sim_engine
+from widgets.halt_banner import HaltBanner
+
+
+def make_app(tmp_path, **overrides) -> PutDeskApp:
+    settings = make_settings(tmp_path, **overrides)
+    return PutDeskApp(settings, engine_factory=lambda: sim_engine(settings),
+                      install_signal_handlers=False, actor=lambda via: f"{via} tester")
+
+
+def stored_halt(app: PutDeskApp):
+    url = app.settings.app.database_url.get_secret_value()
+    return KillSwitch(Database(url), ManualClock(T0)).sync()
+
+
+async def started(pilot: Pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    assert pilot.app.engine is not None and pilot.app.engine.state.started
+
+
+async def test_halt_key_halts_immediately_shows_banner_and_persists(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        banner = app.screen.query_one(HaltBanner)
+        assert not banner.has_class("-halted")
+        await pilot.press("ctrl+k")
+        await pilot.pause()
+        assert banner.has_class("-halted")
+        assert "Manual halt from the console" in str(banner.render())
+        state = stored_halt(app)
+        assert state.halted and state.by == "console tester"
+
+
+async def test_resume_asks_first_and_cancel_keeps_the_halt(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+k")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # focus starts on Cancel: a stray Enter must not resume
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert stored_halt(app).halted
+        await pilot.press("ctrl+r", "y")
+        await pilot.pause()
+        assert not stored_halt(app).halted
+        assert not app.screen.query_one(HaltBanner).has_class("-halted")
+
+
+async def test_halt_works_over_the_command_palette_and_modals(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press("ctrl+k")
+        await pilot.pause()
+        assert stored_halt(app).halted
+        await pilot.press("escape")
+        await pilot.press("ctrl+r")  # confirmation modal open
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("ctrl+k")  # halting again from inside the modal is harmless
+        assert stored_halt(app).halted
+
+
+async def test_quitting_does_not_halt(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+q")
+    assert not stored_halt(app).halted
+
+
+async def test_halt_from_the_cli_reaches_the_console_within_seconds(tmp_path):
+    app = make_app(tmp_path, PUTDESK_KILL_SWITCH_SYNC_SECONDS=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        url = app.settings.app.database_url.get_secret_value()
+        KillSwitch(Database(url), ManualClock(T0)).halt("halted from another SSH session", "cli")
+        deadline = time.monotonic() + 5
+        banner = app.screen.query_one(HaltBanner)
+        while not banner.has_class("-halted") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            await pilot.pause()
+        assert banner.has_class("-halted")
+        assert "halted from another SSH session" in str(banner.render())
+
+
+async def test_engine_failure_is_shown_not_crashed(tmp_path):
+    settings = make_settings(tmp_path)
+
+    def broken():
+        raise RuntimeError("database on fire")
+
+    app = PutDeskApp(settings, engine_factory=broken, install_signal_handlers=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.engine_failure == "database on fire"
+        await pilot.press("ctrl+k")  # no engine: says so instead of crashing
+        await pilot.pause()
+        assert app.is_running

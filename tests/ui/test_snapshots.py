@@ -1,0 +1,32 @@
+"""Snapshots of the main screens at a fixed size, demo world, pinned clock."""
+
+from console.app import PutDeskApp
+from tests.factories import make_settings, sim_engine
+
+
+def make_app(tmp_path) -> PutDeskApp:
+    settings = make_settings(tmp_path)
+    return PutDeskApp(settings, engine_factory=lambda: sim_engine(settings),
+                      install_signal_handlers=False, actor=lambda via: f"{via} tester")
+
+
+async def engine_started(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_overview(snap_compare, tmp_path):
+    """Overview on the demo world: account, kill switch active, broker, market open."""
+    assert snap_compare(make_app(tmp_path), run_before=engine_started, terminal_size=(120, 40))
+
+
+def test_halted_banner(snap_compare, tmp_path):
+    """After ctrl+k: the red banner with reason, time and who; status line says HALTED."""
+    assert snap_compare(make_app(tmp_path), run_before=engine_started, press=["ctrl+k"],
+                        terminal_size=(120, 40))
+
+
+def test_resume_confirmation(snap_compare, tmp_path):
+    """ctrl+r while halted: the confirmation shows the reason; Cancel has the focus."""
+    assert snap_compare(make_app(tmp_path), run_before=engine_started,
+                        press=["ctrl+k", "ctrl+r"], terminal_size=(120, 40))

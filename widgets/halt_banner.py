@@ -1,0 +1,35 @@
+"""The halt banner: impossible to miss, on every screen, whenever trading is halted."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from core.risk.kill_switch import HaltState
+from widgets.format import ny_time
+
+
+class HaltBanner(Static):
+    DEFAULT_CSS = """
+    HaltBanner {
+        height: auto;
+        padding: 0 1;
+        background: $error;
+        color: $text;
+        text-style: bold;
+        display: none;
+    }
+    HaltBanner.-halted { display: block; }
+    """
+
+    def show_state(self, halt: HaltState) -> None:
+        self.set_class(halt.halted, "-halted")
+        if not halt.halted:
+            self.update("")
+            return
+        since = ny_time(halt.since, with_date=True) if halt.since else "unknown time"
+        stored = "" if halt.persisted else "  [NOT PERSISTED: database unavailable]"
+        self.update(
+            f"TRADING HALTED — {halt.reason}\n"
+            f"since {since} by {halt.by or 'unknown'}{stored} · no new orders · "
+            "ctrl+r resumes after review"
+        )
