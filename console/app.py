@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -20,12 +21,14 @@ from textual.screen import Screen
 from console.messages import EngineFailed, EngineUpdated
 from core.actor import whoami
 from core.config import Settings
-from core.engine import Engine, EngineState
 from screens.confirm import ConfirmScreen
 from screens.overview import OverviewScreen
 from widgets.format import ny_time
 
-EngineFactory = Callable[[], Engine]
+if TYPE_CHECKING:
+    from core.engine import Engine, EngineState
+
+EngineFactory = Callable[[], "Engine"]
 
 
 class PutDeskApp(App[None]):
@@ -53,7 +56,7 @@ class PutDeskApp(App[None]):
     ) -> None:
         super().__init__()
         self.settings = settings
-        self._factory = engine_factory or (lambda: Engine.build(settings, scenario=scenario))
+        self._factory = engine_factory or (lambda: _build_engine(settings, scenario))
         self._install_signals = install_signal_handlers
         self._actor = actor
         self.engine: Engine | None = None
@@ -62,7 +65,9 @@ class PutDeskApp(App[None]):
         return OverviewScreen()
 
     def on_mount(self) -> None:
-        self.start_engine()
+        # After the first frame: building the engine imports SQLAlchemy, numpy and
+        # pandas, and the operator should see the console before that work starts.
+        self.call_after_refresh(self.start_engine)
 
     @work(group="engine", exclusive=True, exit_on_error=False, name="engine-start")
     async def start_engine(self) -> None:
@@ -161,6 +166,12 @@ class PutDeskApp(App[None]):
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)
+
+
+def _build_engine(settings: Settings, scenario: Path | None) -> Engine:
+    from core.engine import Engine
+
+    return Engine.build(settings, scenario=scenario)
 
 
 def _readable(exc: BaseException) -> str:

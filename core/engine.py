@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -76,9 +76,12 @@ class Engine:
         clock: Clock,
         calendar: MarketCalendar | None = None,
         wall_clock: Clock | None = None,
+        equity_seed: Sequence[tuple[datetime, float]] = (),
     ) -> None:
         """`clock` is market time (the simulator's on a scenario); `wall_clock` stamps
-        halts, resumes and audit rows, which must carry real time even in a simulation."""
+        halts, resumes and audit rows, which must carry real time even in a simulation.
+        `equity_seed` (a scenario's equity history) is written to an empty database so
+        the loss breakers have a week start and a peak from the first minute."""
         self.settings = settings
         self.broker = broker
         self.db = db
@@ -87,6 +90,7 @@ class Engine:
         self.wall_clock = wall_clock or SystemClock()
         self.kill_switch = KillSwitch(db, self.wall_clock)
         self._equity = EquityRepo(db)
+        self._equity_seed = list(equity_seed)
         self._listeners: list[StateListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -111,6 +115,7 @@ class Engine:
         db = db or Database(database_url(settings))
         calendar = default_calendar()
         broker: Broker
+        seed: list[tuple[datetime, float]] = []
         if settings.app.broker is BrokerKind.SIM:
             from core.broker.scenario import demo_scenario_path, load_scenario
             from core.broker.sim import SimBroker
@@ -120,12 +125,13 @@ class Engine:
             clock = clock or ShiftedClock(world.now)
             broker = SimBroker(world, clock=clock, calendar=calendar, seed=settings.app.sim_seed,
                                rate=settings.app.sim_rate, label=Path(path).name)
+            seed = world.equity_closes()
         else:
             from core.broker.ibkr import IbkrBroker
 
             clock = clock or SystemClock()
             broker = IbkrBroker(settings.ibkr, clock)
-        return cls(settings, broker, db, clock, calendar)
+        return cls(settings, broker, db, clock, calendar, equity_seed=seed)
 
     # --- state -----------------------------------------------------------------
 
@@ -173,6 +179,8 @@ class Engine:
         except Exception as exc:
             raise EngineError(f"Database {self.db.redacted_url} unusable: {exc}") from exc
         await asyncio.to_thread(self.kill_switch.sync)
+        if self._equity_seed:
+            await asyncio.to_thread(self._seed_equity)
         self._publish(session=self.calendar.session_at(self.clock.now()))
         await self._connect_once()
         if not self.broker.connected:
@@ -182,6 +190,13 @@ class Engine:
         self._spawn(self._loop(self.settings.risk.account_health_interval_minutes * 60,
                                self.refresh_account))
         self._publish(started=True)
+
+    def _seed_equity(self) -> None:
+        if self._equity.has_history():
+            return
+        for moment, nlv in self._equity_seed:
+            self._equity.record(moment, nlv, source="scenario")
+        log.info("Seeded %d equity history points from the scenario", len(self._equity_seed))
 
     async def stop(self) -> None:
         self._stopping.set()

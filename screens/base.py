@@ -3,16 +3,18 @@ footer, and follows the engine's state without polling."""
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from core.config import Settings
-from core.engine import Engine, EngineState
 from widgets.halt_banner import HaltBanner
 from widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.engine import Engine, EngineState
 
 
 class DeskApp(Protocol):

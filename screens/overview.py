@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Static
 
-from core.engine import EngineState
 from screens.base import DeskScreen
 from widgets.format import hm, money, ny_time, pct
+
+if TYPE_CHECKING:
+    from core.engine import EngineState
 
 
 def _kv_table(numbers: bool = False) -> Table:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.clock import ManualClock
 from core.config import Settings, load_settings
@@ -39,4 +39,16 @@ def sim_engine(settings: Settings, scenario: Path | None = None,
     assert db_url is not None
     broker = SimBroker(world, clock=clock, calendar=default_calendar(),
                        label=(scenario or demo_scenario_path()).name)
-    return Engine(settings, broker, Database(db_url.get_secret_value()), clock, wall_clock=clock)
+    return Engine(settings, broker, Database(db_url.get_secret_value()), clock, wall_clock=clock,
+                  equity_seed=world.equity_closes())
+
+
+async def wait_engine_started(pilot: Any) -> None:
+    """Until the console's engine has started (it starts after the first frame)."""
+    app = pilot.app
+    for _ in range(500):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if app.engine_failure or (app.engine is not None and app.engine.state.started):
+            return
+    raise AssertionError("the console's engine did not start")

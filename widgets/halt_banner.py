@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.widgets import Static
 
-from core.risk.kill_switch import HaltState
 from widgets.format import ny_time
+
+if TYPE_CHECKING:
+    from core.risk.kill_switch import HaltState
 
 
 class HaltBanner(Static):

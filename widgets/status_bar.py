@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from core.engine import EngineState
 from widgets.format import hm, ny_time
+
+if TYPE_CHECKING:
+    from core.engine import EngineState
 
 
 class StatusBar(Static):

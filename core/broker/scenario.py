@@ -155,6 +155,15 @@ class Scenario(_Strict):
         scenario._check_references()
         return scenario
 
+    def equity_closes(self) -> list[tuple[datetime, float]]:
+        """The equity history as (16:00 New York on that date, net liquidation)."""
+        from datetime import time as time_of_day
+
+        from core.clock import NEW_YORK
+
+        return [(datetime.combine(p.date, time_of_day(16, 0), NEW_YORK), p.net_liquidation)
+                for p in self.equity_history]
+
     def _check_references(self) -> None:
         for i, pos in enumerate(self.positions):
             if pos.symbol not in self.underlyings:

@@ -124,3 +124,19 @@ def test_sighup_halts_too(tmp_path):
     state = run_engine_and_signal(tmp_path, signal.SIGHUP)
     assert state.halted and state.reason == "Signal SIGHUP received"
 
+
+
+async def test_scenario_equity_history_seeds_an_empty_database_once(tmp_path):
+    settings = make_settings(tmp_path)
+    engine = sim_engine(settings)
+    await engine.start()
+    await engine.stop()
+    db = Database(settings.app.database_url.get_secret_value())
+    history = EquityRepo(db).history()
+    seeded = [h for h in history if h.source == "scenario"]
+    assert len(seeded) == 15 and seeded[0].ts.isoformat() == "2026-11-03T21:00:00+00:00"
+    assert EquityRepo(db).peak_equity() == max(h.net_liquidation for h in history)
+    again = sim_engine(settings)
+    await again.start()
+    await again.stop()
+    assert len([h for h in EquityRepo(db).history() if h.source == "scenario"]) == 15

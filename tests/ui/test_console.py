@@ -10,7 +10,7 @@ from core.clock import ManualClock
 from core.db.session import Database
 from core.risk.kill_switch import KillSwitch
 from screens.confirm import ConfirmScreen
-from tests.factories import T0, make_settings, sim_engine
+from tests.factories import T0, make_settings, sim_engine, wait_engine_started
 from widgets.halt_banner import HaltBanner
 
 
@@ -26,8 +26,7 @@ def stored_halt(app: PutDeskApp):
 
 
 async def started(pilot: Pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await wait_engine_started(pilot)
     assert pilot.app.engine is not None and pilot.app.engine.state.started
 
 
@@ -111,8 +110,7 @@ async def test_engine_failure_is_shown_not_crashed(tmp_path):
 
     app = PutDeskApp(settings, engine_factory=broken, install_signal_handlers=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_engine_started(pilot)
         assert app.engine_failure == "database on fire"
         await pilot.press("ctrl+k")  # no engine: says so instead of crashing
         await pilot.pause()

@@ -1,7 +1,7 @@
 """Snapshots of the main screens at a fixed size, demo world, pinned clock."""
 
 from console.app import PutDeskApp
-from tests.factories import make_settings, sim_engine
+from tests.factories import make_settings, sim_engine, wait_engine_started
 
 
 def make_app(tmp_path) -> PutDeskApp:
@@ -11,8 +11,7 @@ def make_app(tmp_path) -> PutDeskApp:
 
 
 async def engine_started(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await wait_engine_started(pilot)
 
 
 def test_overview(snap_compare, tmp_path):
