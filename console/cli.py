@@ -73,6 +73,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def build_engine(settings: Settings, scenario: Path | None) -> Engine:
     from core.broker.scenario import ScenarioError
+    from core.config import ConfigError
     from core.db.session import DatabaseError
     from core.engine import Engine
 
@@ -82,6 +83,8 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
         return Engine.build(settings, scenario=scenario)
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
+    except ConfigError as exc:
+        fail(str(exc))
     except DatabaseError as exc:
         fail(str(exc), code=1)
 
@@ -224,6 +227,109 @@ def _account_dict(values: Any) -> dict[str, Any]:
         "margin_utilization": values.margin_utilization,
         "total_cash": values.total_cash,
     }
+
+
+def _candidate_dict(c: Any) -> dict[str, Any]:
+    return {
+        "symbol": c.symbol, "strike": c.strike, "expiration": c.expiration.isoformat(),
+        "dte": c.dte, "underlying_price": c.underlying_price, "otm_pct": round(c.otm_pct, 4),
+        "bid": c.live_bid if c.live_bid is not None else c.bid,
+        "ask": c.live_ask if c.live_ask is not None else c.ask,
+        "spread_pct": None if c.spread_pct is None else round(c.spread_pct, 4),
+        "raw_iv": c.raw_iv, "iv_rank": None if c.iv_rank is None else round(c.iv_rank, 4),
+        "delta": None if c.delta is None else round(c.delta, 4),
+        "volume": c.volume, "open_interest": c.open_interest, "sector": c.sector,
+        "earnings_date": c.earnings_date.isoformat() if c.earnings_date else None,
+        "earnings_known": c.earnings_known, "score": c.score, "score_parts": c.score_parts,
+        "warnings": list(c.warnings), "source_row": c.source_row,
+    }
+
+
+@app.command()
+def scan(
+    csv_file: Annotated[Path | None, typer.Option(
+        "--csv", help="A Barchart options-screener CSV export.", dir_okay=False)] = None,
+    api: Annotated[bool, typer.Option("--api", help="Scan with the Barchart API.")] = False,
+    json_out: JsonOpt = False,
+    scenario: ScenarioOpt = None,
+) -> None:
+    """Screening pipeline: accepted candidates with scores, rejected ones with reasons."""
+    if (csv_file is None) == (not api):
+        fail("give exactly one of --csv FILE or --api")
+    if csv_file is not None and not csv_file.is_file():
+        fail(f"--csv: file not found: {csv_file}")
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> Any:
+        from core.broker.base import BrokerError
+        from core.screening.barchart_csv import BarchartCsvError
+
+        try:
+            await asyncio.to_thread(engine.db.upgrade)
+            await engine.broker.connect()
+        except BrokerError as exc:
+            await engine.stop()
+            fail(f"broker: {exc}", code=1)
+        try:
+            pipeline = engine.screening()
+            if csv_file is not None:
+                return await pipeline.scan_csv(csv_file)
+            from core.screening.barchart_api import BarchartApiError, scan_api
+
+            try:
+                return await pipeline.run_source(await scan_api(settings, pipeline.today()))
+            except BarchartApiError as exc:
+                fail(f"Barchart API: {exc}", code=exc.exit_code)
+        except BarchartCsvError as exc:
+            fail(f"--csv {csv_file}: {exc}")
+        finally:
+            await engine.stop()
+
+    result = run(go())
+    data = {
+        "source": result.source,
+        "snapshot_time": result.snapshot_time.isoformat() if result.snapshot_time else None,
+        "warnings": result.warnings,
+        "accepted": [_candidate_dict(c) for c in result.accepted],
+        "rejected": [r.as_dict() for r in result.rejected],
+    }
+
+    def human() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        out = Console()
+        for warning in result.warnings:
+            out.print(f"[bold yellow]WARNING[/] {warning}")
+        t = Table(title=f"Accepted ({len(result.accepted)})", title_justify="left")
+        for col in ("#", "Symbol", "Exp", "DTE", "Strike", "OTM%", "Bid", "Δ", "IVR",
+                    "Earnings", "Score"):
+            t.add_column(col, no_wrap=True,
+                         justify="left" if col in ("Symbol", "Exp", "Earnings") else "right")
+        notes = []
+        for n, c in enumerate(result.accepted, start=1):
+            t.add_row(str(n), c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
+                      f"{c.otm_pct:.1%}", f"{c.premium or 0:.2f}",
+                      "—" if c.delta is None else f"{c.delta:.2f}",
+                      "—" if c.iv_rank is None else f"{c.iv_rank:.0%}",
+                      (f"{c.earnings_date:%m-%d}" if c.earnings_date else
+                       "[yellow]unknown[/]" if c.earnings_known is False else "none"),
+                      f"{c.score:.3f}")
+            notes += [f"  #{n} {c.symbol}: {w}" for w in c.warnings]
+        out.print(t)
+        for note in notes:
+            out.print(note, style="yellow")
+        r = Table(title=f"Rejected ({len(result.rejected)})", title_justify="left")
+        for col in ("Symbol", "Strike", "Exp", "Stage", "Reason"):
+            r.add_column(col)
+        for x in result.rejected:
+            r.add_row(x.symbol, "" if x.strike is None else f"{x.strike:g}",
+                      str(x.expiration or ""), x.stage,
+                      x.reason + (f" (line {x.source_row})" if x.source_row else ""))
+        out.print(r)
+
+    emit(data, json_out, human)
 
 
 @app.command()

@@ -105,8 +105,13 @@ class EarningsSettings(_Group):
     """Earnings data (spec 1.3)."""
 
     provider: str = _f("EARNINGS_PROVIDER", "auto",
-                       "auto (simulator's scenario on sim, yfinance on ibkr), yfinance, fmp")
+                       "auto (the scenario on sim, yfinance on ibkr), scenario, yfinance, fmp",
+                       pattern=r"^(auto|scenario|yfinance|fmp)$")
     fmp_api_key: SecretStr | None = _f("FMP_API_KEY", None, "Financial Modeling Prep API key")
+    fmp_api_url: str = _f("FMP_API_URL", "https://financialmodelingprep.com",
+                          "Financial Modeling Prep base URL")
+    timeout_seconds: float = _f("EARNINGS_TIMEOUT_SECONDS", 15.0,
+                                "Give up on an earnings provider after this long", gt=0)
     cache_hours: float = _f("EARNINGS_CACHE_HOURS", 24.0, "Earnings cache lifetime", gt=0)
 
 

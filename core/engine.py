@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.actor import whoami
 from core.broker.base import (
@@ -33,7 +33,11 @@ from core.config import BrokerKind, Settings
 from core.db.repos import EquityRepo
 from core.db.session import Database, database_url
 from core.market.calendar import MarketCalendar, SessionInfo, default_calendar
+from core.market.earnings import EarningsService, make_provider
 from core.risk.kill_switch import HaltState, KillSwitch
+
+if TYPE_CHECKING:
+    from core.screening.pipeline import ScreeningPipeline
 
 log = logging.getLogger("putdesk.engine")
 
@@ -89,6 +93,8 @@ class Engine:
         self.calendar = calendar or default_calendar()
         self.wall_clock = wall_clock or SystemClock()
         self.kill_switch = KillSwitch(db, self.wall_clock)
+        self.earnings = EarningsService(db, make_provider(settings, broker), clock,
+                                        settings.earnings.cache_hours)
         self._equity = EquityRepo(db)
         self._equity_seed = list(equity_seed)
         self._listeners: list[StateListener] = []
@@ -289,6 +295,11 @@ class Engine:
         return values
 
     # --- commands --------------------------------------------------------------
+
+    def screening(self) -> ScreeningPipeline:
+        from core.screening.pipeline import ScreeningPipeline
+
+        return ScreeningPipeline(self.broker, self.earnings, self.settings, self.clock)
 
     def halt(self, reason: str, actor: str | None = None) -> HaltState:
         return self.kill_switch.halt(reason, actor or whoami("engine"))

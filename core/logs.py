@@ -89,4 +89,7 @@ def setup_logging(settings: Settings, *, stderr_level: int | None = None) -> Pat
     root.setLevel(settings.app.log_level)
     # Alembic narrates every migration step at INFO; the operator's log is not for that.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO, and Barchart's key is a query parameter.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     return path

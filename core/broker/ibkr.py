@@ -343,6 +343,10 @@ class IbkrBroker:
         result: float | None = await self._not_yet("VIX")
         return result
 
+    async def underlying_iv(self, symbol: str) -> float | None:
+        result: float | None = await self._not_yet("underlying implied volatility")
+        return result
+
     async def option_chain(self, symbol: str) -> OptionChain | None:
         result: OptionChain | None = await self._not_yet("option chains")
         return result

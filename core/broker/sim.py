@@ -361,6 +361,13 @@ class SimBroker:
         await self._request()
         return self._vix
 
+    async def underlying_iv(self, symbol: str) -> float | None:
+        await self._request()
+        und = self._unds.get(symbol)
+        if und is None or self.faults.hits(self.faults.missing_greeks, symbol):
+            return None
+        return und.iv
+
     async def option_chain(self, symbol: str) -> OptionChain | None:
         await self._request()
         und = self._unds.get(symbol)

@@ -141,5 +141,25 @@ class EquitySnapshot(SQLModel, table=True):
     source: str = Field(default="broker", max_length=32)
 
 
-__all__ = ["AuditEvent", "EquitySnapshot", "Index", "PositionSnapshot", "SystemState",
-           "Trade", "TradeEntrySnapshot", "UTCDateTime"]
+class EarningsCache(SQLModel, table=True):
+    """Next earnings date per symbol, as a provider last reported it (24 h cache)."""
+
+    __tablename__ = "earnings_cache"
+
+    symbol: str = Field(primary_key=True, max_length=16)
+    next_date: date | None = None  # None: the provider knows of no upcoming report
+    source: str = Field(max_length=32)
+    fetched_at: datetime = _ts()
+
+
+__all__ = [
+    "AuditEvent",
+    "EarningsCache",
+    "EquitySnapshot",
+    "Index",
+    "PositionSnapshot",
+    "SystemState",
+    "Trade",
+    "TradeEntrySnapshot",
+    "UTCDateTime",
+]

@@ -100,7 +100,7 @@ def test_db_upgrade(env):
     r = putdesk(env, "db", "upgrade", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["revision"] == "0004"
+    assert data["revision"] == "0005"
     assert data["database"].startswith("sqlite:///")
 
 
