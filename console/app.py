@@ -21,6 +21,7 @@ from textual.screen import Screen
 from console.messages import EngineFailed, EngineUpdated
 from core.actor import whoami
 from core.config import Settings
+from screens.candidates import CandidatesScreen
 from screens.confirm import ConfirmScreen
 from screens.overview import OverviewScreen
 from widgets.format import ny_time
@@ -39,9 +40,13 @@ class PutDeskApp(App[None]):
                 tooltip="Halt all trading immediately (persisted; every PutDesk process)"),
         Binding("ctrl+r", "resume", "Resume", priority=True, id="resume",
                 tooltip="Resume trading after a halt (asks for confirmation)"),
+        Binding("f1", "switch_mode('overview')", "Overview", id="screen-overview"),
+        Binding("f2", "switch_mode('candidates')", "Candidates", id="screen-candidates"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
     ]
+    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen}
+    DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
     engine_failure: reactive[str] = reactive("", init=False)
@@ -60,9 +65,6 @@ class PutDeskApp(App[None]):
         self._install_signals = install_signal_handlers
         self._actor = actor
         self.engine: Engine | None = None
-
-    def get_default_screen(self) -> Screen[None]:
-        return OverviewScreen()
 
     def on_mount(self) -> None:
         # After the first frame: building the engine imports SQLAlchemy, numpy and
@@ -161,8 +163,11 @@ class PutDeskApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Screen: Overview", "Account, broker, market and kill switch",
-                            lambda: self.switch_screen(OverviewScreen()))
+        yield SystemCommand("Screen: Overview (f1)", "Account, broker, market and kill switch",
+                            lambda: self.switch_mode("overview"))
+        yield SystemCommand("Screen: Candidates (f2)",
+                            "Scan a Barchart CSV or the API; accepted and rejected candidates",
+                            lambda: self.switch_mode("candidates"))
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)
