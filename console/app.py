@@ -23,6 +23,7 @@ from core.actor import whoami
 from core.config import Settings
 from screens.candidates import CandidatesScreen
 from screens.confirm import ConfirmScreen
+from screens.margin import MarginScreen
 from screens.overview import OverviewScreen
 from widgets.format import ny_time
 
@@ -42,10 +43,11 @@ class PutDeskApp(App[None]):
                 tooltip="Resume trading after a halt (asks for confirmation)"),
         Binding("f1", "switch_mode('overview')", "Overview", id="screen-overview"),
         Binding("f2", "switch_mode('candidates')", "Candidates", id="screen-candidates"),
+        Binding("f3", "switch_mode('margin')", "Margin", id="screen-margin"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
     ]
-    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen}
+    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen, "margin": MarginScreen}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -168,6 +170,9 @@ class PutDeskApp(App[None]):
         yield SystemCommand("Screen: Candidates (f2)",
                             "Scan a Barchart CSV or the API; accepted and rejected candidates",
                             lambda: self.switch_mode("candidates"))
+        yield SystemCommand("Screen: Margin (f3)",
+                            "Margin health gauge, account figures, breakers, equity history",
+                            lambda: self.switch_mode("margin"))
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)

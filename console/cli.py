@@ -332,6 +332,120 @@ def scan(
     emit(data, json_out, human)
 
 
+def _parse_expiration(text: str) -> Any:
+    from datetime import date
+
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a date, no time
+        except ValueError:
+            continue
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"EXPIRATION: {text!r} is not a date (YYYY-MM-DD)")
+
+
+STATUS_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
+
+
+def print_decision(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    opp = data["opportunity"]
+    head = (f"{opp['symbol']} {opp['expiration']} {opp['strike']:g}P x{data['contracts']} "
+            f"at {'—' if opp['premium'] is None else format(opp['premium'], '.2f')}")
+    if data["approved"]:
+        out.print(f"[bold black on green] APPROVED [/] {head}  {data['summary']}")
+    else:
+        out.print(f"[bold white on red] REJECTED [/] {head}  {data['summary']}")
+    t = Table(title="Checks (in order)", title_justify="left")
+    for col in ("#", "Check", "Status", "Reason"):
+        t.add_column(col, no_wrap=col != "Reason")
+    for n, c in enumerate(data["checks"], start=1):
+        status = c["status"]
+        t.add_row(str(n), c["name"], f"[{STATUS_STYLE[status]}]{status.upper()}[/]", c["reason"])
+    out.print(t)
+    if data["sizing"]:
+        out.print(f"Sizing: {data['sizing']['contracts']} contracts — "
+                  f"{data['sizing']['explanation']}")
+    w = data["whatif"]
+    if w:
+        def m(v: float | None) -> str:
+            return "—" if v is None else f"${v:,.2f}"
+
+        source = "IBKR what-if" if w["source"] == "whatif" else "[yellow]estimate[/]"
+        out.print(f"Margin ({source}): impact {m(w['margin_impact'])} (cap "
+                  f"{m(w['per_trade_cap'])}), init before {m(w['init_margin_before'])} "
+                  f"after {m(w['init_margin_after'])}, maint after {m(w['maint_margin_after'])}, "
+                  f"equity w/ loan after {m(w['equity_with_loan_after'])}, commission "
+                  f"{m(w['commission'])}")
+        if w["fallback_reason"]:
+            out.print(f"  [yellow]{w['fallback_reason']}[/]")
+
+
+@app.command()
+def check(
+    symbol: Annotated[str, typer.Argument(help="Underlying symbol, e.g. AAPL.")],
+    strike: Annotated[float, typer.Argument(help="Put strike.")],
+    expiration: Annotated[str, typer.Argument(help="Expiration date, YYYY-MM-DD.")],
+    premium: Annotated[float | None, typer.Option(
+        "--premium", help="Limit per share (default: the live mid).")] = None,
+    contracts: Annotated[int | None, typer.Option(
+        "--contracts", help="Most contracts you want; sizing may allow fewer.")] = None,
+    json_out: JsonOpt = False,
+    scenario: ScenarioOpt = None,
+) -> None:
+    """Size one short put and run every pre-trade check against the broker's state.
+    Exit 0 when approved, 1 when rejected, 2 on bad input."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.\- ]{0,9}", symbol.strip()):
+        fail(f"SYMBOL: {symbol!r} is not a ticker symbol")
+    if not strike > 0:
+        fail(f"STRIKE: {strike:g} must be greater than 0")
+    if premium is not None and not premium > 0:
+        fail(f"--premium: {premium:g} must be greater than 0")
+    if contracts is not None and contracts < 1:
+        fail(f"--contracts: {contracts} must be at least 1")
+    exp = _parse_expiration(expiration)
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> dict[str, Any]:
+        from core.actor import whoami
+        from core.broker.base import BrokerError
+        from core.clock import new_york
+        from core.engine import EngineError
+        from core.models import Opportunity
+
+        try:
+            await engine.open()
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        try:
+            today = new_york(engine.clock.now()).date()
+            if exp < today:
+                fail(f"EXPIRATION: {exp} is in the past (today is {today})")
+            try:
+                await engine.broker.connect()
+            except BrokerError as exc:
+                fail(f"broker: {exc}", code=1)
+            opp = Opportunity(symbol.strip().upper(), exp, strike, premium,
+                              requested_contracts=contracts)
+            decision = await engine.check(opp, actor=whoami("cli"))
+            return decision.as_dict()
+        finally:
+            await engine.stop()
+
+    data = run(go())
+    emit(data, json_out, lambda: print_decision(data))
+    if not data["approved"]:
+        raise typer.Exit(1)
+
+
 @app.command()
 def calendar(
     at: Annotated[str | None, typer.Option(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import signal
@@ -27,14 +28,19 @@ from core.broker.base import (
     BrokerInfo,
     BrokerMessage,
     ConnectionChanged,
+    OptionContract,
 )
 from core.clock import Clock, ShiftedClock, SystemClock
 from core.config import BrokerKind, Settings
-from core.db.repos import EquityRepo
+from core.db.repos import AuditRepo, EquityRepo, StagedOrderRepo
 from core.db.session import Database, database_url
+from core.db.tables import EquitySnapshot, StagedOrder
 from core.market.calendar import MarketCalendar, SessionInfo, default_calendar
 from core.market.earnings import EarningsService, make_provider
+from core.models import Opportunity, RiskDecision
+from core.risk.governor import RiskGovernor
 from core.risk.kill_switch import HaltState, KillSwitch
+from core.risk.margin import AccountHealth, MarginChecker
 
 if TYPE_CHECKING:
     from core.screening.pipeline import ScreeningPipeline
@@ -54,6 +60,7 @@ class EngineState:
     broker: BrokerInfo
     halt: HaltState
     account: AccountValues | None = None
+    health: AccountHealth | None = None
     account_checked_at: datetime | None = None
     account_error: str = ""
     session: SessionInfo | None = None
@@ -96,6 +103,12 @@ class Engine:
         self.earnings = EarningsService(db, make_provider(settings, broker), clock,
                                         settings.earnings.cache_hours)
         self._equity = EquityRepo(db)
+        self.audit = AuditRepo(db)
+        self.staged = StagedOrderRepo(db)
+        self.margin = MarginChecker(broker, settings, clock, self._equity,
+                                    on_fallback=self._on_whatif_fallback)
+        self.governor = RiskGovernor(settings, broker, self.kill_switch, self.margin,
+                                     self.earnings, clock)
         self._equity_seed = list(equity_seed)
         self._listeners: list[StateListener] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -178,8 +191,9 @@ class Engine:
 
     # --- lifecycle -------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Upgrade the database, load the halt flag, connect, start the loops."""
+    async def open(self) -> None:
+        """Upgrade the database, load the halt flag, seed the equity history: all a
+        one-shot command needs before it connects."""
         try:
             await asyncio.to_thread(self.db.upgrade)
         except Exception as exc:
@@ -187,6 +201,10 @@ class Engine:
         await asyncio.to_thread(self.kill_switch.sync)
         if self._equity_seed:
             await asyncio.to_thread(self._seed_equity)
+
+    async def start(self) -> None:
+        """open(), connect, start the loops."""
+        await self.open()
         self._publish(session=self.calendar.session_at(self.clock.now()))
         await self._connect_once()
         if not self.broker.connected:
@@ -280,19 +298,18 @@ class Engine:
         if not self.broker.connected:
             return None
         try:
-            values = await self.broker.account_values()
+            health = await self.margin.check_account_health()
         except BrokerError as exc:
             log.warning("Account health check failed: %s", exc)
             self._publish(account_error=str(exc))
             return None
-        now = self.clock.now()
-        if values.net_liquidation is not None:
-            try:
-                await asyncio.to_thread(self._equity.record, now, values.net_liquidation)
-            except Exception:
-                log.exception("could not record equity")
-        self._publish(account=values, account_checked_at=now, account_error="")
-        return values
+        if health.status in ("warning", "danger"):
+            ratio = health.excess_ratio or 0.0
+            log.warning("Account health %s: ExcessLiquidity %.1f%% of NLV", health.status.upper(),
+                        ratio * 100)
+        self._publish(account=health.values, health=health, account_checked_at=health.checked_at,
+                      account_error="")
+        return health.values
 
     # --- commands --------------------------------------------------------------
 
@@ -300,6 +317,63 @@ class Engine:
         from core.screening.pipeline import ScreeningPipeline
 
         return ScreeningPipeline(self.broker, self.earnings, self.settings, self.clock)
+
+    async def check(self, opportunity: Opportunity, *, whatif: bool = True,
+                    actor: str | None = None, revalidating: str | None = None) -> RiskDecision:
+        """Size and run the pre-trade checks; the decision is an audit event. Staged
+        orders count as part of the book, except `revalidating` (a staged order's id)."""
+        staged = await asyncio.to_thread(self.staged.list)
+        pending = [OptionContract(o.symbol, o.expiration, o.strike, "P") for o in staged
+                   if o.id != revalidating]
+        decision = await self.governor.pre_trade_check(opportunity, whatif=whatif,
+                                                       pending=pending)
+        if self.margin.health is not None and self.margin.health is not self._state.health:
+            h = self.margin.health
+            self._publish(account=h.values, health=h, account_checked_at=h.checked_at)
+        await asyncio.to_thread(self._audit, "risk_decision", decision.summary,
+                                "INFO" if decision.approved else "WARNING",
+                                actor or whoami("engine"), opportunity.symbol,
+                                decision.as_dict())
+        return decision
+
+    async def stage(self, decision: RiskDecision, actor: str | None = None) -> StagedOrder:
+        """Keep an approved decision as an order to send (at the open, or on command)."""
+        if not decision.approved:
+            raise EngineError(f"Not staged: {decision.summary}")
+        if decision.preview:
+            raise EngineError("Not staged: a preview decision has no what-if margin check")
+        opp = decision.opportunity
+        if opp.premium is None or opp.premium <= 0:
+            raise EngineError("Not staged: no limit price")
+        now = self.wall_clock.now()
+        order = StagedOrder(created_at=now, updated_at=now, symbol=opp.symbol,
+                            strike=opp.strike, expiration=opp.expiration,
+                            contracts=opp.contracts, limit_price=opp.premium,
+                            order_ref="", actor=actor or whoami("engine"),
+                            decision=json.dumps(decision.as_dict(), default=str))
+        order.order_ref = f"putdesk-{order.id[:16]}"
+        saved = await asyncio.to_thread(self.staged.add, order)
+        text = f"Staged {opp.label} x{opp.contracts} at ${opp.premium:.2f} ({saved.order_ref})"
+        log.info(text)
+        await asyncio.to_thread(self._audit, "staged", text, "INFO", saved.actor, opp.symbol,
+                                {"staged_id": saved.id, "order_ref": saved.order_ref})
+        self._publish(last_message=text)
+        return saved
+
+    async def equity_history(self, since: datetime | None = None) -> list[EquitySnapshot]:
+        return await asyncio.to_thread(self._equity.history, since)
+
+    def _audit(self, kind: str, message: str, severity: str, actor: str,
+               symbol: str | None = None, data: dict[str, Any] | None = None) -> None:
+        try:
+            self.audit.record(kind, message, ts=self.wall_clock.now(), severity=severity,
+                              actor=actor, source="engine", symbol=symbol, data=data)
+        except Exception:
+            log.exception("could not write the audit event %s", kind)
+
+    def _on_whatif_fallback(self, text: str) -> None:
+        self._audit("whatif_fallback", text, "WARNING", "risk governor")
+        self._publish(last_message=text)
 
     def halt(self, reason: str, actor: str | None = None) -> HaltState:
         return self.kill_switch.halt(reason, actor or whoami("engine"))

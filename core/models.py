@@ -4,7 +4,7 @@ they were turned away."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from core.broker.base import OptionContract
@@ -92,3 +92,176 @@ class Rejection:
         return {"symbol": self.symbol, "strike": self.strike,
                 "expiration": self.expiration.isoformat() if self.expiration else None,
                 "stage": self.stage, "reason": self.reason, "row": self.source_row}
+
+
+# --- pre-trade risk ------------------------------------------------------------------
+
+CheckStatus = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Opportunity:
+    """One short put to be sized and checked: from a candidate or typed by the operator.
+
+    `premium` is the per-share limit the sale aims for (None: no quote, cannot be priced).
+    `contracts` is 0 until the sizer sets it; `requested_contracts` is the operator's
+    upper bound, if they gave one.
+    """
+
+    symbol: str
+    expiration: date
+    strike: float
+    premium: float | None
+    contracts: int = 0
+    requested_contracts: int | None = None
+    underlying_price: float | None = None
+    bid: float | None = None
+    ask: float | None = None
+    delta: float | None = None
+    source: str = "manual"
+    score: float | None = None
+
+    @property
+    def contract(self) -> OptionContract:
+        return OptionContract(self.symbol, self.expiration, self.strike, "P")
+
+    @property
+    def label(self) -> str:
+        return f"{self.symbol} {self.expiration:%Y-%m-%d} {self.strike:g}P"
+
+    def but(self, **changes: Any) -> Opportunity:
+        return replace(self, **changes)
+
+    @staticmethod
+    def from_candidate(c: Candidate) -> Opportunity:
+        """The limit is the live mid when the candidate was validated (what the adaptive
+        executor starts from), else the bid it was screened at."""
+        bid = c.live_bid if c.live_bid is not None else c.bid
+        ask = c.live_ask if c.live_ask is not None else c.ask
+        premium = round((bid + ask) / 2, 2) if bid is not None and ask is not None else bid
+        return Opportunity(c.symbol, c.expiration, c.strike, premium,
+                           underlying_price=c.underlying_price, bid=bid, ask=ask,
+                           delta=c.delta, source=c.source, score=c.score)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "strike": self.strike,
+                "expiration": self.expiration.isoformat(), "premium": self.premium,
+                "contracts": self.contracts, "requested_contracts": self.requested_contracts,
+                "underlying_price": self.underlying_price, "bid": self.bid, "ask": self.ask,
+                "delta": self.delta, "source": self.source}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One governor check: what it saw (`figures`), what it concluded and why."""
+
+    name: str
+    status: CheckStatus
+    reason: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "reason": self.reason,
+                "figures": self.figures}
+
+
+@dataclass(frozen=True)
+class SizingResult:
+    """How many contracts, and why (spec 2.3A fixed fractional x 6.4 VIX factor)."""
+
+    contracts: int
+    fixed: int
+    risk_based: int | None
+    equity: float | None
+    max_risk: float | None
+    loss_per_contract: float
+    vix: float | None
+    vix_factor: float
+    requested: int | None = None
+    vix_halted: bool = False
+    explanation: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"contracts": self.contracts, "fixed": self.fixed, "risk_based": self.risk_based,
+                "equity": self.equity, "max_risk": self.max_risk,
+                "practical_loss_per_contract": self.loss_per_contract, "vix": self.vix,
+                "vix_factor": self.vix_factor, "requested": self.requested,
+                "vix_halted": self.vix_halted, "explanation": self.explanation}
+
+
+@dataclass(frozen=True)
+class WhatIfResult:
+    """Margin impact of a trade: IBKR's what-if figures, or the Layer 1 estimate when the
+    what-if was unavailable (`source` says which; `fallback_reason` why)."""
+
+    source: Literal["whatif", "estimate"]
+    estimated_margin: float | None
+    init_margin_before: float | None
+    init_margin_after: float | None
+    margin_impact: float | None
+    maint_margin_after: float | None
+    equity_with_loan_after: float | None
+    commission: float | None
+    per_trade_cap: float | None = None
+    utilization_after: float | None = None
+    fallback_reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "estimated_margin": self.estimated_margin,
+                "init_margin_before": self.init_margin_before,
+                "init_margin_after": self.init_margin_after, "margin_impact": self.margin_impact,
+                "maint_margin_after": self.maint_margin_after,
+                "equity_with_loan_after": self.equity_with_loan_after,
+                "commission": self.commission, "per_trade_cap": self.per_trade_cap,
+                "utilization_after": self.utilization_after,
+                "fallback_reason": self.fallback_reason}
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    """The governor's answer: every check in chain order. Approved only when no check
+    failed; `rejected_by` names the first failure (the one that decided)."""
+
+    opportunity: Opportunity
+    checks: tuple[CheckResult, ...]
+    sizing: SizingResult | None
+    whatif: WhatIfResult | None
+    decided_at: datetime
+    preview: bool = False  # True: the what-if was not requested; never staged
+
+    @property
+    def approved(self) -> bool:
+        return bool(self.checks) and not any(c.failed for c in self.checks)
+
+    @property
+    def rejected_by(self) -> CheckResult | None:
+        return next((c for c in self.checks if c.failed), None)
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.status == "warn"]
+
+    @property
+    def summary(self) -> str:
+        first = self.rejected_by
+        if first is not None:
+            return f"REJECTED by {first.name}: {first.reason}"
+        if self.warnings:
+            return f"APPROVED with {len(self.warnings)} warning(s)"
+        return "APPROVED"
+
+    def as_dict(self) -> dict[str, Any]:
+        first = self.rejected_by
+        return {"approved": self.approved,
+                "contracts": self.opportunity.contracts,
+                "opportunity": self.opportunity.as_dict(),
+                "rejected_by": first.name if first else None,
+                "reason": first.reason if first else None, "summary": self.summary,
+                "sizing": self.sizing.as_dict() if self.sizing else None,
+                "checks": [c.as_dict() for c in self.checks],
+                "whatif": self.whatif.as_dict() if self.whatif else None,
+                "decided_at": self.decided_at.isoformat(), "preview": self.preview}

@@ -28,7 +28,8 @@ DEMO_CSV = Path(__file__).parents[1] / "core" / "data" / "scenarios" / "demo-bar
 
 #: column key -> (label, width, sort key)
 COLUMNS: dict[str, tuple[str, int]] = {
-    "symbol": ("Symbol", 7), "exp": ("Exp", 6), "dte": ("DTE", 4), "strike": ("Strike", 8),
+    "mark": ("", 1), "symbol": ("Symbol", 7), "exp": ("Exp", 6), "dte": ("DTE", 4),
+    "strike": ("Strike", 8),
     "otm": ("OTM%", 6), "bid": ("Bid", 6), "spread": ("Sprd", 5), "delta": ("Δ", 6),
     "ivr": ("IVR", 4), "earn": ("Earn", 6), "ret": ("Ret", 4), "prob": ("POTM", 4),
     "liq": ("Liq", 4), "pen": ("Pen", 4), "score": ("Score", 6), "note": ("!", 2),
@@ -88,12 +89,18 @@ class CandidatesScreen(DeskScreen):
         Binding("s", "cycle_sort", "Sort", id="candidates-sort",
                 tooltip="Sort by the next column (score, symbol, DTE, OTM%, IV rank ...)"),
         Binding("slash", "focus_path", "CSV path", id="candidates-path"),
+        Binding("space", "mark", "Mark", id="candidates-mark",
+                tooltip="Mark or unmark the highlighted candidate for a pre-trade check"),
+        Binding("c", "precheck", "Pre-check", id="candidates-precheck",
+                tooltip="Size and run every risk check on the marked candidates "
+                        "(or the highlighted one)"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.result: ScanResult | None = None
         self._sort = "score"
+        self.marked: set[str] = set()
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bar"):
@@ -194,7 +201,7 @@ class CandidatesScreen(DeskScreen):
         text.append(f" · {len(result.rejected)} rejected ({stages})")
         if result.snapshot_time:
             text.append(f" · file from {result.snapshot_time:%b %d %H:%M %Z}")
-        text.append("  [x] rejected  [s] sort  [enter] detail")
+        text.append("  [x] rejected  [s] sort  [enter] detail  [space] mark  [c] pre-check")
         for warning in result.warnings:
             text.append(f"\n⚠ {warning}", style="yellow")
         self.query_one("#summary", Static).update(text)
@@ -218,6 +225,7 @@ class CandidatesScreen(DeskScreen):
             earn = (f"{c.earnings_date:%m-%d}" if c.earnings_date else
                     Text("?", style="bold yellow") if c.earnings_known is False else "none")
             table.add_row(
+                Text("●", style="bold cyan") if c.key in self.marked else "",
                 c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
                 pct(c.otm_pct), _f(c.premium, ".2f"), _f(c.spread_pct, ".0%"),
                 _f(c.delta, ".2f"), _f(c.iv_rank, ".0%"), earn,
@@ -225,6 +233,35 @@ class CandidatesScreen(DeskScreen):
                 _f(parts.get("liquidity"), ".2f"), _f(parts.get("penalty"), ".2f"),
                 Text(f"{c.score:.3f}", style="bold"),
                 Text("⚠", style="yellow") if c.warnings else "", key=c.key)
+
+    def _highlighted_key(self) -> str | None:
+        table = self.query_one("#accepted", DataTable)
+        if self.result is None or table.row_count == 0:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_mark(self) -> None:
+        key = self._highlighted_key()
+        if key is None:
+            return
+        self.marked.symmetric_difference_update({key})
+        table = self.query_one("#accepted", DataTable)
+        table.update_cell(key, "mark", Text("●", style="bold cyan") if key in self.marked else "")
+        table.action_cursor_down()
+
+    def action_precheck(self) -> None:
+        from core.models import Opportunity
+        from screens.precheck import PreCheckScreen
+
+        if self.result is None:
+            self.notify("Scan first, then pre-check a candidate.", severity="warning")
+            return
+        keys = self.marked or ({self._highlighted_key()} - {None})
+        chosen = [c for c in sorted(self.result.accepted, key=SORTS[self._sort])
+                  if c.key in keys]
+        if not chosen:
+            return
+        self.app.push_screen(PreCheckScreen([Opportunity.from_candidate(c) for c in chosen]))
 
     def action_toggle_rejected(self) -> None:
         self.toggle_class("-show-rejected")

@@ -76,6 +76,7 @@ class SimFaults:
     disconnect_after_accept: bool = False  # next order is accepted, then the link drops
     missing_greeks: set[str] = field(default_factory=set)  # symbols, or "*"
     missing_iv_history: set[str] = field(default_factory=set)  # symbols, or "*"
+    missing_earnings: set[str] = field(default_factory=set)  # provider cannot say; or "*"
     latency_seconds: float = 0.0  # every request waits this long
 
     def hits(self, names: set[str], symbol: str) -> bool:
@@ -680,3 +681,8 @@ class SimBroker:
 
     def symbols(self) -> list[str]:
         return sorted(self._unds)
+
+    def earnings_symbols(self) -> list[str]:
+        """Symbols the simulated earnings provider can answer for (not faulted)."""
+        return [s for s in sorted(self._unds)
+                if not self.faults.hits(self.faults.missing_earnings, s)]

@@ -17,6 +17,7 @@ from core.db.tables import (
     AuditEvent,
     EquitySnapshot,
     PositionSnapshot,
+    StagedOrder,
     SystemState,
     Trade,
 )
@@ -92,9 +93,11 @@ class EquityRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record(self, ts: datetime, net_liquidation: float, source: str = "broker") -> None:
+    def record(self, ts: datetime, net_liquidation: float, source: str = "broker",
+               excess_liquidity: float | None = None) -> None:
         with self.db.session() as session:
-            session.add(EquitySnapshot(ts=ts, net_liquidation=net_liquidation, source=source))
+            session.add(EquitySnapshot(ts=ts, net_liquidation=net_liquidation, source=source,
+                                       excess_liquidity=excess_liquidity))
 
     def _first_since(self, start: datetime, end: datetime) -> float | None:
         query = (select(EquitySnapshot)
@@ -176,3 +179,40 @@ class PositionSnapshotRepo:
         with self.db.session() as session:
             return session.exec(select(PositionSnapshot)
                                 .where(PositionSnapshot.position_id == position_id)).first()
+
+
+class StagedOrderRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, order: StagedOrder) -> StagedOrder:
+        with self.db.session() as session:
+            session.add(order)
+            session.flush()
+            session.refresh(order)
+        return order
+
+    def get(self, order_id: str) -> StagedOrder | None:
+        with self.db.session() as session:
+            return session.get(StagedOrder, order_id)
+
+    def set_status(self, order_id: str, status: str, now: datetime,
+                   message: str | None = None) -> StagedOrder | None:
+        with self.db.session() as session:
+            row = session.get(StagedOrder, order_id)
+            if row is None:
+                return None
+            row.status, row.updated_at = status, now
+            if message is not None:
+                row.message = message
+            session.add(row)
+            session.flush()
+            session.refresh(row)
+            return row
+
+    def list(self, statuses: tuple[str, ...] | None = ("STAGED",)) -> list[StagedOrder]:
+        query = select(StagedOrder)
+        if statuses:
+            query = query.where(col(StagedOrder.status).in_(statuses))
+        with self.db.session() as session:
+            return list(session.exec(query.order_by(col(StagedOrder.created_at))).all())

@@ -138,6 +138,7 @@ class EquitySnapshot(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ts: datetime = _ts(index=True)
     net_liquidation: float
+    excess_liquidity: float | None = None
     source: str = Field(default="broker", max_length=32)
 
 
@@ -152,12 +153,36 @@ class EarningsCache(SQLModel, table=True):
     fetched_at: datetime = _ts()
 
 
+class StagedOrder(SQLModel, table=True):
+    """An approved opportunity waiting to be sent (spec 2.1B/3.2B staged limit), with the
+    governor decision that approved it. `order_ref` is what the broker order will carry,
+    so a retry or a reconnect can recognise it and never place it twice."""
+
+    __tablename__ = "staged_orders"
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
+    created_at: datetime = _ts(index=True)
+    updated_at: datetime = _ts()
+    symbol: str = Field(index=True, max_length=16)
+    right: str = Field(default="P", max_length=1)
+    strike: float
+    expiration: date
+    contracts: int
+    limit_price: float
+    status: str = Field(default="STAGED", index=True, max_length=16)
+    order_ref: str = Field(unique=True, max_length=64)
+    actor: str = Field(default="", max_length=200)
+    decision: str = Field(sa_column=Column(Text, nullable=False))
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
 __all__ = [
     "AuditEvent",
     "EarningsCache",
     "EquitySnapshot",
     "Index",
     "PositionSnapshot",
+    "StagedOrder",
     "SystemState",
     "Trade",
     "TradeEntrySnapshot",

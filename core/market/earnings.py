@@ -180,7 +180,7 @@ def make_provider(settings: Settings, broker: Broker) -> EarningsProvider:
         kind = "scenario" if broker.info().kind == "sim" else "yfinance"
     if kind == "scenario":
         lookup = getattr(broker, "earnings_date", None)
-        known = getattr(broker, "symbols", None)
+        known = getattr(broker, "earnings_symbols", None)
         if lookup is None or known is None:
             raise ConfigError("EARNINGS_PROVIDER='scenario' needs PUTDESK_BROKER=sim")
         return SimEarnings(lookup, known)
@@ -201,12 +201,21 @@ class EarningsService:
         self.provider = provider
         self.clock = clock
         self.ttl = timedelta(hours=cache_hours)
+        # The database row is the cache shared across processes; this copy only spares a
+        # query per check while the row is fresh (the governor runs thousands a second).
+        self._memo: dict[str, EarningsCache] = {}
+
+    def _fresh(self, row: EarningsCache | None) -> EarningsCache | None:
+        if row is None or self.clock.now() - row.fetched_at > self.ttl:
+            return None
+        return row
 
     def _cached(self, symbol: str) -> EarningsCache | None:
         with self.db.session() as session:
             row = session.get(EarningsCache, symbol)
-        if row is None or self.clock.now() - row.fetched_at > self.ttl:
-            return None
+        row = self._fresh(row)
+        if row is not None:
+            self._memo[symbol] = row
         return row
 
     def _store(self, symbol: str, next_date: date | None) -> EarningsCache:
@@ -214,12 +223,15 @@ class EarningsService:
                             fetched_at=self.clock.now())
         with self.db.session() as session:
             session.merge(row)
+        self._memo[symbol] = row
         return row
 
     async def get_cached_earnings(self, symbol: str, expiration: date) -> EarningsCheck | None:
         symbol = canonical_symbol(symbol)
         today = new_york(self.clock.now()).date()
-        row = await asyncio.to_thread(self._cached, symbol)
+        row = self._fresh(self._memo.get(symbol))
+        if row is None:
+            row = await asyncio.to_thread(self._cached, symbol)
         if row is None:
             try:
                 next_date = await self.provider.next_earnings(symbol, today)

@@ -1,25 +1,11 @@
 """The `putdesk` command as an operator runs it: real processes, a shared database."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return os.environ | {
-        "PUTDESK_DATABASE_URL": f"sqlite:///{tmp_path}/putdesk.db",
-        "PUTDESK_LOG_FILE": str(tmp_path / "putdesk.log"),
-    }
-
-
-def putdesk(env: dict[str, str], *args: str, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", "console", *args], env=env, text=True,
-                          capture_output=True, input=stdin, timeout=60)
+from tests.cli.run import putdesk
 
 
 def test_kill_switch_round_trip_across_processes(env):
@@ -100,7 +86,7 @@ def test_db_upgrade(env):
     r = putdesk(env, "db", "upgrade", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["revision"] == "0005"
+    assert data["revision"] == "0006"
     assert data["database"].startswith("sqlite:///")
 
 

@@ -2,7 +2,6 @@
 (spec 1.2A, 1.2B, 1.2C, 1.3 screening point)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,6 @@ DATA = Path(__file__).parents[1] / "data"
 WORLD = DATA / "screen-world.json"
 CSV = DATA / "barchart-main-view.csv"
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return os.environ | {
-        "PUTDESK_DATABASE_URL": f"sqlite:///{tmp_path}/putdesk.db",
-        "PUTDESK_LOG_FILE": str(tmp_path / "putdesk.log"),
-    }
 
 
 def scan(env, *args: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:

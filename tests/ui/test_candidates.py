@@ -41,11 +41,12 @@ async def test_scan_sort_rejected_and_detail(tmp_path):
         assert screen.query_one("#csv-path", Input).value == str(DEMO_CSV)
         table = screen.query_one("#accepted", DataTable)
         assert table.row_count == len(screen.result.accepted) > 0
-        scores = [float(str(table.get_cell_at((r, 14)))) for r in range(table.row_count)]
+        score_col, symbol_col = table.get_column_index("score"), table.get_column_index("symbol")
+        scores = [float(str(table.get_cell_at((r, score_col)))) for r in range(table.row_count)]
         assert scores == sorted(scores, reverse=True)
         assert table.has_focus  # keys go to the results, not the path input
         await pilot.press("s")  # next sort: symbol
-        symbols = [str(table.get_cell_at((r, 0))) for r in range(table.row_count)]
+        symbols = [str(table.get_cell_at((r, symbol_col))) for r in range(table.row_count)]
         assert symbols == sorted(symbols)
         rejected = screen.query_one("#rejected", DataTable)
         assert not rejected.display

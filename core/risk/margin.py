@@ -1,0 +1,274 @@
+"""MarginChecker: account health (spec 4.4, 6.2A) and a trade's margin impact in two
+layers (spec 2.1A, 2.1C).
+
+Layer 1 is IBKR's published short-put rule applied locally: a fast reject for trades
+that are obviously over a limit. Layer 2 is the broker's what-if order, IBKR's own
+answer. When the what-if fails or times out the estimate stands in, and only with a
+prominent warning: in the log, in the check's reason and through `on_fallback` (the
+engine forwards it to the notifier).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from core.broker.base import (
+    AccountValues,
+    Broker,
+    BrokerError,
+    OrderRequest,
+    OrderType,
+    WhatIfMargin,
+)
+from core.clock import Clock
+from core.config import Settings
+from core.db.repos import EquityRepo
+from core.market.pricing import ibkr_short_option_margin, is_broad_index
+from core.models import CheckResult, Opportunity, WhatIfResult
+
+log = logging.getLogger("putdesk.risk.margin")
+
+FALLBACK_TEXT = "WhatIf unavailable, using estimate — proceed with caution"
+#: Anything this large is IBKR's "unset" double (1.7976931348623157E308) or garbage.
+_IMPLAUSIBLE = 1e300
+
+HealthStatus = Literal["healthy", "warning", "danger", "unknown"]
+
+
+def clean(value: float | None) -> float | None:
+    """A broker figure, or None when it is unset (sentinel, nan, inf)."""
+    if value is None or math.isnan(value) or math.isinf(value) or abs(value) >= _IMPLAUSIBLE:
+        return None
+    return value
+
+
+def money(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:,.2f}"
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """Equity reference points from the database (spec 6.1A; DESIGN spec hazards)."""
+
+    day_start: float | None
+    week_start: float | None
+    peak: float | None
+
+
+@dataclass(frozen=True)
+class AccountHealth:
+    values: AccountValues
+    checked_at: datetime
+    baselines: Baselines
+    reject_pct: float
+    warn_pct: float
+
+    @property
+    def net_liquidation(self) -> float | None:
+        return clean(self.values.net_liquidation)
+
+    @property
+    def excess_ratio(self) -> float | None:
+        el, nlv = clean(self.values.excess_liquidity), self.net_liquidation
+        return el / nlv if el is not None and nlv else None
+
+    @property
+    def utilization(self) -> float | None:
+        init, elv = clean(self.values.init_margin_req), clean(self.values.equity_with_loan)
+        return init / elv if init is not None and elv else None
+
+    @property
+    def status(self) -> HealthStatus:
+        ratio = self.excess_ratio
+        if ratio is None:
+            return "unknown"
+        if ratio < self.reject_pct:
+            return "danger"
+        if ratio < self.warn_pct:
+            return "warning"
+        return "healthy"
+
+
+class MarginChecker:
+    def __init__(self, broker: Broker, settings: Settings, clock: Clock, equity: EquityRepo,
+                 on_fallback: Callable[[str], None] | None = None) -> None:
+        self.broker = broker
+        self.risk = settings.risk
+        self.clock = clock
+        self.equity = equity
+        self.on_fallback = on_fallback
+        self.health: AccountHealth | None = None
+        self.max_age = timedelta(minutes=self.risk.account_health_interval_minutes)
+
+    # --- account health (spec 4.4: one account request, cached) -------------------------
+
+    async def check_account_health(self) -> AccountHealth:
+        """One account-values request; records equity and reloads the baselines.
+        Raises BrokerError when the broker cannot answer (the cache is kept)."""
+        values = await self.broker.account_values()
+        now = self.clock.now()
+        nlv = clean(values.net_liquidation)
+        baselines = await asyncio.to_thread(self._record_and_load, now, nlv,
+                                            clean(values.excess_liquidity))
+        self.health = AccountHealth(values, now, baselines, self.risk.excess_liquidity_reject_pct,
+                                    self.risk.excess_liquidity_warn_pct)
+        return self.health
+
+    def _record_and_load(self, now: datetime, nlv: float | None,
+                         excess: float | None) -> Baselines:
+        if nlv is not None:
+            self.equity.record(now, nlv, excess_liquidity=excess)
+        return Baselines(self.equity.day_start_equity(now), self.equity.week_start_equity(now),
+                         self.equity.peak_equity())
+
+    async def account_health(self) -> AccountHealth | None:
+        """The cached health if younger than ACCOUNT_HEALTH_INTERVAL_MINUTES, else a fresh
+        one; None when there is none and the broker cannot give one."""
+        cached = self.health
+        if cached is not None and self.clock.now() - cached.checked_at <= self.max_age:
+            return cached
+        try:
+            return await self.check_account_health()
+        except BrokerError as exc:
+            log.warning("Account health check failed: %s", exc)
+            return None
+
+    # --- a trade's margin ------------------------------------------------------------------
+
+    def estimate(self, opportunity: Opportunity, underlying: float | None) -> float | None:
+        """Layer 1: IBKR's short-put rule for the whole trade; None when unpriceable."""
+        if opportunity.premium is None or underlying is None or opportunity.contracts <= 0:
+            return None
+        per_contract = float(ibkr_short_option_margin(
+            underlying, opportunity.strike, opportunity.premium, "P",
+            is_broad_index(opportunity.symbol)))
+        return per_contract * opportunity.contracts
+
+    def whatif_order(self, opportunity: Opportunity) -> OrderRequest:
+        ref = f"whatif-{uuid.uuid4().hex[:12]}"
+        return OrderRequest("SELL", max(opportunity.contracts, 1), ref, opportunity.contract,
+                            order_type=OrderType.LIMIT, limit_price=opportunity.premium)
+
+    async def check_whatif_margin(self, opportunity: Opportunity, health: AccountHealth | None,
+                                  underlying: float | None, *, whatif: bool = True
+                                  ) -> tuple[CheckResult, WhatIfResult]:
+        """Layer 1 then Layer 2. Returns the margin check and the figures it used."""
+        limits = self.risk
+        estimate = self.estimate(opportunity, underlying)
+        values = health.values if health else None
+        nlv = health.net_liquidation if health else None
+        init_now = clean(values.init_margin_req) if values else None
+        elv_now = clean(values.equity_with_loan) if values else None
+        available = clean(values.available_funds) if values else None
+        cap = nlv * limits.max_margin_per_trade_pct if nlv is not None else None
+        if nlv is None:
+            return self._fail("NetLiquidation unavailable: the per-trade margin cap cannot be "
+                              "checked", estimate, cap, init_now)
+        if estimate is None:
+            why = ("no premium (the option has no quote)" if opportunity.premium is None
+                   else "no underlying price")
+            return self._fail(f"Margin cannot be estimated: {why}", estimate, cap, init_now)
+
+        # Layer 1: fast reject on the estimate.
+        layer1 = self._limits(estimate, cap, init_now, elv_now, available, None)
+        if layer1 is not None:
+            log.info("WhatIf margin: estimated=%s, actual=n/a (Layer 1 rejected), delta=n/a",
+                     money(estimate))
+            return self._fail(f"Estimate: {layer1}", estimate, cap, init_now,
+                              fallback="Layer 1 estimate rejected; what-if not sent")
+
+        if not whatif:
+            result = self._estimate_result(estimate, cap, init_now, elv_now,
+                                           "what-if not requested (preview)")
+            return (CheckResult("margin", "pass", f"Estimated margin {money(estimate)} within "
+                                f"cap {money(cap)} (preview: no what-if)", result.as_dict()),
+                    result)
+
+        # Layer 2: the broker's what-if.
+        problem, wi = await self._whatif(opportunity)
+        before = after = None
+        if wi is not None:
+            before = clean(wi.init_margin_before)
+            before = before if before is not None else init_now
+            after = clean(wi.init_margin_after)
+            if after is None or before is None:
+                problem = "the broker left the initial margin figures unset"
+        if problem is not None or wi is None or after is None or before is None:
+            reason = f"{FALLBACK_TEXT} ({problem})"
+            log.warning("%s: %s for %s", FALLBACK_TEXT, problem, opportunity.label)
+            log.info("WhatIf margin: estimated=%s, actual=n/a, delta=n/a", money(estimate))
+            if self.on_fallback is not None:
+                try:
+                    self.on_fallback(f"{reason}: {opportunity.label}")
+                except Exception:
+                    log.exception("WhatIf fallback hook failed")
+            result = self._estimate_result(estimate, cap, init_now, elv_now, problem or "")
+            return CheckResult("margin", "warn", f"{reason}; estimated margin {money(estimate)} "
+                               f"within cap {money(cap)}", result.as_dict()), result
+
+        impact = after - before
+        elv_after = clean(wi.equity_with_loan_after)
+        elv_after = elv_after if elv_after is not None else elv_now
+        util_after = after / elv_after if elv_after else None
+        log.info("WhatIf margin: estimated=%s, actual=%s, delta=%s", money(estimate),
+                 money(impact), money(impact - estimate))
+        result = WhatIfResult("whatif", estimate, before, after, impact,
+                              clean(wi.maint_margin_after), elv_after, clean(wi.commission),
+                              cap, util_after)
+        problem = self._limits(impact, cap, before, elv_after, available, util_after)
+        if problem is not None:
+            return CheckResult("margin", "fail", problem, result.as_dict()), result
+        util_text = f"{util_after:.0%}" if util_after is not None else "n/a"
+        return CheckResult("margin", "pass", f"WhatIf margin impact {money(impact)} within cap "
+                           f"{money(cap)}; utilisation after {util_text} (limit "
+                           f"{limits.max_margin_utilization:.0%})", result.as_dict()), result
+
+    async def _whatif(self, opportunity: Opportunity) -> tuple[str | None, WhatIfMargin | None]:
+        timeout = self.risk.whatif_timeout_seconds
+        try:
+            wi = await asyncio.wait_for(self.broker.what_if(self.whatif_order(opportunity)),
+                                        timeout)
+        except TimeoutError:
+            return f"no answer within {timeout:g} s", None
+        except BrokerError as exc:
+            return f"broker error: {exc}", None
+        return None, wi
+
+    def _limits(self, impact: float, cap: float | None, init_before: float | None,
+                elv: float | None, available: float | None, util_after: float | None
+                ) -> str | None:
+        """The first margin limit `impact` breaks, as the operator's reason; None if none."""
+        limits = self.risk
+        if cap is not None and impact > cap:
+            text = (f"Trade rejected: margin impact {money(impact)} exceeds "
+                    f"{limits.max_margin_per_trade_pct:.0%} cap ({money(cap)})")
+            log.warning(text)
+            return text
+        if available is not None and impact > available:
+            return f"Margin impact {money(impact)} exceeds AvailableFunds {money(available)}"
+        if util_after is None and init_before is not None and elv:
+            util_after = (init_before + impact) / elv
+        if util_after is not None and util_after > limits.max_margin_utilization:
+            return (f"Margin utilisation after the trade {util_after:.0%} exceeds "
+                    f"{limits.max_margin_utilization:.0%} limit")
+        return None
+
+    def _estimate_result(self, estimate: float, cap: float | None, init_now: float | None,
+                         elv_now: float | None, why: str) -> WhatIfResult:
+        after = init_now + estimate if init_now is not None else None
+        return WhatIfResult("estimate", estimate, init_now, after, estimate, None, elv_now, None,
+                            cap, after / elv_now if after is not None and elv_now else None,
+                            fallback_reason=why)
+
+    def _fail(self, reason: str, estimate: float | None, cap: float | None,
+              init_now: float | None, fallback: str = "") -> tuple[CheckResult, WhatIfResult]:
+        result = WhatIfResult("estimate", estimate, init_now, None, estimate, None, None, None,
+                              cap, None, fallback_reason=fallback or reason)
+        return CheckResult("margin", "fail", reason, result.as_dict()), result

@@ -1,0 +1,74 @@
+"""PositionSizer (spec 2.3A fixed fractional, 6.4 VIX-aware).
+
+contracts = min(fixed size, floor(equity x MAX_RISK_PER_TRADE_PCT / (strike x 0.25 x 100))),
+at least 1; then x the VIX factor (rounded down, at least 1); above VIX_HALT_THRESHOLD
+no new positions (0). An operator's requested count can only lower the result.
+
+Missing inputs are never guessed upward: no equity -> 1 contract (the floor); no VIX ->
+the extreme-VIX factor, so an unknown regime sizes as the most dangerous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from core.config import Settings
+from core.models import Opportunity, SizingResult
+
+log = logging.getLogger("putdesk.risk.sizing")
+
+
+class PositionSizer:
+    def __init__(self, settings: Settings) -> None:
+        self.sizing = settings.sizing
+        self.vix_halt = settings.risk.vix_halt_threshold
+
+    def vix_factor(self, vix: float | None) -> float:
+        s = self.sizing
+        if vix is None:
+            return s.vix_factor_extreme
+        if vix < s.vix_low:
+            return s.vix_factor_low
+        if vix < s.vix_normal:
+            return s.vix_factor_normal
+        if vix < s.vix_elevated:
+            return s.vix_factor_elevated
+        return s.vix_factor_extreme
+
+    def calculate(self, opportunity: Opportunity, equity: float | None,
+                  vix: float | None) -> SizingResult:
+        s = self.sizing
+        fixed = s.position_size
+        loss_per_contract = opportunity.strike * s.practical_loss_pct * 100
+        max_risk = equity * s.max_risk_per_trade_pct if equity is not None else None
+        risk_based = (math.floor(max_risk / loss_per_contract)
+                      if max_risk is not None and loss_per_contract > 0 else None)
+        base = max(1, min(fixed, risk_based if risk_based is not None else 1))
+        log.info("Position size: %d contracts (fixed=%d, risk-based=%s, using min)",
+                 base, fixed, risk_based if risk_based is not None else "n/a (no equity)")
+        factor = self.vix_factor(vix)
+        log.info("VIX=%s, sizing adjustment=%gx", f"{vix:.2f}" if vix is not None else "n/a",
+                 factor)
+        contracts = max(1, math.floor(base * factor + 1e-9))
+        parts = [f"min(fixed {fixed}, risk-based "
+                 + (f"{risk_based} = floor(${max_risk:,.0f} / ${loss_per_contract:,.0f})"
+                    if risk_based is not None and max_risk is not None
+                    else "n/a: equity unknown")
+                 + f") = {base}"]
+        if vix is None:
+            parts.append(f"VIX unavailable: extreme factor {factor:g}x -> {contracts}")
+        else:
+            parts.append(f"VIX {vix:.1f} factor {factor:g}x -> {contracts}")
+        requested = opportunity.requested_contracts
+        if requested is not None and requested < contracts:
+            contracts = requested
+            parts.append(f"operator asked for {requested}")
+        elif requested is not None and requested > contracts:
+            parts.append(f"operator asked for {requested}: capped at {contracts} by sizing")
+        halted = vix is not None and vix > self.vix_halt
+        if halted:
+            contracts = 0
+            parts.append(f"VIX above {self.vix_halt:g}: no new positions")
+        return SizingResult(contracts, fixed, risk_based, equity, max_risk, loss_per_contract,
+                            vix, factor, requested, halted, "; ".join(parts))

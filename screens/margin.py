@@ -1,0 +1,167 @@
+"""Margin health: the ExcessLiquidity gauge with its 10%/20% bands, account figures,
+the loss breakers, when health was last checked, and equity / ExcessLiquidity history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from screens.base import DeskScreen
+from widgets.check_list import status_text
+from widgets.format import money, ny_time, pct
+from widgets.margin_gauge import MarginGauge
+
+if TYPE_CHECKING:
+    from core.db.tables import EquitySnapshot
+    from core.engine import EngineState
+
+
+class MarginScreen(DeskScreen):
+    DEFAULT_CSS = """
+    MarginScreen #top { height: auto; }
+    MarginScreen .panel { border: round $primary; padding: 0 1; height: auto; }
+    MarginScreen #gauge-panel { width: 60; }
+    MarginScreen #figures { width: 1fr; }
+    MarginScreen #history { height: 1fr; min-height: 8; border: round $primary; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._plotted_at: datetime | None = None
+
+    def compose_body(self) -> ComposeResult:
+        risk = self.desk.settings.risk
+        with Horizontal(id="top"):
+            with Vertical(id="gauge-panel", classes="panel"):
+                yield MarginGauge(risk.excess_liquidity_reject_pct, risk.excess_liquidity_warn_pct,
+                                  risk.max_margin_utilization, id="gauge")
+                yield Static("", id="checked")
+            yield Static("Waiting for the first health check…", id="figures", classes="panel")
+        yield Static("", id="breakers", classes="panel")
+        yield PlotextPlot(id="history")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#gauge-panel").border_title = "Margin health"
+        self.query_one("#figures").border_title = "Account"
+        self.query_one("#breakers").border_title = "Loss breakers"
+        self.query_one("#history").border_title = "Equity and ExcessLiquidity history"
+        if self.desk.engine_state is not None:
+            self.show_engine_state(self.desk.engine_state)
+
+    def show_engine_state(self, state: EngineState) -> None:
+        a = state.account
+        gauge = self.query_one(MarginGauge)
+        gauge.values = (state.excess_liquidity_ratio, a.margin_utilization if a else None)
+        self.query_one("#checked", Static).update(self._checked(state))
+        self.query_one("#figures", Static).update(self._figures(state))
+        self.query_one("#breakers", Static).update(self._breakers(state))
+        if state.account_checked_at is not None and state.account_checked_at != self._plotted_at:
+            self._plotted_at = state.account_checked_at
+            self.load_history()
+
+    def _checked(self, state: EngineState) -> Text:
+        text = Text()
+        if state.account_checked_at is None:
+            text.append("Not checked yet", style="bold yellow")
+            return text
+        age = (state.now - state.account_checked_at).total_seconds() / 60
+        interval = self.desk.settings.risk.account_health_interval_minutes
+        text.append(f"Checked {ny_time(state.account_checked_at)}, {age:.0f} min ago "
+                    f"(every {interval:g} min; f5 now)", style="dim")
+        if state.account_error:
+            text.append(f"\nLast attempt failed: {state.account_error}", style="bold red")
+        return text
+
+    @staticmethod
+    def _figures(state: EngineState) -> Table | str:
+        a = state.account
+        if a is None:
+            return state.account_error or "No account data yet."
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        for label, value in (("Net liquidation", money(a.net_liquidation)),
+                             ("Equity with loan", money(a.equity_with_loan)),
+                             ("Excess liquidity", money(a.excess_liquidity)),
+                             ("Available funds", money(a.available_funds)),
+                             ("Initial margin", money(a.init_margin_req)),
+                             ("Maintenance margin", money(a.maint_margin_req)),
+                             ("Cash", money(a.total_cash)),
+                             ("Excess liq. / NLV", pct(state.excess_liquidity_ratio)),
+                             ("Margin utilisation", pct(a.margin_utilization))):
+            table.add_row(label, value)
+        return table
+
+    def _breakers(self, state: EngineState) -> Table | str:
+        from core.risk.breakers import evaluate
+
+        health = state.health
+        if health is None:
+            return "No equity baselines yet."
+        table = Table.grid(padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True, overflow="ellipsis")
+        for check in evaluate(health.net_liquidation, health.baselines,
+                              self.desk.settings.risk):
+            table.add_row(status_text(check.status), Text(check.reason))
+        return table
+
+    @work(group="margin-history", exclusive=True, exit_on_error=False)
+    async def load_history(self) -> None:
+        engine = self.desk.engine
+        if engine is None:
+            return
+        rows = await engine.equity_history()
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if len(rows) < 2:
+            plt.title("Not enough history yet")
+            plot.refresh()
+            return
+        start = rows[0].ts
+        xs = [(r.ts - start).total_seconds() / 86400 for r in rows]
+        nlv = [r.net_liquidation for r in rows]
+        plt.plot(xs, nlv, label="Net liquidation (left)", marker="braille")
+        _money_ticks(plt, nlv, "left")
+        excess = [(x, r.excess_liquidity) for x, r in zip(xs, rows, strict=True)
+                  if r.excess_liquidity is not None]
+        if len(excess) >= 2:
+            values = [v for _, v in excess]
+            plt.plot([x for x, _ in excess], values, label="Excess liquidity (right)",
+                     marker="braille", yside="right")
+            _money_ticks(plt, values, "right")
+        ticks = _ticks(xs, rows)
+        plt.xticks([x for x, _ in ticks], [label for _, label in ticks])
+        plot.refresh()
+
+
+def _money_ticks(plt: Any, values: list[float], side: str) -> None:
+    low, high = min(values), max(values)
+    if high - low < 1:
+        low, high = low - 500, high + 500
+    ticks = [low + (high - low) * i / 4 for i in range(5)]
+    plt.yticks(ticks, [f"${v / 1000:,.1f}k" for v in ticks], yside=side)
+
+
+def _ticks(xs: list[float], rows: list[EquitySnapshot]) -> list[tuple[float, str]]:
+    """About six date labels along the x axis, never two close enough to collide (plotext
+    would then drop one of them, and not always the same one); the latest is kept."""
+    from core.clock import new_york
+
+    span = (xs[-1] - xs[0]) or 1.0
+    picked = [len(xs) - 1]
+    for i in range(len(xs) - 2, -1, -max(1, len(xs) // 6)):
+        if xs[picked[-1]] - xs[i] >= span / 8:
+            picked.append(i)
+    return [(xs[i], new_york(rows[i].ts).strftime("%m-%d")) for i in reversed(picked)]

@@ -1,0 +1,423 @@
+"""The risk governor through the engine, on the simulator with scenario files: every
+acceptance criterion of spec 1.3 (governor point), 2.1A, 2.1C, 2.2, 6.1A, 6.2A and 6.4."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from core.broker.base import WhatIfMargin
+from core.db.repos import EquityRepo
+from core.models import Opportunity
+from tests.core.risk.worlds import short_put, world, write
+from tests.factories import make_settings, sim_engine
+
+CHAIN = ["kill_switch", "duplicate", "earnings", "daily_loss", "weekly_loss", "max_drawdown",
+         "max_positions", "sector_concentration", "margin", "excess_liquidity", "vix_halt"]
+
+
+@pytest.fixture
+async def desk(tmp_path):
+    """make(world dict, **settings) -> an opened, connected engine (no loops)."""
+    engines = []
+
+    async def make(data=None, **overrides):
+        settings = make_settings(tmp_path, **overrides)
+        engine = sim_engine(settings, write(tmp_path, data or world(), f"w{len(engines)}.json"))
+        engines.append(engine)
+        await engine.open()
+        await engine.broker.connect()
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.stop()
+
+
+def put(symbol: str, strike: float, expiration: date = date(2026, 12, 31), **kw) -> Opportunity:
+    return Opportunity(symbol, expiration, strike, None, **kw)
+
+
+def by_name(decision):
+    return {c.name: c for c in decision.checks}
+
+
+async def test_every_check_runs_in_the_spec_order_and_a_clean_trade_is_approved(desk, caplog):
+    with caplog.at_level(logging.INFO):
+        engine = await desk()
+        decision = await engine.check(put("KO", 66))
+    assert [c.name for c in decision.checks] == CHAIN
+    assert decision.approved, decision.summary
+    assert all(c.status == "pass" for c in decision.checks), decision.as_dict()
+    assert decision.whatif.source == "whatif"
+    assert "Earnings check: Enabled" in caplog.text
+
+
+async def test_first_failure_rejects_but_every_check_still_reports(desk):
+    engine = await desk(world(positions=[short_put("KO", 66, "2026-12-31")]))
+    engine.halt("test halt")
+    decision = await engine.check(put("KO", 66))
+    assert not decision.approved
+    assert decision.rejected_by.name == "kill_switch"
+    assert by_name(decision)["duplicate"].status == "fail"
+    assert len(decision.checks) == len(CHAIN)
+    assert by_name(decision)["margin"].status == "pass"  # what every later check saw
+
+
+# --- spec 1.3, point 2: earnings in the governor --------------------------------------
+
+
+async def test_earnings_5_days_out_with_dte_10_is_rejected(desk, caplog):
+    data = world()
+    data["underlyings"]["KO"]["earnings"] = "2026-11-29"  # 5 days out
+    engine = await desk(data)
+    with caplog.at_level(logging.WARNING):
+        decision = await engine.check(put("KO", 66, date(2026, 12, 4)))  # DTE 10
+    earnings = by_name(decision)["earnings"]
+    assert earnings.status == "fail"
+    assert earnings.reason.startswith("Earnings on 2026-11-29 falls within DTE")
+    assert decision.rejected_by.name == "earnings"
+    assert "BLOCKED: KO has earnings on 2026-11-29, within DTE window" in caplog.text
+
+
+async def test_earnings_20_days_out_with_dte_10_passes(desk):
+    data = world()
+    data["underlyings"]["KO"]["earnings"] = "2026-12-14"  # 20 days out
+    engine = await desk(data)
+    decision = await engine.check(put("KO", 66, date(2026, 12, 4)))
+    assert by_name(decision)["earnings"].status == "pass"
+    assert decision.approved
+
+
+async def test_unavailable_earnings_pass_with_a_prominent_warning(desk, caplog):
+    engine = await desk()
+    engine.broker.faults.missing_earnings = {"KO"}
+    with caplog.at_level(logging.WARNING):
+        decision = await engine.check(put("KO", 66))
+    assert by_name(decision)["earnings"].status == "warn"
+    assert decision.approved
+    assert "WARNING: earnings data unavailable" in caplog.text
+
+
+# --- spec 2.1A: WhatIf margin ------------------------------------------------------------
+
+
+async def test_whatif_is_used_and_its_margin_matches_the_account_after_the_fill(desk, caplog):
+    """The sim's stand-in for "initMarginAfter matches TWS": the what-if's initial margin
+    after equals the account's initial margin once the same order has filled."""
+    engine = await desk()
+    quote = await engine.broker.option_quote(put("KO", 66).contract)
+    with caplog.at_level(logging.INFO):
+        decision = await engine.check(put("KO", 66).but(premium=quote.bid))  # marketable
+    w = decision.whatif
+    assert w.source == "whatif" and w.margin_impact == pytest.approx(
+        w.init_margin_after - w.init_margin_before)
+    assert f"WhatIf margin: estimated=${w.estimated_margin:,.2f}, actual=${w.margin_impact:,.2f}"\
+        in caplog.text
+    order = engine.margin.whatif_order(decision.opportunity)
+    state = await engine.broker.place_order(order)
+    assert state.status.value == "Filled"
+    after = await engine.broker.account_values()
+    assert after.init_margin_req == pytest.approx(w.init_margin_after, abs=0.01)
+
+
+async def test_whatif_error_falls_back_to_the_estimate_with_warning_everywhere(desk, caplog):
+    engine = await desk()
+    engine.broker.faults.whatif_error = "Order rejected - margin calc unavailable"
+    messages = []
+    engine.add_listener(lambda s: messages.append(s.last_message))
+    with caplog.at_level(logging.INFO):
+        decision = await engine.check(put("KO", 66))
+    margin = by_name(decision)["margin"]
+    assert margin.status == "warn"
+    assert "WhatIf unavailable, using estimate — proceed with caution" in margin.reason
+    assert decision.approved and decision.whatif.source == "estimate"
+    assert "WhatIf unavailable, using estimate — proceed with caution" in caplog.text
+    assert "WhatIf margin: estimated=$" in caplog.text  # logged for every decision
+    assert any("WhatIf unavailable" in m for m in messages)  # the notifier hook fired
+    kinds = [e.kind for e in engine.audit.list()]
+    assert "whatif_fallback" in kinds
+
+
+async def test_whatif_timeout_falls_back_after_the_timeout(desk):
+    engine = await desk(WHATIF_TIMEOUT_SECONDS="0.2")
+    engine.broker.faults.whatif_timeout = True
+    decision = await engine.check(put("KO", 66))
+    assert by_name(decision)["margin"].status == "warn"
+    assert "no answer within 0.2 s" in by_name(decision)["margin"].reason
+
+
+async def test_ibkr_unset_sentinels_are_missing_not_numbers(desk, monkeypatch):
+    engine = await desk()
+    sentinel = 1.7976931348623157e308
+
+    async def what_if(order):
+        return WhatIfMargin(sentinel, sentinel, sentinel, sentinel, sentinel, sentinel, sentinel)
+
+    monkeypatch.setattr(engine.broker, "what_if", what_if)
+    decision = await engine.check(put("KO", 66))
+    margin = by_name(decision)["margin"]
+    assert margin.status == "warn" and "unset" in margin.reason
+    assert decision.whatif.source == "estimate"
+    assert decision.whatif.margin_impact < 10_000
+
+
+# --- spec 2.1C: per-trade margin cap -------------------------------------------------------
+
+
+async def test_per_trade_cap_rejects_with_the_spec_message(desk, caplog):
+    engine = await desk(world(cash=100_000), MAX_MARGIN_PER_TRADE_PCT="0.01")
+    with caplog.at_level(logging.WARNING):
+        decision = await engine.check(put("MSFT", 420))
+    margin = by_name(decision)["margin"]
+    assert margin.status == "fail"
+    assert margin.reason.startswith("Estimate: Trade rejected: margin impact $")
+    assert "exceeds 1% cap ($1,000.00)" in margin.reason
+    assert "Trade rejected: margin impact $" in caplog.text
+
+
+async def test_per_trade_cap_applies_to_the_whatif_figure(desk, monkeypatch):
+    """Layer 1 passes, IBKR's answer is bigger than the cap: rejected on IBKR's figure."""
+    engine = await desk()
+    real = engine.broker.what_if
+
+    async def bigger(order):
+        wi = await real(order)
+        return WhatIfMargin(wi.init_margin_before, wi.init_margin_before + 50_000,
+                            wi.maint_margin_before, wi.maint_margin_after,
+                            wi.equity_with_loan_before, wi.equity_with_loan_after, wi.commission)
+
+    monkeypatch.setattr(engine.broker, "what_if", bigger)
+    decision = await engine.check(put("KO", 66))
+    margin = by_name(decision)["margin"]
+    assert margin.status == "fail"
+    assert margin.reason == "Trade rejected: margin impact $50,000.00 exceeds 10% cap " \
+        "($10,000.00)"
+
+
+# --- spec 2.2: sector concentration -------------------------------------------------------
+
+
+async def test_three_of_nine_tech_plus_one_tech_is_rejected(desk):
+    book = [short_put(s, k) for s, k in (("AAPL", 190), ("MSFT", 400), ("NVDA", 150),
+                                         ("JNJ", 140), ("UNH", 280), ("JPM", 260),
+                                         ("XOM", 100), ("KO", 60), ("DUK", 105))]
+    engine = await desk(world(positions=book))
+    decision = await engine.check(put("AMD", 170))
+    sector = by_name(decision)["sector_concentration"]
+    assert sector.status == "fail"
+    assert sector.reason == ("Sector Information Technology concentration 40% exceeds 30% "
+                             "limit (4 of 10 positions)")
+
+
+async def test_three_tech_plus_one_healthcare_is_approved(desk):
+    book = [short_put(s, k) for s, k in (("AAPL", 190), ("MSFT", 400), ("NVDA", 150))]
+    engine = await desk(world(positions=book))
+    decision = await engine.check(put("JNJ", 140))
+    assert by_name(decision)["sector_concentration"].status == "pass"
+    assert decision.approved, decision.summary
+
+
+async def test_first_trade_of_an_empty_book_passes(desk):
+    engine = await desk()
+    decision = await engine.check(put("AAPL", 195))
+    sector = by_name(decision)["sector_concentration"]
+    assert sector.status == "pass"
+    assert "10%" in sector.reason
+
+
+async def test_unknown_is_a_sector_of_its_own(desk):
+    book = [short_put(s, k) for s, k in (("ZZZQ", 40), ("ZZZR", 32), ("ZZZS", 36))]
+    engine = await desk(world(positions=book))
+    decision = await engine.check(put("ZZZT", 45))
+    sector = by_name(decision)["sector_concentration"]
+    assert sector.status == "fail"
+    assert sector.reason.startswith("Sector Unknown concentration 40% exceeds 30% limit")
+    assert by_name(await engine.check(put("KO", 66)))["sector_concentration"].status == "pass"
+
+
+# --- duplicate, max positions --------------------------------------------------------------
+
+
+async def test_duplicate_position_and_staged_order_are_rejected(desk):
+    engine = await desk(world(positions=[short_put("KO", 60, "2026-12-31")]))
+    held = await engine.check(put("KO", 60))
+    assert by_name(held)["duplicate"].reason == "Duplicate: already short KO 2026-12-31 60P"
+    approved = await engine.check(put("KO", 66))
+    await engine.stage(approved)
+    again = await engine.check(put("KO", 66))
+    assert by_name(again)["duplicate"].status == "fail"
+    assert "already working or staged" in by_name(again)["duplicate"].reason
+
+
+async def test_max_positions_and_per_symbol_limit(desk):
+    book = [short_put("KO", k) for k in (55, 57, 60)]
+    engine = await desk(world(positions=book), MAX_POSITIONS="4")
+    per_symbol = await engine.check(put("KO", 66))
+    assert by_name(per_symbol)["max_positions"].reason == \
+        "3 KO positions open: per-symbol limit 3"
+    engine2 = await desk(world(positions=book), MAX_POSITIONS="3")
+    full = await engine2.check(put("DUK", 105))
+    assert by_name(full)["max_positions"].reason == "3 of 3 positions open: limit reached"
+
+
+# --- spec 6.1A and the daily breaker: halts persisted -------------------------------------
+
+
+async def test_daily_loss_over_2pct_rejects_and_halts(desk):
+    engine = await desk()
+    first = datetime.fromisoformat("2026-11-24T09:31:00-05:00")
+    EquityRepo(engine.db).record(first, 110_000.0)
+    decision = await engine.check(put("KO", 66))
+    daily = by_name(decision)["daily_loss"]
+    assert daily.status == "fail" and daily.reason.startswith("Daily loss limit exceeded")
+    assert engine.kill_switch.state.halted
+    assert engine.kill_switch.state.reason.startswith("Daily loss limit exceeded")
+    engine.kill_switch.sync()  # from the database: persisted
+    assert engine.kill_switch.state.halted
+
+
+async def test_weekly_loss_over_5pct_halts(desk):
+    history = [{"date": "2026-11-20", "net_liquidation": 106_000.0},  # last week
+               {"date": "2026-11-23", "net_liquidation": 106_000.0}]  # this Monday
+    engine = await desk(world(equity_history=history))
+    decision = await engine.check(put("KO", 66))
+    weekly = by_name(decision)["weekly_loss"]
+    assert weekly.status == "fail"
+    assert weekly.reason.startswith("Weekly loss limit exceeded: Weekly P&L -5.6")
+    assert engine.kill_switch.state.reason.startswith("Weekly loss limit exceeded")
+    assert by_name(decision)["max_drawdown"].status == "pass"
+
+
+async def test_the_week_starts_on_monday_not_with_last_weeks_equity(desk):
+    history = [{"date": "2026-11-16", "net_liquidation": 106_000.0},  # last Monday
+               {"date": "2026-11-20", "net_liquidation": 106_000.0},  # last Friday
+               {"date": "2026-11-23", "net_liquidation": 100_500.0}]  # this Monday
+    engine = await desk(world(equity_history=history))
+    decision = await engine.check(put("KO", 66))
+    weekly = by_name(decision)["weekly_loss"]
+    assert weekly.status == "pass"
+    assert weekly.figures["week_start"] == 100_500.0
+
+
+async def test_week_start_is_the_first_equity_of_a_week_started_midweek(desk):
+    """Nothing recorded on Monday: the first record of the ISO week is the start."""
+    history = [{"date": "2026-11-18", "net_liquidation": 104_000.0}]  # last Wednesday
+    engine = await desk(world(equity_history=history))
+    decision = await engine.check(put("KO", 66))
+    assert by_name(decision)["weekly_loss"].figures["week_start"] == pytest.approx(
+        engine.margin.health.net_liquidation)
+
+
+async def test_drawdown_over_10pct_from_the_peak_in_the_database_halts(desk):
+    history = [{"date": "2026-10-01", "net_liquidation": 115_000.0},
+               {"date": "2026-11-23", "net_liquidation": 100_500.0}]
+    engine = await desk(world(equity_history=history))
+    decision = await engine.check(put("KO", 66))
+    drawdown = by_name(decision)["max_drawdown"]
+    assert drawdown.status == "fail"
+    assert drawdown.reason.startswith("Max drawdown exceeded: Drawdown from peak -13.")
+    assert engine.kill_switch.state.reason.startswith("Max drawdown exceeded")
+
+
+async def test_peak_equity_survives_a_restart(desk, tmp_path):
+    engine = await desk()
+    EquityRepo(engine.db).record(datetime.fromisoformat("2026-11-02T16:00:00-05:00"),
+                                 125_000.0)
+    await engine.stop()
+    restarted = await desk()  # same database, new process state
+    decision = await restarted.check(put("KO", 66))
+    assert by_name(decision)["max_drawdown"].figures["peak"] == 125_000.0
+    assert by_name(decision)["max_drawdown"].status == "fail"
+
+
+# --- spec 6.2A: ExcessLiquidity ------------------------------------------------------------
+
+
+def _thin_book(cash: float) -> dict:
+    return world(cash=cash, positions=[short_put("CAT", 450, quantity=-3),
+                                       short_put("MSFT", 420, quantity=-3)])
+
+
+async def test_excess_liquidity_under_10pct_rejects(desk):
+    probe = await desk(_thin_book(100_000))
+    maint = (await probe.broker.account_values()).maint_margin_req
+    engine = await desk(_thin_book(maint * 1.05))  # ExcessLiquidity ~5% of NLV
+    decision = await engine.check(put("KO", 55))
+    check = by_name(decision)["excess_liquidity"]
+    assert check.status == "fail"
+    assert check.reason.startswith("ExcessLiquidity dangerously low (")
+    assert not decision.approved
+
+
+async def test_excess_liquidity_under_20pct_warns_and_approves(desk, caplog):
+    probe = await desk(_thin_book(100_000))
+    maint = (await probe.broker.account_values()).maint_margin_req
+    engine = await desk(_thin_book(maint * 1.3), MAX_MARGIN_UTILIZATION="1.0",
+                        MAX_MARGIN_PER_TRADE_PCT="0.5")
+    with caplog.at_level(logging.WARNING):
+        decision = await engine.check(put("KO", 50, requested_contracts=1))
+    check = by_name(decision)["excess_liquidity"]
+    assert check.status == "warn", check.reason
+    assert decision.approved, decision.summary
+    assert "ExcessLiquidity low" in caplog.text
+
+
+# --- spec 6.4: VIX ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("vix", "factor"), [(12, 1.0), (18, 0.8), (30, 0.5), (38, 0.25)])
+async def test_vix_factor_is_applied_and_logged(desk, caplog, vix, factor):
+    engine = await desk(world(cash=1_000_000, vix=vix))
+    with caplog.at_level(logging.INFO):
+        decision = await engine.check(put("INTC", 26))
+    assert decision.sizing.vix_factor == factor
+    assert decision.sizing.contracts == max(1, int(5 * factor))
+    assert f"VIX={vix:.2f}, sizing adjustment={factor:g}x" in caplog.text
+
+
+async def test_vix_over_40_halts_new_positions(desk):
+    engine = await desk(world(vix=42.5))
+    decision = await engine.check(put("KO", 66))
+    vix = by_name(decision)["vix_halt"]
+    assert vix.status == "fail" and vix.reason == "VIX 42.5 above 40: no new positions"
+    assert decision.opportunity.contracts == 0
+    assert not decision.approved
+
+
+async def test_unknown_vix_sizes_at_the_extreme_factor_and_warns(desk):
+    engine = await desk(world(cash=1_000_000, vix=None))
+    decision = await engine.check(put("INTC", 26))
+    assert by_name(decision)["vix_halt"].status == "warn"
+    assert decision.sizing.contracts == 1  # 5 x 0.25, rounded down, at least 1
+
+
+# --- spec 4.4: account health cached, refreshed at least every 5 minutes ------------------
+
+
+async def test_account_health_is_one_request_cached_for_five_minutes(desk, monkeypatch):
+    engine = await desk()
+    calls = []
+    real = engine.broker.account_values
+
+    async def counting():
+        calls.append(engine.clock.now())
+        return await real()
+
+    monkeypatch.setattr(engine.broker, "account_values", counting)
+    await engine.check(put("KO", 66))
+    await engine.check(put("KO", 60))
+    assert len(calls) == 1
+    engine.clock.advance(timedelta(minutes=5, seconds=1))
+    await engine.check(put("KO", 60))
+    assert len(calls) == 2
+
+
+async def test_every_decision_is_an_audit_event_with_all_checks(desk):
+    engine = await desk()
+    await engine.check(put("KO", 66))
+    event = engine.audit.list(kinds=["risk_decision"])[0]
+    assert event.symbol == "KO" and event.message == "APPROVED"
+    assert '"name": "vix_halt"' in event.data
