@@ -74,12 +74,13 @@ def bench_parse() -> None:
 
 
 async def bench_validation() -> None:
+    from core.broker.pacing import Pacer
     from core.broker.scenario import demo_scenario_path, load_scenario
     from core.broker.sim import SimBroker
     from core.clock import ManualClock
     from core.config import load_settings
     from core.models import Candidate
-    from core.screening.validator import Pacer, Validator
+    from core.screening.validator import Validator
 
     world = load_scenario(demo_scenario_path())
     sim = SimBroker(world, clock=ManualClock(world.now))

@@ -199,6 +199,8 @@ class ExecutionSettings(_Group):
     order_timeout_seconds: float = _f("ORDER_TIMEOUT_SECONDS", 300.0,
                                       "Cancel an unfilled order after this", gt=0)
     dry_run: bool = _f("DRY_RUN", False, "Go through every step but never send orders")
+    auto_execute: bool = _f("EXECUTION_AUTO_AT_OPEN", True,
+                            "Send orders staged before the open at EXECUTION_OPEN_TIME")
 
     _ranges = (("price_deviation_warn_pct", "price_deviation_reject_pct"),)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import signal
@@ -30,19 +29,25 @@ from core.broker.base import (
     ConnectionChanged,
     OptionContract,
 )
+from core.broker.pacing import Pacer
 from core.clock import Clock, ShiftedClock, SystemClock
 from core.config import BrokerKind, Settings
-from core.db.repos import AuditRepo, EquityRepo, StagedOrderRepo
+from core.db.repos import AuditRepo, EquityRepo, StagedOrderRepo, SystemStateRepo, TradeRepo
 from core.db.session import Database, database_url
 from core.db.tables import EquitySnapshot, StagedOrder
+from core.execution.adaptive import AdaptiveOrderExecutor
+from core.execution.orders import OPEN_STATUSES, OrderExecutor
+from core.execution.reconcile import Reconciler, ReconcileReport
+from core.execution.staging import Staging
 from core.market.calendar import MarketCalendar, SessionInfo, default_calendar
 from core.market.earnings import EarningsService, make_provider
-from core.models import Opportunity, RiskDecision
+from core.models import Opportunity, OrderResult, RiskDecision
 from core.risk.governor import RiskGovernor
 from core.risk.kill_switch import HaltState, KillSwitch
 from core.risk.margin import AccountHealth, MarginChecker
 
 if TYPE_CHECKING:
+    from core.risk.margin import PostTradeMargin
     from core.screening.pipeline import ScreeningPipeline
 
 log = logging.getLogger("putdesk.engine")
@@ -66,6 +71,7 @@ class EngineState:
     session: SessionInfo | None = None
     started: bool = False
     last_message: str = ""
+    orders_version: int = 0  # bumped whenever a staged order changes
 
     @property
     def excess_liquidity_ratio(self) -> float | None:
@@ -105,10 +111,19 @@ class Engine:
         self._equity = EquityRepo(db)
         self.audit = AuditRepo(db)
         self.staged = StagedOrderRepo(db)
+        self.trades = TradeRepo(db)
+        self.state_repo = SystemStateRepo(db)
         self.margin = MarginChecker(broker, settings, clock, self._equity,
                                     on_fallback=self._on_whatif_fallback)
         self.governor = RiskGovernor(settings, broker, self.kill_switch, self.margin,
                                      self.earnings, clock)
+        # One pacer for every order-path request, so concurrent orders stay under IBKR's
+        # message rate together.
+        self.pacer = Pacer(settings.validation.pacing_msgs_per_sec)
+        self.adaptive = AdaptiveOrderExecutor(broker, settings.execution, self.pacer)
+        self.executor = OrderExecutor(self)
+        self.staging = Staging(self)
+        self.reconciler = Reconciler(self)
         self._equity_seed = list(equity_seed)
         self._listeners: list[StateListener] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -260,6 +275,7 @@ class Engine:
             self._publish(last_message=f"Broker connection failed: {exc}")
             return False
         await self.refresh_account()
+        await self.reconcile()
         return True
 
     async def _reconnect(self) -> None:
@@ -291,7 +307,11 @@ class Engine:
         process_time = getattr(self.broker, "process_time", None)
         if callable(process_time):
             process_time()
-        self._publish(session=self.calendar.session_at(self.clock.now()))
+        session = self.calendar.session_at(self.clock.now())
+        self._publish(session=session)
+        if (self.settings.execution.auto_execute and session.allows_orders
+                and self.broker.connected and not self.staging.busy):
+            self._spawn(self.staging.scheduler_step())
 
     async def refresh_account(self) -> AccountValues | None:
         """Account health (spec 4.4): one account request, cached, recorded as equity."""
@@ -322,15 +342,16 @@ class Engine:
                     actor: str | None = None, revalidating: str | None = None) -> RiskDecision:
         """Size and run the pre-trade checks; the decision is an audit event. Staged
         orders count as part of the book, except `revalidating` (a staged order's id)."""
-        staged = await asyncio.to_thread(self.staged.list)
+        staged = await asyncio.to_thread(self.staged.list, OPEN_STATUSES)
         pending = [OptionContract(o.symbol, o.expiration, o.strike, "P") for o in staged
                    if o.id != revalidating]
+        own_ref = next((o.order_ref for o in staged if o.id == revalidating), None)
         decision = await self.governor.pre_trade_check(opportunity, whatif=whatif,
-                                                       pending=pending)
+                                                       pending=pending, exclude_ref=own_ref)
         if self.margin.health is not None and self.margin.health is not self._state.health:
             h = self.margin.health
             self._publish(account=h.values, health=h, account_checked_at=h.checked_at)
-        await asyncio.to_thread(self._audit, "risk_decision", decision.summary,
+        await asyncio.to_thread(self.audit_event, "risk_decision", decision.summary,
                                 "INFO" if decision.approved else "WARNING",
                                 actor or whoami("engine"), opportunity.symbol,
                                 decision.as_dict())
@@ -338,32 +359,54 @@ class Engine:
 
     async def stage(self, decision: RiskDecision, actor: str | None = None) -> StagedOrder:
         """Keep an approved decision as an order to send (at the open, or on command)."""
-        if not decision.approved:
-            raise EngineError(f"Not staged: {decision.summary}")
-        if decision.preview:
-            raise EngineError("Not staged: a preview decision has no what-if margin check")
-        opp = decision.opportunity
-        if opp.premium is None or opp.premium <= 0:
-            raise EngineError("Not staged: no limit price")
-        now = self.wall_clock.now()
-        order = StagedOrder(created_at=now, updated_at=now, symbol=opp.symbol,
-                            strike=opp.strike, expiration=opp.expiration,
-                            contracts=opp.contracts, limit_price=opp.premium,
-                            order_ref="", actor=actor or whoami("engine"),
-                            decision=json.dumps(decision.as_dict(), default=str))
-        order.order_ref = f"putdesk-{order.id[:16]}"
-        saved = await asyncio.to_thread(self.staged.add, order)
-        text = f"Staged {opp.label} x{opp.contracts} at ${opp.premium:.2f} ({saved.order_ref})"
-        log.info(text)
-        await asyncio.to_thread(self._audit, "staged", text, "INFO", saved.actor, opp.symbol,
-                                {"staged_id": saved.id, "order_ref": saved.order_ref})
-        self._publish(last_message=text)
-        return saved
+        return await self.staging.stage(decision, actor or whoami("engine"))
+
+    async def execute(self, ids: list[str] | None = None, *, dry_run: bool | None = None
+                      ) -> list[tuple[StagedOrder, OrderResult]]:
+        """Send staged orders now (all, or `ids`), each re-validated first."""
+        return await self.staging.execute(ids, dry_run=dry_run)
+
+    async def cancel_staged(self, staged_id: str, actor: str | None = None) -> StagedOrder:
+        return await self.staging.cancel(staged_id, actor or whoami("engine"))
+
+    async def reconcile(self) -> ReconcileReport:
+        return await self.reconciler.run()
+
+    async def verify_post_trade_margin(self) -> PostTradeMargin:
+        """Spec 2.1B: after fills, poll the account; ExcessLiquidity below 10% of NLV (or
+        an account that cannot be read) halts trading."""
+        result = await self.margin.verify_post_trade_margin()
+        health = self.margin.health
+        if health is not None:
+            self._publish(account=health.values, health=health,
+                          account_checked_at=health.checked_at)
+        if not result.is_healthy:
+            reason = f"Post-trade margin danger: {result.warning}"
+            await asyncio.to_thread(self.halt, reason, "post-trade margin check")
+            self.alert("CRITICAL", reason, "post_trade_margin")
+        elif result.warning:
+            self.alert("WARNING", f"Post-trade margin low: {result.warning}",
+                       "post_trade_margin")
+        return result
+
+    def alert(self, severity: str, message: str, kind: str = "alert") -> None:
+        """The notifier hook: logged, an audit event, and on the console's status line."""
+        level = getattr(logging, severity if severity != "EMERGENCY" else "CRITICAL",
+                        logging.WARNING)
+        log.log(level, "%s: %s", severity, message)
+        self.audit_event(kind, message, severity, "engine")
+        self._publish(last_message=f"{severity}: {message}")
+
+    def orders_changed(self, message: str = "") -> None:
+        changes: dict[str, object] = {"orders_version": self._state.orders_version + 1}
+        if message:
+            changes["last_message"] = message
+        self._publish(**changes)
 
     async def equity_history(self, since: datetime | None = None) -> list[EquitySnapshot]:
         return await asyncio.to_thread(self._equity.history, since)
 
-    def _audit(self, kind: str, message: str, severity: str, actor: str,
+    def audit_event(self, kind: str, message: str, severity: str, actor: str,
                symbol: str | None = None, data: dict[str, Any] | None = None) -> None:
         try:
             self.audit.record(kind, message, ts=self.wall_clock.now(), severity=severity,
@@ -372,7 +415,7 @@ class Engine:
             log.exception("could not write the audit event %s", kind)
 
     def _on_whatif_fallback(self, text: str) -> None:
-        self._audit("whatif_fallback", text, "WARNING", "risk governor")
+        self.audit_event("whatif_fallback", text, "WARNING", "risk governor")
         self._publish(last_message=text)
 
     def halt(self, reason: str, actor: str | None = None) -> HaltState:

@@ -120,6 +120,7 @@ class Opportunity:
     delta: float | None = None
     source: str = "manual"
     score: float | None = None
+    iv_rank: float | None = None
 
     @property
     def contract(self) -> OptionContract:
@@ -141,14 +142,14 @@ class Opportunity:
         premium = round((bid + ask) / 2, 2) if bid is not None and ask is not None else bid
         return Opportunity(c.symbol, c.expiration, c.strike, premium,
                            underlying_price=c.underlying_price, bid=bid, ask=ask,
-                           delta=c.delta, source=c.source, score=c.score)
+                           delta=c.delta, source=c.source, score=c.score, iv_rank=c.iv_rank)
 
     def as_dict(self) -> dict[str, Any]:
         return {"symbol": self.symbol, "strike": self.strike,
                 "expiration": self.expiration.isoformat(), "premium": self.premium,
                 "contracts": self.contracts, "requested_contracts": self.requested_contracts,
                 "underlying_price": self.underlying_price, "bid": self.bid, "ask": self.ask,
-                "delta": self.delta, "source": self.source}
+                "delta": self.delta, "source": self.source, "iv_rank": self.iv_rank}
 
 
 @dataclass(frozen=True)
@@ -265,3 +266,48 @@ class RiskDecision:
                 "checks": [c.as_dict() for c in self.checks],
                 "whatif": self.whatif.as_dict() if self.whatif else None,
                 "decided_at": self.decided_at.isoformat(), "preview": self.preview}
+
+
+# --- execution -----------------------------------------------------------------------
+
+OrderOutcome = Literal["FILLED", "PARTIAL", "WORKING", "CANCELLED", "REJECTED", "DRY_RUN",
+                       "UNKNOWN"]
+
+
+@dataclass
+class OrderResult:
+    """What became of one order attempt. `limit_deviation` is the live limit's distance
+    from the staged limit as a fraction of the staged limit (spec 3.2B)."""
+
+    outcome: OrderOutcome
+    reason: str
+    order_ref: str
+    contracts: int = 0
+    staged_limit: float | None = None
+    limit_price: float | None = None  # the first live limit sent (or that would be)
+    last_limit: float | None = None  # after repricing
+    limit_deviation: float | None = None
+    bid: float | None = None
+    ask: float | None = None
+    spread_pct: float | None = None
+    order_id: int | None = None
+    perm_id: int | None = None
+    filled: int = 0
+    avg_fill_price: float | None = None
+    commission: float | None = None
+    reprices: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return self.outcome in ("FILLED", "PARTIAL", "WORKING", "DRY_RUN")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "success": self.success, "reason": self.reason,
+                "order_ref": self.order_ref, "contracts": self.contracts,
+                "staged_limit": self.staged_limit, "limit_price": self.limit_price,
+                "last_limit": self.last_limit, "limit_deviation": self.limit_deviation,
+                "bid": self.bid, "ask": self.ask, "spread_pct": self.spread_pct,
+                "order_id": self.order_id, "perm_id": self.perm_id, "filled": self.filled,
+                "avg_fill_price": self.avg_fill_price, "commission": self.commission,
+                "reprices": self.reprices, "warnings": self.warnings}

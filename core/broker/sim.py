@@ -536,6 +536,7 @@ class SimBroker:
         commission = self._commission(order, qty)
         self._cash -= commission
         net = 0.0
+        fills = []
         for i, (contract, side, n, price) in enumerate(plan):
             self._cash = self._apply(self._options, self._cash, contract, side, n, price)
             net += (price if side == "SELL" else -price) * n / qty
@@ -545,10 +546,14 @@ class SimBroker:
                         n, price, self.clock.now(), commission if i == 0 else 0.0,
                         record.perm_id)
             self._fills.append(fill)
-            self._emit(FillReceived(fill))
+            fills.append(fill)
         record.filled += qty
         record.fill_value += (abs(net) if order.legs else plan[0][3]) * qty
         record.status = OrderStatus.FILLED if record.remaining == 0 else OrderStatus.SUBMITTED
+        # Events only once the book is consistent: a listener may act on the world (even
+        # move a price) and must never see this order half-filled.
+        for fill in fills:
+            self._emit(FillReceived(fill))
         self._emit(OrderStatusChanged(record.state()))
 
     async def cancel_order(self, order_id: int) -> None:

@@ -20,6 +20,7 @@ from core.db.tables import (
     StagedOrder,
     SystemState,
     Trade,
+    TradeEntrySnapshot,
 )
 
 
@@ -152,6 +153,34 @@ class TradeRepo:
             session.flush()
             return merged
 
+    def record_entry(self, trade: Trade, snapshot: TradeEntrySnapshot,
+                     staged_id: str | None = None) -> Trade:
+        """The trade of an order, once: a second call for the same orderRef (a retry, a
+        reconciliation) updates its filled size instead of adding a trade."""
+        with self.db.session() as session:
+            existing = session.exec(select(Trade).where(Trade.order_ref == trade.order_ref)
+                                    ).first() if trade.order_ref else None
+            if existing is not None:
+                existing.contracts = max(existing.contracts, trade.contracts)
+                existing.entry_price = trade.entry_price or existing.entry_price
+                existing.updated_at = trade.updated_at
+                session.add(existing)
+                saved = existing
+            else:
+                session.add(trade)
+                session.flush()
+                snapshot.trade_id = trade.id
+                session.add(snapshot)
+                saved = trade
+            if staged_id is not None:
+                staged = session.get(StagedOrder, staged_id)
+                if staged is not None:
+                    staged.trade_id = saved.id
+                    session.add(staged)
+            session.flush()
+            session.refresh(saved)
+            return saved
+
     def get(self, trade_id: str) -> Trade | None:
         with self.db.session() as session:
             return session.get(Trade, trade_id)
@@ -195,6 +224,18 @@ class StagedOrderRepo:
     def get(self, order_id: str) -> StagedOrder | None:
         with self.db.session() as session:
             return session.get(StagedOrder, order_id)
+
+    def save(self, order: StagedOrder) -> StagedOrder:
+        with self.db.session() as session:
+            merged = session.merge(order)
+            session.flush()
+            session.refresh(merged)
+            return merged
+
+    def by_ref(self, order_ref: str) -> StagedOrder | None:
+        with self.db.session() as session:
+            return session.exec(select(StagedOrder)
+                                .where(StagedOrder.order_ref == order_ref)).first()
 
     def set_status(self, order_id: str, status: str, now: datetime,
                    message: str | None = None) -> StagedOrder | None:

@@ -174,6 +174,15 @@ class StagedOrder(SQLModel, table=True):
     actor: str = Field(default="", max_length=200)
     decision: str = Field(sa_column=Column(Text, nullable=False))
     message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Execution progress (spec 3.2B: the live limit's deviation from the staged one).
+    sent_at: datetime | None = _ts(nullable=True)
+    broker_order_id: int | None = None
+    perm_id: int | None = None
+    last_limit: float | None = None
+    limit_deviation: float | None = None
+    filled: int = Field(default=0)
+    avg_fill_price: float | None = None
+    trade_id: str | None = Field(default=None, max_length=32)
 
 
 __all__ = [

@@ -81,8 +81,10 @@ class RiskGovernor:
         self._vix = (value, now)
         return value
 
-    async def book(self, pending: Sequence[OptionContract] = ()) -> Book | None:
-        """Short option positions and working opening sells; None if the broker cannot say."""
+    async def book(self, pending: Sequence[OptionContract] = (),
+                   exclude_ref: str | None = None) -> Book | None:
+        """Short option positions and working opening sells (except the order with
+        `exclude_ref`: the one being re-validated); None if the broker cannot say."""
         try:
             positions: list[Position] = await self.broker.positions()
             orders = await self.broker.open_orders()
@@ -93,6 +95,7 @@ class RiskGovernor:
                      if p.sec_type == "OPT" and p.contract is not None and p.quantity < 0)
         working = tuple(o.request.contract for o in orders
                         if o.request.contract is not None and o.request.action == "SELL"
+                        and (exclude_ref is None or o.order_ref != exclude_ref)
                         and o.status not in (OrderStatus.FILLED, OrderStatus.CANCELLED,
                                              OrderStatus.INACTIVE))
         return Book(held, (*working, *pending))
@@ -120,14 +123,15 @@ class RiskGovernor:
     # --- the chain ---------------------------------------------------------------------
 
     async def pre_trade_check(self, opportunity: Opportunity, *, whatif: bool = True,
-                              pending: Sequence[OptionContract] = ()) -> RiskDecision:
+                              pending: Sequence[OptionContract] = (),
+                              exclude_ref: str | None = None) -> RiskDecision:
         """Size and check one opportunity. `whatif=False` is a preview: the margin check
         stops at the estimate and the decision cannot be staged. `pending`: contracts
         staged but not yet at the broker, counted as part of the book."""
         opportunity = await self.complete(opportunity)
         health = await self.margin.account_health()
         vix = await self.vix()
-        book = await self.book(pending)
+        book = await self.book(pending, exclude_ref)
         nlv = health.net_liquidation if health else None
         sizing = self.sizer.calculate(opportunity, nlv, vix)
         opportunity = opportunity.but(contracts=sizing.contracts)

@@ -96,6 +96,24 @@ class AccountHealth:
         return "healthy"
 
 
+@dataclass(frozen=True)
+class PostTradeMargin:
+    """Spec 2.1B: the account right after a fill."""
+
+    available_funds: float | None
+    excess_liquidity: float | None
+    net_liquidation: float | None
+    utilization: float | None
+    is_healthy: bool
+    warning: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"available_funds": self.available_funds,
+                "excess_liquidity": self.excess_liquidity,
+                "net_liquidation": self.net_liquidation, "utilization": self.utilization,
+                "is_healthy": self.is_healthy, "warning": self.warning}
+
+
 class MarginChecker:
     def __init__(self, broker: Broker, settings: Settings, clock: Clock, equity: EquityRepo,
                  on_fallback: Callable[[str], None] | None = None) -> None:
@@ -140,16 +158,47 @@ class MarginChecker:
             log.warning("Account health check failed: %s", exc)
             return None
 
+    async def verify_post_trade_margin(self) -> PostTradeMargin:
+        """Poll the account after a fill (spec 2.1B). Unhealthy when ExcessLiquidity is
+        below EXCESS_LIQUIDITY_REJECT_PCT of NetLiquidation — or when the broker cannot
+        say: after a fill, not knowing is not safe."""
+        try:
+            health = await self.check_account_health()
+        except BrokerError as exc:
+            log.error("Post-trade margin: account unavailable (%s)", exc)
+            return PostTradeMargin(None, None, None, None, False,
+                                   f"account values unavailable after the fill: {exc}")
+        v = health.values
+        avail, excess = clean(v.available_funds), clean(v.excess_liquidity)
+        util, ratio = health.utilization, health.excess_ratio
+        log.info("Post-trade margin: AvailFunds=%s, ExcessLiq=%s, Util=%s", money(avail),
+                 money(excess), "n/a" if util is None else f"{util:.1%}")
+        if ratio is None:
+            return PostTradeMargin(avail, excess, health.net_liquidation, util, False,
+                                   "ExcessLiquidity or NetLiquidation not reported")
+        if ratio < self.risk.excess_liquidity_reject_pct:
+            text = (f"ExcessLiquidity {ratio:.1%} of NLV after the fill (danger below "
+                    f"{self.risk.excess_liquidity_reject_pct:.0%})")
+            log.critical("Post-trade margin danger: %s", text)
+            return PostTradeMargin(avail, excess, health.net_liquidation, util, False, text)
+        warning = ""
+        if ratio < self.risk.excess_liquidity_warn_pct:
+            warning = f"ExcessLiquidity {ratio:.1%} of NLV after the fill"
+            log.warning("Post-trade margin low: %s", warning)
+        return PostTradeMargin(avail, excess, health.net_liquidation, util, True, warning)
+
     # --- a trade's margin ------------------------------------------------------------------
 
     def estimate(self, opportunity: Opportunity, underlying: float | None) -> float | None:
-        """Layer 1: IBKR's short-put rule for the whole trade; None when unpriceable."""
-        if opportunity.premium is None or underlying is None or opportunity.contracts <= 0:
+        """Layer 1: IBKR's short-put rule for the whole trade; None when unpriceable.
+        A trade sized to 0 (VIX halt) is measured at 1 contract, so the margin check
+        still shows its figures and the VIX check is the one that decides."""
+        if opportunity.premium is None or underlying is None:
             return None
         per_contract = float(ibkr_short_option_margin(
             underlying, opportunity.strike, opportunity.premium, "P",
             is_broad_index(opportunity.symbol)))
-        return per_contract * opportunity.contracts
+        return per_contract * max(opportunity.contracts, 1)
 
     def whatif_order(self, opportunity: Opportunity) -> OrderRequest:
         ref = f"whatif-{uuid.uuid4().hex[:12]}"

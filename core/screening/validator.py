@@ -16,37 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from core.broker.base import Broker, BrokerError, IVPoint
+from core.broker.pacing import Pacer
 from core.config import ValidationSettings
 from core.models import Candidate, Rejection
 
 log = logging.getLogger("putdesk.screening.validator")
 T = TypeVar("T")
-
-
-class Pacer:
-    """At most `rate` requests per second, spaced evenly, across all callers."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = 1.0 / rate
-        self._clock = clock
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-        self.sent = 0
-
-    async def __call__(self, make: Callable[[], Awaitable[T]]) -> T:
-        async with self._lock:
-            now = self._clock()
-            wait = self._next - now
-            self._next = max(now, self._next) + self.interval
-            self.sent += 1
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return await make()
 
 
 def iv_rank(current: float, history: list[IVPoint]) -> tuple[float | None, str]:

@@ -5,13 +5,14 @@ from datetime import date
 import pytest
 
 from core.broker.base import IVPoint, OptionContract, Position
+from core.broker.pacing import Pacer
 from core.broker.scenario import load_scenario
 from core.broker.sim import SimBroker
 from core.clock import ManualClock
 from core.config import load_settings
 from core.models import Candidate
 from core.screening.scoring import WEIGHTS, score
-from core.screening.validator import Pacer, Validator, iv_rank
+from core.screening.validator import Validator, iv_rank
 from tests.factories import T0
 
 WORLD = load_scenario(__import__("pathlib").Path(__file__).parents[2] / "data" /

@@ -1,0 +1,359 @@
+"""AdaptiveOrderExecutor: live quote -> limit, spread and price-stability checks, then a
+limit sell that reprices toward the bid in bounded steps and is cancelled after a timeout.
+
+Limit rule: one tick below the mid (tick $0.01 under $3, $0.05 from $3), rounded to the
+tick, never below the bid. Reprices: ORDER_REPRICE_STEPS equal steps from that limit down
+to the live bid, one every ORDER_REPRICE_INTERVAL_SECONDS; the order is cancelled at
+ORDER_TIMEOUT_SECONDS. Every order carries the staged order's orderRef, and before
+sending, the broker's open orders and today's fills are searched for it: a retry or a
+reconnect adopts the order that is already there instead of placing a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from core.broker.base import (
+    Broker,
+    BrokerDisconnected,
+    BrokerError,
+    BrokerEvent,
+    Fill,
+    FillReceived,
+    OptionContract,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    OrderStatusChanged,
+    OrderType,
+    Quote,
+)
+from core.broker.pacing import Pacer
+from core.config import ExecutionSettings
+from core.models import OrderResult
+
+log = logging.getLogger("putdesk.execution.adaptive")
+T = TypeVar("T")
+
+
+def tick_size(price: float) -> float:
+    return 0.01 if price < 3.0 else 0.05
+
+
+def round_to_tick(price: float, down: bool = True) -> float:
+    tick = tick_size(price)
+    steps = price / tick
+    steps = math.floor(steps + 1e-9) if down else math.ceil(steps - 1e-9)
+    return round(steps * tick, 2)
+
+
+def sell_limit(bid: float, ask: float) -> float:
+    """One tick below the mid, on the tick grid, never below the bid."""
+    mid = (bid + ask) / 2
+    return max(bid, round_to_tick(mid - tick_size(mid)))
+
+
+class _Watch:
+    """The latest state and the fills of one order, from the broker's events."""
+
+    def __init__(self, broker: Broker, order_ref: str) -> None:
+        self.broker = broker
+        self.order_ref = order_ref
+        self.state: OrderState | None = None
+        self.fills: list[Fill] = []
+        self.changed = asyncio.Event()
+        broker.add_listener(self._on_event)
+
+    def _on_event(self, event: BrokerEvent) -> None:
+        if isinstance(event, OrderStatusChanged) and event.state.order_ref == self.order_ref:
+            self.state = event.state
+            self.changed.set()
+        elif isinstance(event, FillReceived) and event.fill.order_ref == self.order_ref:
+            if all(f.exec_id != event.fill.exec_id for f in self.fills):
+                self.fills.append(event.fill)
+            self.changed.set()
+
+    def close(self) -> None:
+        self.broker.remove_listener(self._on_event)
+
+    async def wait(self, seconds: float) -> None:
+        self.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout=max(seconds, 0.0))
+
+
+class AdaptiveOrderExecutor:
+    def __init__(self, broker: Broker, settings: ExecutionSettings,
+                 pacer: Pacer | None = None) -> None:
+        self.broker = broker
+        self.settings = settings
+        self._pacer = pacer
+
+    async def _paced(self, make: Callable[[], Awaitable[T]]) -> T:
+        return await (self._pacer(make) if self._pacer is not None else make())
+
+    # --- checks on the live quote ---------------------------------------------------------
+
+    def check_quote(self, quote: Quote, result: OrderResult) -> bool:
+        """Spec 3.2A: spread = (ask - bid) / bid, logged for every attempt; wider than
+        MAX_EXECUTION_SPREAD_PCT, no bid, or no quote -> rejected."""
+        bid, ask = quote.bid, quote.ask
+        result.bid, result.ask = bid, ask
+        if bid is None or ask is None or ask <= 0:
+            log.warning("Spread check: bid=%s, ask=%s — no live quote", bid, ask)
+            result.outcome, result.reason = "REJECTED", "No live quote for the option"
+            return False
+        if bid <= 0:
+            log.warning("Spread check: bid=$%.2f, ask=$%.2f, spread=n/a — WIDE (no bid)",
+                        bid, ask)
+            result.outcome, result.reason = "REJECTED", "Bid is 0: nobody is paying for this put"
+            return False
+        spread = (ask - bid) / bid
+        result.spread_pct = spread
+        limit = self.settings.max_execution_spread_pct
+        wide = spread > limit
+        log.log(logging.WARNING if wide else logging.INFO,
+                "Spread check: bid=$%.2f, ask=$%.2f, spread=%.1f%% — %s", bid, ask,
+                spread * 100, "WIDE" if wide else "OK")
+        if wide:
+            result.outcome = "REJECTED"
+            result.reason = f"Spread {spread:.0%} exceeds max {limit:.0%}"
+            return False
+        return True
+
+    def check_stability(self, live_limit: float, result: OrderResult) -> bool:
+        """Spec 3.2B: the live limit against the staged one."""
+        staged = result.staged_limit
+        if staged is None or staged <= 0:
+            result.outcome = "REJECTED"
+            result.reason = (f"Staged limit {staged if staged is not None else 'missing'}: "
+                             "price stability cannot be measured")
+            log.warning("Price stability: %s", result.reason)
+            return False
+        deviation = abs(live_limit - staged) / staged
+        result.limit_deviation = deviation
+        text = (f"live limit ${live_limit:.2f} vs staged ${staged:.2f} "
+                f"({deviation:.0%} deviation)")
+        if deviation > self.settings.price_deviation_reject_pct:
+            result.outcome, result.reason = "REJECTED", f"Price unstable: {text}"
+            log.warning("Price unstable: %s — not sent", text)
+            return False
+        if deviation > self.settings.price_deviation_warn_pct:
+            result.warnings.append(f"Price moved: {text}")
+            log.warning("Price moved: %s — proceeding", text)
+        return True
+
+    # --- the order --------------------------------------------------------------------
+
+    async def existing(self, order_ref: str) -> tuple[OrderState | None, list[Fill]]:
+        """What the broker already has under this orderRef (open order, today's fills)."""
+        orders = await self._paced(self.broker.open_orders)
+        fills = await self._paced(self.broker.fills)
+        state = next((o for o in orders if o.order_ref == order_ref), None)
+        return state, [f for f in fills if f.order_ref == order_ref]
+
+    async def adopt(self, contract: OptionContract, contracts: int, staged_limit: float,
+                    order_ref: str, state: OrderState | None, fills: list[Fill],
+                    on_progress: Callable[[OrderResult], None] | None = None) -> OrderResult:
+        """Follow an order the broker already has under our orderRef (a retry after a
+        lost acknowledgement): never a second order, no new checks — it is already out."""
+        result = OrderResult("WORKING", "", order_ref, contracts, staged_limit=staged_limit)
+        result.warnings.append("already at the broker: adopted, not sent again")
+        log.warning("Order %s is already at the broker: adopting it, not sending again",
+                    order_ref)
+        watch = _Watch(self.broker, order_ref)
+        watch.state, watch.fills = state, list(fills)
+        try:
+            if state is None or state.status.is_done:
+                return self._finish(result, watch, contracts)
+            result.order_id, result.perm_id = state.order_id, state.perm_id
+            result.limit_price = result.last_limit = state.request.limit_price
+            return await self._work(contract, contracts, watch, result, on_progress)
+        finally:
+            watch.close()
+
+    async def place_order(self, contract: OptionContract, contracts: int, staged_limit: float,
+                          order_ref: str, *, dry_run: bool = False,
+                          on_progress: Callable[[OrderResult], None] | None = None
+                          ) -> OrderResult:
+        result = OrderResult("REJECTED", "", order_ref, contracts, staged_limit=staged_limit)
+        try:
+            quote = await self._paced(lambda: self.broker.option_quote(contract))
+        except BrokerError as exc:
+            result.reason = f"No live quote: {exc}"
+            return result
+        if not self.check_quote(quote, result):
+            return result
+        assert quote.bid is not None and quote.ask is not None
+        limit = sell_limit(quote.bid, quote.ask)
+        result.limit_price = result.last_limit = limit
+        if not self.check_stability(limit, result):
+            return result
+        if dry_run:
+            result.outcome = "DRY_RUN"
+            result.reason = f"Dry run: would SELL {contracts} {contract.key} at ${limit:.2f}"
+            log.info(result.reason)
+            return result
+
+        watch = _Watch(self.broker, order_ref)
+        try:
+            return await self._send_and_work(contract, contracts, limit, watch, result,
+                                             on_progress)
+        finally:
+            watch.close()
+
+    async def _send_and_work(self, contract: OptionContract, contracts: int, limit: float,
+                             watch: _Watch, result: OrderResult,
+                             on_progress: Callable[[OrderResult], None] | None) -> OrderResult:
+        try:
+            state, fills = await self.existing(result.order_ref)
+        except BrokerError as exc:
+            result.reason = f"Cannot confirm the order is not already at the broker: {exc}"
+            return result
+        if state is not None or fills:
+            watch.close()
+            return await self.adopt(contract, contracts, result.staged_limit or limit,
+                                    result.order_ref, state, fills, on_progress)
+        order = OrderRequest("SELL", contracts, result.order_ref, contract,
+                             order_type=OrderType.LIMIT, limit_price=limit)
+        try:
+            state = await self._paced(lambda: self.broker.place_order(order))
+        except BrokerDisconnected as exc:
+            result.outcome = "UNKNOWN"
+            result.reason = (f"Connection lost after sending ({exc}); reconciliation will "
+                             "find the order by its orderRef — it is never sent twice")
+            log.error("Order %s: %s", result.order_ref, result.reason)
+            return result
+        except BrokerError as exc:
+            result.reason = f"Broker refused the order: {exc}"
+            return result
+        watch.state = watch.state or state
+        result.order_id, result.perm_id = state.order_id, state.perm_id
+        log.info("Order %s sent: SELL %d %s at $%.2f (bid %.2f / ask %.2f)", result.order_ref,
+                 contracts, contract.key, limit, result.bid or 0, result.ask or 0)
+        return await self._work(contract, contracts, watch, result, on_progress)
+
+    async def _work(self, contract: OptionContract, contracts: int, watch: _Watch,
+                    result: OrderResult,
+                    on_progress: Callable[[OrderResult], None] | None) -> OrderResult:
+        """Wait for fills, reprice toward the bid step by step, cancel at the timeout."""
+        s = self.settings
+        result.outcome = "WORKING"
+        result.reason = f"Working at ${result.last_limit or 0:.2f}"
+        if on_progress:
+            on_progress(result)
+        start = time.monotonic()
+        step = 0
+        first_limit = result.last_limit or 0.0
+        while True:
+            current = watch.state
+            if current is not None and current.status.is_done:
+                break
+            elapsed = time.monotonic() - start
+            if elapsed >= s.order_timeout_seconds:
+                await self._cancel(watch, result)
+                break
+            next_step_at = (step + 1) * s.reprice_interval_seconds
+            await watch.wait(min(next_step_at, s.order_timeout_seconds) - elapsed)
+            self._progress(result, watch, on_progress)
+            if watch.state is not None and watch.state.status.is_done:
+                break
+            if (time.monotonic() - start >= next_step_at and step < s.reprice_steps
+                    and result.order_id is not None and first_limit > 0):
+                step += 1
+                await self._reprice(contract, first_limit, step, watch, result, on_progress)
+        return self._finish(result, watch, contracts)
+
+    async def _reprice(self, contract: OptionContract, first_limit: float, step: int,
+                       watch: _Watch, result: OrderResult,
+                       on_progress: Callable[[OrderResult], None] | None) -> None:
+        steps = self.settings.reprice_steps
+        try:
+            quote = await self._paced(lambda: self.broker.option_quote(contract))
+        except BrokerError as exc:
+            log.warning("Order %s: no quote to reprice (%s)", result.order_ref, exc)
+            return
+        if quote.bid is None or quote.bid <= 0:
+            log.warning("Order %s: bid gone, not repricing", result.order_ref)
+            return
+        target = first_limit - (first_limit - quote.bid) * step / steps
+        limit = max(quote.bid, round_to_tick(target, down=False))
+        if result.last_limit is not None and limit >= result.last_limit:
+            return
+        assert result.order_id is not None
+        order_id = result.order_id
+        try:
+            await self._paced(lambda: self.broker.modify_order(order_id, limit))
+        except BrokerError as exc:
+            log.warning("Order %s: reprice failed (%s)", result.order_ref, exc)
+            return
+        result.last_limit, result.reprices = limit, result.reprices + 1
+        result.reason = f"Working at ${limit:.2f} (reprice {step} of {steps})"
+        log.info("Order %s repriced to $%.2f (step %d of %d toward the bid %.2f)",
+                 result.order_ref, limit, step, steps, quote.bid)
+        if on_progress:
+            on_progress(result)
+
+    async def _cancel(self, watch: _Watch, result: OrderResult) -> None:
+        if result.order_id is None:
+            return
+        order_id = result.order_id
+        log.info("Order %s unfilled after %.0f s: cancelling", result.order_ref,
+                 self.settings.order_timeout_seconds)
+        try:
+            await self._paced(lambda: self.broker.cancel_order(order_id))
+        except BrokerError as exc:
+            log.error("Order %s: cancel failed (%s)", result.order_ref, exc)
+            return
+        for _ in range(20):
+            if watch.state is not None and watch.state.status.is_done:
+                return
+            await watch.wait(0.25)
+
+    @staticmethod
+    def _progress(result: OrderResult, watch: _Watch,
+                  on_progress: Callable[[OrderResult], None] | None) -> None:
+        state = watch.state
+        if state is None or state.filled == result.filled:
+            return
+        result.filled, result.avg_fill_price = state.filled, state.avg_fill_price
+        result.reason = f"Filled {state.filled} of {result.contracts}"
+        if on_progress:
+            on_progress(result)
+
+    @staticmethod
+    def _finish(result: OrderResult, watch: _Watch, contracts: int) -> OrderResult:
+        state = watch.state
+        filled = state.filled if state is not None else sum(f.quantity for f in watch.fills)
+        if watch.fills:
+            filled = max(filled, sum(f.quantity for f in watch.fills))
+            value = sum(f.price * f.quantity for f in watch.fills)
+            qty = sum(f.quantity for f in watch.fills)
+            result.avg_fill_price = value / qty if qty else None
+            result.commission = sum(f.commission or 0.0 for f in watch.fills)
+        elif state is not None:
+            result.avg_fill_price = state.avg_fill_price
+        result.filled = filled
+        status = state.status if state is not None else (
+            OrderStatus.FILLED if filled >= contracts else OrderStatus.CANCELLED)
+        if filled >= contracts:
+            result.outcome = "FILLED"
+            result.reason = f"Filled {filled} at ${result.avg_fill_price or 0:.2f}"
+        elif status is OrderStatus.INACTIVE:
+            result.outcome = "REJECTED" if filled == 0 else "PARTIAL"
+            result.reason = f"Broker rejected the order: {state.message if state else ''}"
+        elif filled > 0:
+            result.outcome = "PARTIAL"
+            result.reason = f"Filled {filled} of {contracts}; the rest cancelled"
+        elif status is OrderStatus.CANCELLED:
+            result.outcome, result.reason = "CANCELLED", "Cancelled unfilled"
+        else:
+            result.outcome = "WORKING"
+        log.info("Order %s: %s — %s", result.order_ref, result.outcome, result.reason)
+        return result
