@@ -24,6 +24,7 @@ from core.config import Settings
 from screens.candidates import CandidatesScreen
 from screens.confirm import ConfirmScreen
 from screens.margin import MarginScreen
+from screens.orders import OrdersScreen
 from screens.overview import OverviewScreen
 from widgets.format import ny_time
 
@@ -44,10 +45,12 @@ class PutDeskApp(App[None]):
         Binding("f1", "switch_mode('overview')", "Overview", id="screen-overview"),
         Binding("f2", "switch_mode('candidates')", "Candidates", id="screen-candidates"),
         Binding("f3", "switch_mode('margin')", "Margin", id="screen-margin"),
+        Binding("f4", "switch_mode('orders')", "Orders", id="screen-orders"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
     ]
-    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen, "margin": MarginScreen}
+    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen, "margin": MarginScreen,
+             "orders": OrdersScreen}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -67,6 +70,9 @@ class PutDeskApp(App[None]):
         self._install_signals = install_signal_handlers
         self._actor = actor
         self.engine: Engine | None = None
+
+    def who(self) -> str:
+        return self._actor("console")
 
     def on_mount(self) -> None:
         # After the first frame: building the engine imports SQLAlchemy, numpy and
@@ -173,6 +179,9 @@ class PutDeskApp(App[None]):
         yield SystemCommand("Screen: Margin (f3)",
                             "Margin health gauge, account figures, breakers, equity history",
                             lambda: self.switch_mode("margin"))
+        yield SystemCommand("Screen: Orders (f4)",
+                            "Staged orders: send now, cancel, dry run, reconcile",
+                            lambda: self.switch_mode("orders"))
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)

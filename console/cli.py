@@ -395,6 +395,9 @@ def check(
         "--premium", help="Limit per share (default: the live mid).")] = None,
     contracts: Annotated[int | None, typer.Option(
         "--contracts", help="Most contracts you want; sizing may allow fewer.")] = None,
+    stage: Annotated[bool, typer.Option(
+        "--stage", help="If approved, stage it: sent at the open or by `putdesk execute`.")
+    ] = False,
     json_out: JsonOpt = False,
     scenario: ScenarioOpt = None,
 ) -> None:
@@ -436,13 +439,131 @@ def check(
             opp = Opportunity(symbol.strip().upper(), exp, strike, premium,
                               requested_contracts=contracts)
             decision = await engine.check(opp, actor=whoami("cli"))
-            return decision.as_dict()
+            data = decision.as_dict()
+            if stage and decision.approved:
+                data["staged"] = _staged_dict(await engine.stage(decision, whoami("cli")))
+            return data
         finally:
             await engine.stop()
 
     data = run(go())
-    emit(data, json_out, lambda: print_decision(data))
+
+    def human() -> None:
+        print_decision(data)
+        if "staged" in data:
+            typer.echo(f"Staged as {data['staged']['order_ref']} (id {data['staged']['id']}): "
+                       "sent at the open, or now with `putdesk execute`.")
+
+    emit(data, json_out, human)
     if not data["approved"]:
+        raise typer.Exit(1)
+
+
+def _staged_dict(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "order_ref": r.order_ref, "symbol": r.symbol, "strike": r.strike,
+            "expiration": r.expiration.isoformat(), "contracts": r.contracts,
+            "limit_price": r.limit_price, "status": r.status, "message": r.message,
+            "filled": r.filled, "avg_fill_price": r.avg_fill_price,
+            "last_limit": r.last_limit, "limit_deviation": r.limit_deviation,
+            "created_at": r.created_at.isoformat(), "actor": r.actor}
+
+
+def _orders_table(rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in ("Contract", "Qty", "Staged", "Status", "Filled", "Avg", "Reason"):
+        t.add_column(col, no_wrap=col != "Reason")
+    for r in rows:
+        t.add_row(f"{r['symbol']} {r['expiration']} {r['strike']:g}P", str(r["contracts"]),
+                  f"{r['limit_price']:.2f}", r["status"], str(r["filled"] or ""),
+                  "" if r["avg_fill_price"] is None else f"{r['avg_fill_price']:.2f}",
+                  r.get("reason") or r["message"] or "")
+    return t
+
+
+@app.command()
+def orders(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+    """Staged orders and their status, newest first."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> list[dict[str, Any]]:
+        from core.engine import EngineError
+
+        try:
+            await engine.open()
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        rows = await asyncio.to_thread(engine.staged.list, None)
+        await engine.stop()
+        return [_staged_dict(r) for r in sorted(rows, key=lambda r: r.created_at,
+                                                reverse=True)]
+
+    data = run(go())
+
+    def human() -> None:
+        from rich.console import Console
+
+        Console().print(_orders_table(data, f"Staged orders ({len(data)})"))
+
+    emit({"orders": data}, json_out, human)
+
+
+@app.command()
+def execute(
+    ids: Annotated[list[str] | None, typer.Argument(
+        help="Staged order ids or orderRefs (default: every STAGED order).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Every step except sending.")] = False,
+    json_out: JsonOpt = False,
+    scenario: ScenarioOpt = None,
+) -> None:
+    """Re-check and send staged orders now. Exit 0 when every order filled, is working
+    or dry-ran; 1 when any was rejected, cancelled or left unknown."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> dict[str, Any]:
+        from core.engine import EngineError
+
+        try:
+            await engine.start()
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        try:
+            if not engine.broker.connected:
+                fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
+            staged = await asyncio.to_thread(engine.staged.list, ("STAGED",))
+            if ids:
+                known = {r.id for r in staged} | {r.order_ref for r in staged}
+                missing = [i for i in ids if i not in known]
+                if missing:
+                    fail(f"not a STAGED order: {', '.join(missing)} (see `putdesk orders`)")
+            results = await engine.execute(list(ids) if ids else None, dry_run=dry_run or None)
+            out = []
+            for row, result in results:
+                out.append({**_staged_dict(await asyncio.to_thread(engine.staged.get, row.id)
+                                           or row), "result": result.as_dict(),
+                            "reason": result.reason})
+            return {"dry_run": dry_run or settings.execution.dry_run, "orders": out}
+        finally:
+            await engine.stop()
+
+    data = run(go())
+
+    def human() -> None:
+        from rich.console import Console
+
+        out = Console()
+        if not data["orders"]:
+            out.print("No staged orders to send.")
+            return
+        title = "Dry run" if data["dry_run"] else "Sent"
+        out.print(_orders_table(data["orders"], f"{title} ({len(data['orders'])})"))
+
+    emit(data, json_out, human)
+    if any(not o["result"]["success"] for o in data["orders"]):
         raise typer.Exit(1)
 
 

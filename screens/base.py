@@ -25,6 +25,10 @@ class DeskApp(Protocol):
     engine_state: EngineState | None
     engine_failure: str
 
+    def who(self) -> str:
+        """The operator, for the audit trail (user@host, pid, terminal)."""
+        ...
+
 
 class DeskScreen(Screen[None]):
     def compose(self) -> ComposeResult:

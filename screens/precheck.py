@@ -203,7 +203,7 @@ class PreCheckScreen(DeskScreen):
             return
         opp = decision.opportunity
         try:
-            staged = await engine.stage(decision)
+            staged = await engine.stage(decision, self.desk.who())
         except Exception as exc:
             self.notify(str(exc), title="Not staged", severity="error", markup=False)
             return
@@ -211,5 +211,6 @@ class PreCheckScreen(DeskScreen):
         self._show_row(i, decision)
         self.refresh_bindings()
         self.notify(f"Staged {opp.label} x{opp.contracts} at {opp.premium:.2f} "
-                    f"({staged.order_ref}). It is re-checked before it is sent.",
+                    f"({staged.order_ref}). It is re-checked before it is sent; f4 shows the "
+                    "staged orders.",
                     title="Staged", markup=False)

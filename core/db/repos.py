@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
@@ -231,6 +231,15 @@ class StagedOrderRepo:
             session.flush()
             session.refresh(merged)
             return merged
+
+    def claim(self, order_id: str, now: datetime, message: str) -> bool:
+        """STAGED -> SENDING in one statement: of two senders (the open's scheduler and
+        an operator, or two processes) exactly one wins and only it may place the order."""
+        stmt = (update(StagedOrder).where(col(StagedOrder.id) == order_id,
+                                          col(StagedOrder.status) == "STAGED")
+                .values(status="SENDING", updated_at=now, message=message))
+        with self.db.session() as session:
+            return bool(getattr(session.execute(stmt), "rowcount", 0))
 
     def by_ref(self, order_ref: str) -> StagedOrder | None:
         with self.db.session() as session:

@@ -136,7 +136,14 @@ class OrderExecutor:
         contracts = decision.opportunity.contracts
         result.contracts = contracts
         if not dry:
-            await self._set(staged.id, "SENDING", f"Sending {contracts} contracts")
+            claimed = await asyncio.to_thread(engine.staged.claim, staged.id,
+                                              engine.clock.now(),
+                                              f"Sending {contracts} contracts")
+            if not claimed:
+                result.reason = "Not sent here: another sender already took this order"
+                log.warning("Order %s: %s", staged.order_ref, result.reason)
+                return result
+            engine.orders_changed()
         result = await engine.adaptive.place_order(
             opp.contract, contracts, staged.limit_price, staged.order_ref, dry_run=dry,
             on_progress=None if dry else progress)
@@ -165,7 +172,7 @@ class OrderExecutor:
     async def _set(self, staged_id: str, status: str, message: str,
                    result: OrderResult | None = None) -> None:
         engine = self.engine
-        now = engine.wall_clock.now()
+        now = engine.clock.now()
 
         def update() -> None:
             row = engine.staged.get(staged_id)

@@ -86,7 +86,7 @@ class Reconciler:
                 if row.status in SENT:
                     report.missing_at_broker.append(ref)
                     await asyncio.to_thread(
-                        engine.staged.set_status, row.id, "REJECTED", engine.wall_clock.now(),
+                        engine.staged.set_status, row.id, "REJECTED", engine.clock.now(),
                         "Not found at the broker after reconnect: not sent again. Check "
                         "TWS, then stage it again if you still want it.")
                 continue
@@ -105,7 +105,7 @@ class Reconciler:
                     row.broker_order_id, row.perm_id = state.order_id, state.perm_id
                 if got:
                     row.avg_fill_price = sum(f.price * f.quantity for f in got) / filled
-                row.updated_at = engine.wall_clock.now()
+                row.updated_at = engine.clock.now()
                 row = await asyncio.to_thread(engine.staged.save, row)
             if filled > 0 and row.trade_id is None:
                 result = OrderResult("FILLED" if status == "FILLED" else "PARTIAL",

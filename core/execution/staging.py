@@ -53,7 +53,7 @@ class Staging:
         if opp.premium is None or opp.premium <= 0:
             raise StagingError("Not staged: no limit price")
         engine = self.engine
-        now = engine.wall_clock.now()
+        now = engine.clock.now()  # market time: "staged before the open" is in its terms
         order = StagedOrder(created_at=now, updated_at=now, symbol=opp.symbol,
                             strike=opp.strike, expiration=opp.expiration,
                             contracts=opp.contracts, limit_price=opp.premium, order_ref="",
@@ -78,7 +78,7 @@ class Staging:
             text = f"Cancel sent for {row.order_ref}"
         elif row.status == "STAGED":
             row = await asyncio.to_thread(engine.staged.set_status, staged_id, "CANCELLED",
-                                          engine.wall_clock.now(), f"Cancelled by {actor}")
+                                          engine.clock.now(), f"Cancelled by {actor}")
             assert row is not None
             text = f"Cancelled staged order {row.order_ref}"
         else:

@@ -373,3 +373,15 @@ async def test_reconcile_reports_putdesk_orders_unknown_to_the_database(desk):
         order_type=OrderType.LIMIT, limit_price=5.0))
     report = await engine.reconcile()
     assert report.unknown_at_broker == ["putdesk-0123456789abcdef"]
+
+
+async def test_two_senders_at_once_place_one_order(desk):
+    """The open's scheduler and the operator (or two processes) send the same staged
+    order at the same moment: the database claim lets exactly one through."""
+    engine = await desk()
+    row = await staged(engine)
+    first, second = await asyncio.gather(engine.execute([row.id]), engine.execute([row.id]))
+    outcomes = sorted(r.outcome for _row, r in [*first, *second])
+    assert len(orders_with_ref(engine, row.order_ref)) == 1
+    assert "FILLED" in outcomes
+    assert engine.staged.get(row.id).status == "FILLED"

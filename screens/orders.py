@@ -1,0 +1,258 @@
+"""Orders: staged orders and their progress — send now (after a confirmation), cancel,
+dry-run toggle, reconcile with the broker. Rejections show their reason."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from screens.base import DeskScreen
+from screens.confirm import ConfirmScreen
+from widgets.format import ny_time
+
+if TYPE_CHECKING:
+    from core.db.tables import StagedOrder
+    from core.engine import EngineState
+
+STATUS_STYLE = {
+    "STAGED": "bold cyan", "SENDING": "bold yellow", "WORKING": "bold yellow",
+    "UNKNOWN": "bold white on red", "FILLED": "bold green", "PARTIAL": "bold green",
+    "CANCELLED": "dim", "REJECTED": "bold red",
+}
+SHOWN = 60
+
+
+class OrdersScreen(DeskScreen):
+    DEFAULT_CSS = """
+    OrdersScreen #mode { height: 1; padding: 0 1; }
+    OrdersScreen #orders { height: 1fr; }
+    OrdersScreen #detail { height: auto; max-height: 8; padding: 0 1;
+        border-top: solid $primary; }
+    """
+    BINDINGS = [
+        Binding("e", "execute_one", "Send now", id="orders-execute",
+                tooltip="Re-check and send the highlighted staged order (asks first)"),
+        Binding("E", "execute_all", "Send all", id="orders-execute-all",
+                tooltip="Re-check and send every staged order (asks first)"),
+        Binding("x", "cancel", "Cancel", id="orders-cancel",
+                tooltip="Cancel the highlighted staged or working order (asks first)"),
+        Binding("d", "toggle_dry_run", "Dry run", id="orders-dry-run",
+                tooltip="Dry run: every step except sending"),
+        Binding("r", "reconcile", "Reconcile", id="orders-reconcile",
+                tooltip="Match the broker's open orders and fills to PutDesk's by orderRef"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[StagedOrder] = []
+        self.dry_run = False
+        self._version = -1
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="mode")
+        table: DataTable[Any] = DataTable(id="orders", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="detail")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.dry_run = self.desk.settings.execution.dry_run
+        table = self.query_one("#orders", DataTable)
+        for key, label, width in (("staged", "Staged", 12), ("contract", "Contract", 19),
+                                  ("qty", "Qty", 3), ("limit", "Staged", 6),
+                                  ("status", "Status", 9), ("filled", "Filled", 6),
+                                  ("avg", "Avg", 6), ("live", "Live lmt", 8),
+                                  ("dev", "Dev", 4), ("message", "Message", 36)):
+            table.add_column(label, width=width, key=key)
+        table.border_title = "Staged orders (newest first)"
+        self._show_mode()
+        self.reload()
+
+    def show_engine_state(self, state: EngineState) -> None:
+        if state.orders_version != self._version:
+            self._version = state.orders_version
+            self.reload()
+
+    # --- data --------------------------------------------------------------------------
+
+    @work(group="orders-load", exclusive=True, exit_on_error=False)
+    async def reload(self) -> None:
+        engine = self.desk.engine
+        if engine is None:
+            return
+        rows = await asyncio.to_thread(engine.staged.list, None)
+        self._fill(sorted(rows, key=lambda r: r.created_at, reverse=True)[:SHOWN])
+
+    def _fill(self, rows: list[StagedOrder]) -> None:
+        table = self.query_one("#orders", DataTable)
+        keep = self._current_id()
+        self.rows = rows
+        table.clear()
+        for r in rows:
+            table.add_row(
+                ny_time(r.created_at, with_date=True)[4:16],
+                f"{r.symbol} {r.expiration:%Y-%m-%d} {r.strike:g}P", str(r.contracts),
+                f"{r.limit_price:.2f}", Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+                f"{r.filled}/{r.contracts}" if r.filled else "",
+                "" if r.avg_fill_price is None else f"{r.avg_fill_price:.2f}",
+                "" if r.last_limit is None else f"{r.last_limit:.2f}",
+                "" if r.limit_deviation is None else f"{r.limit_deviation:.0%}",
+                Text(r.message or "", overflow="ellipsis", no_wrap=True), key=r.id)
+        if keep is not None and any(r.id == keep for r in rows):
+            table.move_cursor(row=table.get_row_index(keep))
+        self._show_detail()
+        self.refresh_bindings()
+
+    def _current_id(self) -> str | None:
+        table = self.query_one("#orders", DataTable)
+        if table.row_count == 0:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _current(self) -> StagedOrder | None:
+        wanted = self._current_id()
+        return next((r for r in self.rows if r.id == wanted), None)
+
+    @on(DataTable.RowHighlighted, "#orders")
+    def _highlighted(self) -> None:
+        self._show_detail()
+        self.refresh_bindings()
+
+    def _show_detail(self) -> None:
+        row = self._current()
+        detail = self.query_one("#detail", Static)
+        if row is None:
+            detail.update(Text("No staged orders. Stage one from Candidates (f2): mark, "
+                               "c to pre-check, a to approve and stage.", style="dim"))
+            return
+        text = Text()
+        text.append(f"{row.symbol} {row.expiration:%Y-%m-%d} {row.strike:g}P", style="bold")
+        text.append(f"  SELL {row.contracts} at {row.limit_price:.2f} staged · {row.status}"
+                    f" · orderRef {row.order_ref} · staged by {row.actor}\n")
+        text.append(row.message or "", style=STATUS_STYLE.get(row.status, ""))
+        detail.update(text)
+
+    def _show_mode(self) -> None:
+        text = Text()
+        if self.dry_run:
+            text.append(" DRY RUN ", style="bold black on yellow")
+            text.append("  every step except sending · d turns it off")
+        else:
+            text.append(" LIVE ", style="bold white on red")
+            text.append("  e sends the highlighted order, E all staged — each re-checked "
+                        "first · d for a dry run")
+        self.query_one("#mode", Static).update(text)
+
+    # --- actions -------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.is_mounted:
+            return True
+        row = self._current()
+        if action == "execute_one":
+            return True if row is not None and row.status == "STAGED" else None
+        if action == "cancel":
+            return True if row is not None and row.status in ("STAGED", "WORKING") else None
+        if action == "execute_all":
+            return True if any(r.status == "STAGED" for r in self.rows) else None
+        return True
+
+    def action_toggle_dry_run(self) -> None:
+        self.dry_run = not self.dry_run
+        self._show_mode()
+
+    def action_execute_one(self) -> None:
+        row = self._current()
+        if row is not None and row.status == "STAGED":
+            self._confirm_execute([row])
+
+    def action_execute_all(self) -> None:
+        self._confirm_execute([r for r in self.rows if r.status == "STAGED"])
+
+    def _confirm_execute(self, rows: list[StagedOrder]) -> None:
+        if not rows:
+            return
+        lines = "\n".join(f"  SELL {r.contracts} {r.symbol} {r.expiration:%Y-%m-%d} "
+                          f"{r.strike:g}P, staged at {r.limit_price:.2f}" for r in rows[:8])
+        more = f"\n  … and {len(rows) - 8} more" if len(rows) > 8 else ""
+        mode = ("DRY RUN: nothing is sent." if self.dry_run else
+                "Each is re-checked with live data; the limit follows the live quote.")
+        ids = [r.id for r in rows]
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self._execute(ids)
+
+        self.app.push_screen(ConfirmScreen(
+            "Dry-run these orders?" if self.dry_run else "Send these orders now?",
+            f"{lines}{more}\n\n{mode}",
+            confirm_label="Dry run" if self.dry_run else "Send"), answered)
+
+    def _execute(self, ids: list[str]) -> None:
+        engine = self.desk.engine
+        if engine is None:
+            return
+        dry = self.dry_run
+
+        async def run() -> None:
+            try:
+                results = await engine.execute(ids, dry_run=dry)
+            except Exception as exc:
+                self.app.notify(f"{type(exc).__name__}: {exc}", title="Execution failed",
+                                severity="error", markup=False)
+                return
+            for row, result in results:
+                self.app.notify(f"{row.symbol} {row.strike:g}P: {result.outcome} — "
+                                f"{result.reason}", title="Order",
+                                severity="information" if result.success else "warning",
+                                markup=False, timeout=8)
+            self.reload()
+
+        # On the app, not this screen: an order must not stop when the operator looks away.
+        self.app.run_worker(run(), group="execution", exit_on_error=False)
+
+    def action_cancel(self) -> None:
+        row = self._current()
+        engine = self.desk.engine
+        if row is None or engine is None or row.status not in ("STAGED", "WORKING"):
+            return
+        staged_id = row.id
+
+        def answered(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+
+            async def run() -> None:
+                try:
+                    await engine.cancel_staged(staged_id, self.desk.who())
+                except Exception as exc:
+                    self.app.notify(str(exc), title="Not cancelled", severity="error",
+                                    markup=False)
+                self.reload()
+
+            self.app.run_worker(run(), group="execution", exit_on_error=False)
+
+        self.app.push_screen(ConfirmScreen(
+            "Cancel this order?",
+            f"{row.symbol} {row.expiration:%Y-%m-%d} {row.strike:g}P x{row.contracts} "
+            f"({row.status})", confirm_label="Cancel order"), answered)
+
+    def action_reconcile(self) -> None:
+        engine = self.desk.engine
+        if engine is None:
+            return
+
+        async def run() -> None:
+            report = await engine.reconcile()
+            self.app.notify(report.summary(), title="Reconcile",
+                            severity="information" if report.clean else "warning",
+                            markup=False)
+            self.reload()
+
+        self.app.run_worker(run(), group="reconcile", exit_on_error=False)
