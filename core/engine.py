@@ -14,7 +14,7 @@ import random
 import signal
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +28,20 @@ from core.broker.base import (
     BrokerMessage,
     ConnectionChanged,
     OptionContract,
+    PositionsChanged,
 )
 from core.broker.pacing import Pacer
 from core.clock import Clock, ShiftedClock, SystemClock
 from core.config import BrokerKind, Settings
-from core.db.repos import AuditRepo, EquityRepo, StagedOrderRepo, SystemStateRepo, TradeRepo
+from core.db.repos import (
+    AuditRepo,
+    EquityRepo,
+    PositionSnapshotRepo,
+    RollRepo,
+    StagedOrderRepo,
+    SystemStateRepo,
+    TradeRepo,
+)
 from core.db.session import Database, database_url
 from core.db.tables import EquitySnapshot, StagedOrder
 from core.execution.adaptive import AdaptiveOrderExecutor
@@ -41,12 +50,17 @@ from core.execution.reconcile import Reconciler, ReconcileReport
 from core.execution.staging import Staging
 from core.market.calendar import MarketCalendar, SessionInfo, default_calendar
 from core.market.earnings import EarningsService, make_provider
-from core.models import Opportunity, OrderResult, RiskDecision
+from core.models import Opportunity, OrderResult, PositionView, RiskDecision
+from core.monitoring.assignments import AssignmentDetector
+from core.monitoring.exits import ExitManager
+from core.monitoring.positions import PositionMonitor
+from core.monitoring.rolls import RollManager
 from core.risk.governor import RiskGovernor
 from core.risk.kill_switch import HaltState, KillSwitch
 from core.risk.margin import AccountHealth, MarginChecker
 
 if TYPE_CHECKING:
+    from core.broker.scenario import SeedTrade
     from core.risk.margin import PostTradeMargin
     from core.screening.pipeline import ScreeningPipeline
 
@@ -72,6 +86,9 @@ class EngineState:
     started: bool = False
     last_message: str = ""
     orders_version: int = 0  # bumped whenever a staged order changes
+    positions: tuple[PositionView, ...] = ()
+    positions_checked_at: datetime | None = None
+    rolls_version: int = 0  # bumped whenever a roll proposal changes
 
     @property
     def excess_liquidity_ratio(self) -> float | None:
@@ -94,6 +111,7 @@ class Engine:
         calendar: MarketCalendar | None = None,
         wall_clock: Clock | None = None,
         equity_seed: Sequence[tuple[datetime, float]] = (),
+        trade_seed: Sequence[SeedTrade] = (),
     ) -> None:
         """`clock` is market time (the simulator's on a scenario); `wall_clock` stamps
         halts, resumes and audit rows, which must carry real time even in a simulation.
@@ -113,6 +131,8 @@ class Engine:
         self.staged = StagedOrderRepo(db)
         self.trades = TradeRepo(db)
         self.state_repo = SystemStateRepo(db)
+        self.snapshots = PositionSnapshotRepo(db)
+        self.rolls = RollRepo(db)
         self.margin = MarginChecker(broker, settings, clock, self._equity,
                                     on_fallback=self._on_whatif_fallback)
         self.governor = RiskGovernor(settings, broker, self.kill_switch, self.margin,
@@ -124,7 +144,12 @@ class Engine:
         self.executor = OrderExecutor(self)
         self.staging = Staging(self)
         self.reconciler = Reconciler(self)
+        self.monitor = PositionMonitor(self)
+        self.exits = ExitManager(self)
+        self.roll_manager = RollManager(self)
+        self.assignments = AssignmentDetector(self)
         self._equity_seed = list(equity_seed)
+        self._trade_seed = list(trade_seed)
         self._listeners: list[StateListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -150,6 +175,7 @@ class Engine:
         calendar = default_calendar()
         broker: Broker
         seed: list[tuple[datetime, float]] = []
+        trades: list[SeedTrade] = []
         if settings.app.broker is BrokerKind.SIM:
             from core.broker.scenario import demo_scenario_path, load_scenario
             from core.broker.sim import SimBroker
@@ -160,12 +186,14 @@ class Engine:
             broker = SimBroker(world, clock=clock, calendar=calendar, seed=settings.app.sim_seed,
                                rate=settings.app.sim_rate, label=Path(path).name)
             seed = world.equity_closes()
+            trades = world.open_trades()
         else:
             from core.broker.ibkr import IbkrBroker
 
             clock = clock or SystemClock()
             broker = IbkrBroker(settings.ibkr, clock)
-        return cls(settings, broker, db, clock, calendar, equity_seed=seed)
+        return cls(settings, broker, db, clock, calendar, equity_seed=seed,
+                   trade_seed=trades)
 
     # --- state -----------------------------------------------------------------
 
@@ -203,6 +231,11 @@ class Engine:
                 self._spawn(self._reconnect())
         elif isinstance(event, BrokerMessage) and event.severity != "INFO":
             self._publish(last_message=f"Broker {event.code or ''}: {event.message}".strip())
+        elif isinstance(event, PositionsChanged):
+            # Expiry, assignment or an order elsewhere: look at the book again now.
+            self._publish(last_message=f"Positions changed: {event.reason}")
+            if not self._stopping.is_set():
+                self._spawn(self._first_look())
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -216,6 +249,8 @@ class Engine:
         await asyncio.to_thread(self.kill_switch.sync)
         if self._equity_seed:
             await asyncio.to_thread(self._seed_equity)
+        if self._trade_seed:
+            await asyncio.to_thread(self._seed_trades)
 
     async def start(self) -> None:
         """open(), connect, start the loops."""
@@ -228,7 +263,46 @@ class Engine:
         self._spawn(self._loop(1.0, self.tick))
         self._spawn(self._loop(self.settings.risk.account_health_interval_minutes * 60,
                                self.refresh_account))
+        self._spawn(self._loop(self.settings.monitoring.interval_minutes * 60,
+                               self.monitor_cycle))
+        if self.broker.connected:
+            await self._first_look()
         self._publish(started=True)
+
+    async def _first_look(self) -> None:
+        """Positions on screen at start (no exits: those wait for the monitor's cycle)."""
+        try:
+            await self.monitor_cycle(exits=False)
+        except Exception:
+            log.exception("first position check failed")
+
+    def _seed_trades(self) -> None:
+        """The scenario's open puts become trades (with entry snapshots) the first time a
+        database meets them, so the monitor has entries to measure against."""
+        from datetime import time as time_of_day
+
+        from core.clock import NEW_YORK
+        from core.db.tables import Trade, TradeEntrySnapshot
+        from core.market.sectors import get_sector
+
+        held = {(t.symbol, t.strike, t.expiration) for t in self.trades.open_trades()}
+        added = 0
+        for s in self._trade_seed:
+            c = s.contract
+            if (c.symbol, c.strike, c.expiration) in held:
+                continue
+            opened = s.opened or self.clock.now().date()
+            when = datetime.combine(opened, time_of_day(10, 0), NEW_YORK)
+            trade = Trade(symbol=c.symbol, right=c.right, strike=c.strike,
+                          expiration=c.expiration, contracts=abs(s.quantity),
+                          entry_price=s.avg_price, entry_time=when, sector=get_sector(c.symbol),
+                          roll_count=s.roll_count, created_at=when, updated_at=when)
+            self.trades.record_entry(trade, TradeEntrySnapshot(
+                trade_id=trade.id, underlying_price=s.underlying_at_entry,
+                sector=trade.sector, captured_at=when))
+            added += 1
+        if added:
+            log.info("Seeded %d open trades from the scenario", added)
 
     def _seed_equity(self) -> None:
         if self._equity.has_history():
@@ -389,13 +463,55 @@ class Engine:
                        "post_trade_margin")
         return result
 
-    def alert(self, severity: str, message: str, kind: str = "alert") -> None:
+    def alert(self, severity: str, message: str, kind: str = "alert",
+              symbol: str | None = None, data: dict[str, Any] | None = None) -> None:
         """The notifier hook: logged, an audit event, and on the console's status line."""
         level = getattr(logging, severity if severity != "EMERGENCY" else "CRITICAL",
                         logging.WARNING)
         log.log(level, "%s: %s", severity, message)
-        self.audit_event(kind, message, severity, "engine")
+        self.audit_event(kind, message, severity, "engine", symbol, data)
         self._publish(last_message=f"{severity}: {message}")
+
+    def rolls_changed(self) -> None:
+        self._publish(rolls_version=self._state.rolls_version + 1)
+
+    async def monitor_cycle(self, only: str | None = None, exits: bool = True
+                            ) -> tuple[PositionView, ...]:
+        """Positions with alerts and snapshots; then exits and roll proposals (spec 4.2,
+        5.3) when the market takes orders; then the assignment check (5.4)."""
+        views = await self.monitor.refresh()
+        self._publish(positions=views, positions_checked_at=self.clock.now())
+        session = self.calendar.session_at(self.clock.now())
+        if exits and session.allows_orders:
+            await self._run_exits([v for v in views if only is None or v.position_id == only])
+        await self.assignments.check_for_assignments()
+        return views
+
+    async def _run_exits(self, views: list[PositionView]) -> None:
+        today = self.clock.now() - timedelta(hours=20)
+        for v in views:
+            proposals = await asyncio.to_thread(self.rolls.for_position, v.position_id)
+            pending = any(p.status == "PENDING" for p in proposals)
+            rejected = any(p.status == "REJECTED" and p.updated_at >= today for p in proposals)
+            decision = self.exits.evaluate(v, roll_pending=pending, roll_rejected=rejected)
+            if decision.action == "roll":
+                proposal, why = await self.roll_manager.propose(v)
+                if proposal is not None:
+                    continue
+                loss = v.loss_multiple or 0.0
+                decision = replace(decision, action="close", rule="stop_approach",
+                                   reason=f"Loss {loss:.0%} of premium approaches the stop; "
+                                          f"{why}")
+            if decision.action == "wait" and decision.rule == "stop_loss":
+                self.alert("CRITICAL", f"{v.position_id}: {decision.reason}", "exit",
+                           symbol=v.symbol)
+            if decision.action != "close":
+                continue
+            if self.kill_switch.is_halted()[0]:
+                log.warning("Exit %s (%s) not sent: trading halted", v.position_id,
+                            decision.reason)
+                continue
+            await self.exits.close(v, f"{decision.rule}: {decision.reason}", "exit manager")
 
     def orders_changed(self, message: str = "") -> None:
         changes: dict[str, object] = {"orders_version": self._state.orders_version + 1}

@@ -283,6 +283,7 @@ class OrderResult:
     reason: str
     order_ref: str
     contracts: int = 0
+    action: Literal["BUY", "SELL"] = "SELL"
     staged_limit: float | None = None
     limit_price: float | None = None  # the first live limit sent (or that would be)
     last_limit: float | None = None  # after repricing
@@ -304,6 +305,7 @@ class OrderResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "success": self.success, "reason": self.reason,
+                "action": self.action,
                 "order_ref": self.order_ref, "contracts": self.contracts,
                 "staged_limit": self.staged_limit, "limit_price": self.limit_price,
                 "last_limit": self.last_limit, "limit_deviation": self.limit_deviation,
@@ -311,3 +313,97 @@ class OrderResult:
                 "order_id": self.order_id, "perm_id": self.perm_id, "filled": self.filled,
                 "avg_fill_price": self.avg_fill_price, "commission": self.commission,
                 "reprices": self.reprices, "warnings": self.warnings}
+
+
+# --- monitoring ----------------------------------------------------------------------
+
+Severity = Literal["INFO", "WARNING", "CRITICAL", "EMERGENCY"]
+AlertKind = Literal["delta", "underlying_drop"]
+SEVERITY_ORDER = {"INFO": 0, "WARNING": 1, "CRITICAL": 2, "EMERGENCY": 3}
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: AlertKind
+    severity: Severity
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "severity": self.severity, "message": self.message}
+
+
+@dataclass(frozen=True)
+class PositionView:
+    """One short put as the monitor sees it. Any market figure may be None (the broker
+    did not say); P&L is against the entry premium, per the whole position."""
+
+    position_id: str
+    contract: OptionContract
+    quantity: int  # contracts, negative for a short
+    entry_price: float  # premium per share received
+    trade_id: str | None
+    entry_date: date | None
+    entry_underlying: float | None
+    roll_count: int
+    dte: int
+    bid: float | None
+    ask: float | None
+    mark: float | None
+    delta: float | None
+    iv: float | None
+    underlying_price: float | None
+    alerts: tuple[Alert, ...] = ()
+
+    @property
+    def symbol(self) -> str:
+        return self.contract.symbol
+
+    @property
+    def contracts(self) -> int:
+        return abs(self.quantity)
+
+    @property
+    def pnl(self) -> float | None:
+        if self.mark is None:
+            return None
+        return (self.entry_price - self.mark) * 100 * self.contracts
+
+    @property
+    def loss_multiple(self) -> float | None:
+        """Loss as a multiple of the premium received (2.0 = lost twice the premium)."""
+        if self.mark is None or self.entry_price <= 0:
+            return None
+        return (self.mark - self.entry_price) / self.entry_price
+
+    @property
+    def captured(self) -> float | None:
+        """Share of the premium captured (0.5 = half of it is ours)."""
+        loss = self.loss_multiple
+        return None if loss is None else -loss
+
+    @property
+    def drop_pct(self) -> float | None:
+        if self.entry_underlying is None or self.underlying_price is None \
+                or self.entry_underlying <= 0:
+            return None
+        return (self.entry_underlying - self.underlying_price) / self.entry_underlying
+
+    @property
+    def worst(self) -> Severity | None:
+        if not self.alerts:
+            return None
+        return max((a.severity for a in self.alerts), key=SEVERITY_ORDER.__getitem__)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"position_id": self.position_id, "symbol": self.symbol,
+                "strike": self.contract.strike,
+                "expiration": self.contract.expiration.isoformat(),
+                "quantity": self.quantity, "entry_price": self.entry_price,
+                "trade_id": self.trade_id,
+                "entry_date": self.entry_date.isoformat() if self.entry_date else None,
+                "entry_underlying": self.entry_underlying, "roll_count": self.roll_count,
+                "dte": self.dte, "bid": self.bid, "ask": self.ask, "mark": self.mark,
+                "delta": self.delta, "iv": self.iv, "underlying_price": self.underlying_price,
+                "drop_pct": self.drop_pct, "pnl": self.pnl,
+                "loss_multiple": self.loss_multiple,
+                "alerts": [a.as_dict() for a in self.alerts]}

@@ -40,7 +40,7 @@ def sim_engine(settings: Settings, scenario: Path | None = None,
     broker = SimBroker(world, clock=clock, calendar=default_calendar(),
                        label=(scenario or demo_scenario_path()).name)
     return Engine(settings, broker, Database(db_url.get_secret_value()), clock, wall_clock=clock,
-                  equity_seed=world.equity_closes())
+                  equity_seed=world.equity_closes(), trade_seed=world.open_trades())
 
 
 async def wait_engine_started(pilot: Any) -> None:

@@ -24,6 +24,7 @@ the JSON path of the first bad field, e.g. `underlyings.AAPL.price: ...`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +71,16 @@ class Underlying(_Strict):
                 self.iv_52w_low > self.iv_52w_high):
             raise ValueError("iv_52w_low is greater than iv_52w_high")
         return self
+
+
+@dataclass(frozen=True)
+class SeedTrade:
+    contract: OptionContract
+    quantity: int
+    avg_price: float
+    opened: date | None
+    underlying_at_entry: float | None
+    roll_count: int
 
 
 class OptionPositionSpec(_Strict):
@@ -154,6 +165,13 @@ class Scenario(_Strict):
             raise ScenarioError(f"{_json_path(first['loc'])}: {_message(first)}") from None
         scenario._check_references()
         return scenario
+
+    def open_trades(self) -> list[SeedTrade]:
+        """The scenario's short options as the trades PutDesk would have recorded when it
+        opened them (entry premium, date, underlying at entry, rolls)."""
+        return [SeedTrade(p.contract, p.quantity, p.avg_price, p.opened,
+                          p.underlying_at_entry, p.roll_count)
+                for p in self.positions if p.quantity < 0]
 
     def equity_closes(self) -> list[tuple[datetime, float]]:
         """The equity history as (16:00 New York on that date, net liquidation)."""

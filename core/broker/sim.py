@@ -77,6 +77,7 @@ class SimFaults:
     missing_greeks: set[str] = field(default_factory=set)  # symbols, or "*"
     missing_iv_history: set[str] = field(default_factory=set)  # symbols, or "*"
     missing_earnings: set[str] = field(default_factory=set)  # provider cannot say; or "*"
+    reject_combos: bool = False  # combo (BAG) orders refused, as by an account without them
     latency_seconds: float = 0.0  # every request waits this long
 
     def hits(self, names: set[str], symbol: str) -> bool:
@@ -499,6 +500,8 @@ class SimBroker:
 
     async def place_order(self, order: OrderRequest) -> OrderState:
         await self._request()
+        if order.legs and self.faults.reject_combos:
+            raise BrokerError("Combo orders are not supported for this account", code=10043)
         record = _Order(self._next_id, 900_000 + self._next_id, order, OrderStatus.PENDING_SUBMIT)
         self._next_id += 1
         self._orders[record.order_id] = record

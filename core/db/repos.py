@@ -17,6 +17,7 @@ from core.db.tables import (
     AuditEvent,
     EquitySnapshot,
     PositionSnapshot,
+    RollProposal,
     StagedOrder,
     SystemState,
     Trade,
@@ -189,6 +190,20 @@ class TradeRepo:
         with self.db.session() as session:
             return session.exec(select(Trade).where(Trade.order_ref == order_ref)).first()
 
+    def entry_snapshot(self, trade_id: str) -> TradeEntrySnapshot | None:
+        with self.db.session() as session:
+            return session.exec(select(TradeEntrySnapshot)
+                                .where(TradeEntrySnapshot.trade_id == trade_id)).first()
+
+    def for_symbol(self, symbol: str) -> list[Trade]:
+        with self.db.session() as session:
+            return list(session.exec(select(Trade).where(Trade.symbol == symbol)
+                                     .order_by(col(Trade.entry_time))).all())
+
+    def all(self) -> list[Trade]:
+        with self.db.session() as session:
+            return list(session.exec(select(Trade).order_by(col(Trade.entry_time))).all())
+
     def open_trades(self) -> list[Trade]:
         with self.db.session() as session:
             return list(session.exec(
@@ -235,9 +250,14 @@ class StagedOrderRepo:
     def claim(self, order_id: str, now: datetime, message: str) -> bool:
         """STAGED -> SENDING in one statement: of two senders (the open's scheduler and
         an operator, or two processes) exactly one wins and only it may place the order."""
+        return self.transition(order_id, "STAGED", "SENDING", now, message)
+
+    def transition(self, order_id: str, frm: str, to: str, now: datetime,
+                   message: str) -> bool:
+        """`frm` -> `to` only if the order is still `frm` (True when it was)."""
         stmt = (update(StagedOrder).where(col(StagedOrder.id) == order_id,
-                                          col(StagedOrder.status) == "STAGED")
-                .values(status="SENDING", updated_at=now, message=message))
+                                          col(StagedOrder.status) == frm)
+                .values(status=to, updated_at=now, message=message))
         with self.db.session() as session:
             return bool(getattr(session.execute(stmt), "rowcount", 0))
 
@@ -266,3 +286,40 @@ class StagedOrderRepo:
             query = query.where(col(StagedOrder.status).in_(statuses))
         with self.db.session() as session:
             return list(session.exec(query.order_by(col(StagedOrder.created_at))).all())
+
+
+class RollRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def save(self, proposal: RollProposal) -> RollProposal:
+        with self.db.session() as session:
+            merged = session.merge(proposal)
+            session.flush()
+            session.refresh(merged)
+            return merged
+
+    def get(self, proposal_id: str) -> RollProposal | None:
+        with self.db.session() as session:
+            return session.get(RollProposal, proposal_id)
+
+    def find(self, statuses: tuple[str, ...] | None = None) -> list[RollProposal]:
+        query = select(RollProposal)
+        if statuses:
+            query = query.where(col(RollProposal.status).in_(statuses))
+        with self.db.session() as session:
+            return list(session.exec(query.order_by(col(RollProposal.created_at).desc())).all())
+
+    def for_position(self, position_id: str) -> list[RollProposal]:
+        with self.db.session() as session:
+            return list(session.exec(select(RollProposal)
+                                     .where(RollProposal.position_id == position_id)
+                                     .order_by(col(RollProposal.created_at).desc())).all())
+
+    def decide(self, proposal_id: str, frm: str, to: str, actor: str, now: datetime) -> bool:
+        """PENDING -> APPROVED/REJECTED in one statement: one decision per proposal."""
+        stmt = (update(RollProposal).where(col(RollProposal.id) == proposal_id,
+                                           col(RollProposal.status) == frm)
+                .values(status=to, decided_by=actor[:200], decided_at=now, updated_at=now))
+        with self.db.session() as session:
+            return bool(getattr(session.execute(stmt), "rowcount", 0))

@@ -185,12 +185,45 @@ class StagedOrder(SQLModel, table=True):
     trade_id: str | None = Field(default=None, max_length=32)
 
 
+class RollProposal(SQLModel, table=True):
+    """A defensive roll waiting for the operator (spec 5.3), with the figures it was
+    proposed on and what became of it."""
+
+    __tablename__ = "roll_proposals"
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
+    created_at: datetime = _ts(index=True)
+    updated_at: datetime = _ts()
+    trade_id: str | None = Field(default=None, foreign_key="trades.id", max_length=32)
+    position_id: str = Field(max_length=64)
+    symbol: str = Field(index=True, max_length=16)
+    contracts: int
+    old_strike: float
+    old_expiration: date
+    new_strike: float
+    new_expiration: date
+    new_dte: int
+    new_delta: float | None = None
+    buyback_cost: float  # per share, at the ask
+    new_premium: float  # per share, at the bid
+    net_credit: float  # per share
+    margin_change: float | None = None
+    kind: str = Field(max_length=16)  # roll_out | roll_down_out
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="PENDING", index=True, max_length=16)
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = _ts(nullable=True)
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    new_trade_id: str | None = Field(default=None, max_length=32)
+
+
 __all__ = [
     "AuditEvent",
     "EarningsCache",
     "EquitySnapshot",
     "Index",
     "PositionSnapshot",
+    "RollProposal",
     "StagedOrder",
     "SystemState",
     "Trade",

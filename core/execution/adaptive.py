@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from core.broker.base import (
+    Action,
     Broker,
     BrokerDisconnected,
     BrokerError,
@@ -57,6 +58,12 @@ def sell_limit(bid: float, ask: float) -> float:
     """One tick below the mid, on the tick grid, never below the bid."""
     mid = (bid + ask) / 2
     return max(bid, round_to_tick(mid - tick_size(mid)))
+
+
+def buy_limit(bid: float, ask: float) -> float:
+    """Closing a short: one tick above the mid, on the tick grid, never above the ask."""
+    mid = (bid + ask) / 2
+    return min(ask, round_to_tick(mid + tick_size(mid), down=False))
 
 
 class _Watch:
@@ -158,12 +165,13 @@ class AdaptiveOrderExecutor:
         state = next((o for o in orders if o.order_ref == order_ref), None)
         return state, [f for f in fills if f.order_ref == order_ref]
 
-    async def adopt(self, contract: OptionContract, contracts: int, staged_limit: float,
+    async def adopt(self, contract: OptionContract, contracts: int, staged_limit: float | None,
                     order_ref: str, state: OrderState | None, fills: list[Fill],
                     on_progress: Callable[[OrderResult], None] | None = None) -> OrderResult:
         """Follow an order the broker already has under our orderRef (a retry after a
         lost acknowledgement): never a second order, no new checks — it is already out."""
-        result = OrderResult("WORKING", "", order_ref, contracts, staged_limit=staged_limit)
+        result = OrderResult("WORKING", "", order_ref, contracts, staged_limit=staged_limit,
+                             action=state.request.action if state is not None else "SELL")
         result.warnings.append("already at the broker: adopted, not sent again")
         log.warning("Order %s is already at the broker: adopting it, not sending again",
                     order_ref)
@@ -178,11 +186,15 @@ class AdaptiveOrderExecutor:
         finally:
             watch.close()
 
-    async def place_order(self, contract: OptionContract, contracts: int, staged_limit: float,
-                          order_ref: str, *, dry_run: bool = False,
+    async def place_order(self, contract: OptionContract, contracts: int,
+                          staged_limit: float | None, order_ref: str, *, dry_run: bool = False,
+                          action: Action = "SELL",
                           on_progress: Callable[[OrderResult], None] | None = None
                           ) -> OrderResult:
-        result = OrderResult("REJECTED", "", order_ref, contracts, staged_limit=staged_limit)
+        """SELL opens at a staged limit (checked for stability); BUY closes a short at
+        the live quote (no staged limit: `staged_limit` None skips that check)."""
+        result = OrderResult("REJECTED", "", order_ref, contracts, staged_limit=staged_limit,
+                             action=action)
         try:
             quote = await self._paced(lambda: self.broker.option_quote(contract))
         except BrokerError as exc:
@@ -191,13 +203,14 @@ class AdaptiveOrderExecutor:
         if not self.check_quote(quote, result):
             return result
         assert quote.bid is not None and quote.ask is not None
-        limit = sell_limit(quote.bid, quote.ask)
+        limit = (sell_limit if action == "SELL" else buy_limit)(quote.bid, quote.ask)
         result.limit_price = result.last_limit = limit
-        if not self.check_stability(limit, result):
+        if staged_limit is not None and not self.check_stability(limit, result):
             return result
         if dry_run:
             result.outcome = "DRY_RUN"
-            result.reason = f"Dry run: would SELL {contracts} {contract.key} at ${limit:.2f}"
+            result.reason = (f"Dry run: would {action} {contracts} {contract.key} at "
+                             f"${limit:.2f}")
             log.info(result.reason)
             return result
 
@@ -220,7 +233,7 @@ class AdaptiveOrderExecutor:
             watch.close()
             return await self.adopt(contract, contracts, result.staged_limit or limit,
                                     result.order_ref, state, fills, on_progress)
-        order = OrderRequest("SELL", contracts, result.order_ref, contract,
+        order = OrderRequest(result.action, contracts, result.order_ref, contract,
                              order_type=OrderType.LIMIT, limit_price=limit)
         try:
             state = await self._paced(lambda: self.broker.place_order(order))
@@ -235,8 +248,9 @@ class AdaptiveOrderExecutor:
             return result
         watch.state = watch.state or state
         result.order_id, result.perm_id = state.order_id, state.perm_id
-        log.info("Order %s sent: SELL %d %s at $%.2f (bid %.2f / ask %.2f)", result.order_ref,
-                 contracts, contract.key, limit, result.bid or 0, result.ask or 0)
+        log.info("Order %s sent: %s %d %s at $%.2f (bid %.2f / ask %.2f)", result.order_ref,
+                 result.action, contracts, contract.key, limit, result.bid or 0,
+                 result.ask or 0)
         return await self._work(contract, contracts, watch, result, on_progress)
 
     async def _work(self, contract: OptionContract, contracts: int, watch: _Watch,
@@ -279,13 +293,24 @@ class AdaptiveOrderExecutor:
         except BrokerError as exc:
             log.warning("Order %s: no quote to reprice (%s)", result.order_ref, exc)
             return
-        if quote.bid is None or quote.bid <= 0:
-            log.warning("Order %s: bid gone, not repricing", result.order_ref)
-            return
-        target = first_limit - (first_limit - quote.bid) * step / steps
-        limit = max(quote.bid, round_to_tick(target, down=False))
-        if result.last_limit is not None and limit >= result.last_limit:
-            return
+        if result.action == "BUY":
+            if quote.ask is None or quote.ask <= 0:
+                log.warning("Order %s: ask gone, not repricing", result.order_ref)
+                return
+            touch = quote.ask
+            target = first_limit + (quote.ask - first_limit) * step / steps
+            limit = min(quote.ask, round_to_tick(target))
+            if result.last_limit is not None and limit <= result.last_limit:
+                return
+        else:
+            if quote.bid is None or quote.bid <= 0:
+                log.warning("Order %s: bid gone, not repricing", result.order_ref)
+                return
+            touch = quote.bid
+            target = first_limit - (first_limit - quote.bid) * step / steps
+            limit = max(quote.bid, round_to_tick(target, down=False))
+            if result.last_limit is not None and limit >= result.last_limit:
+                return
         assert result.order_id is not None
         order_id = result.order_id
         try:
@@ -295,8 +320,8 @@ class AdaptiveOrderExecutor:
             return
         result.last_limit, result.reprices = limit, result.reprices + 1
         result.reason = f"Working at ${limit:.2f} (reprice {step} of {steps})"
-        log.info("Order %s repriced to $%.2f (step %d of %d toward the bid %.2f)",
-                 result.order_ref, limit, step, steps, quote.bid)
+        log.info("Order %s repriced to $%.2f (step %d of %d toward the touch %.2f)",
+                 result.order_ref, limit, step, steps, touch)
         if on_progress:
             on_progress(result)
 

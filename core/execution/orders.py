@@ -123,7 +123,7 @@ class OrderExecutor:
         invalid = self._validate_trade(opp, today)
         if invalid is not None:
             result.reason = invalid
-            await self._finish(staged, result, dry)
+            await self._refuse(staged, result, dry)
             return result
         decision = await engine.check(opp, revalidating=staged.id, actor="executor")
         if not decision.approved:
@@ -131,7 +131,7 @@ class OrderExecutor:
             log.warning("Order %s not sent: %s", staged.order_ref, result.reason)
             if decision.rejected_by is not None and decision.rejected_by.name == "kill_switch":
                 return result  # halted: it stays STAGED for after the resume
-            await self._finish(staged, result, dry)
+            await self._refuse(staged, result, dry)
             return result
         contracts = decision.opportunity.contracts
         result.contracts = contracts
@@ -192,6 +192,22 @@ class OrderExecutor:
 
         await asyncio.to_thread(update)
         engine.orders_changed()
+
+    async def _refuse(self, staged: StagedOrder, result: OrderResult, dry: bool) -> None:
+        """Refused before sending: STAGED -> REJECTED, unless another sender has taken
+        the order meanwhile (then its outcome stands)."""
+        engine = self.engine
+        if dry:
+            await self._finish(staged, result, dry)
+            return
+        moved = await asyncio.to_thread(engine.staged.transition, staged.id, "STAGED",
+                                        "REJECTED", engine.clock.now(), result.reason)
+        if moved:
+            engine.orders_changed()
+            await asyncio.to_thread(engine.audit_event, "order_rejected",
+                                    f"{staged.symbol} {staged.expiration} {staged.strike:g}P: "
+                                    f"{result.reason}", "WARNING", "executor", staged.symbol,
+                                    result.as_dict())
 
     async def _finish(self, staged: StagedOrder, result: OrderResult, dry: bool,
                       decision: RiskDecision | None = None) -> None:

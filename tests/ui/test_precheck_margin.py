@@ -30,6 +30,9 @@ async def checked(pilot, keys=("c",)) -> None:
         screen = pilot.app.screen
         if isinstance(screen, PreCheckScreen) and len(screen.decisions) == len(
                 screen.opportunities):
+            # Toasts expire on a timer: a slow run must not photograph a different screen.
+            pilot.app.clear_notifications()
+            await pilot.pause()
             return
     raise AssertionError("the pre-trade checks did not finish")
 

@@ -1,0 +1,133 @@
+"""AssignmentDetector (spec 5.4): stock that appeared because a short put was assigned.
+
+A long stock position in a multiple of 100 shares, on a symbol with an open put trade or
+one that closed or expired within ASSIGNMENT_LOOKBACK_DAYS, is a possible assignment:
+CRITICAL "POSSIBLE ASSIGNMENT DETECTED: {symbol} — {shares} shares found in account",
+recorded on the trade (assignment_detected, assignment_date), once. Stock with no put
+trade is not flagged (the operator may hold it for other reasons) but is reported.
+
+Response (ASSIGNMENT_RESPONSE_MODE): ALERT (default) — the alert only; HOLD — recorded
+and kept; COVERED_CALL — a covered-call suggestion for the operator (nothing is sent);
+SELL_IMMEDIATELY — recorded, and the operator is told to sell: PutDesk's order path is
+for options, and selling stock on a guess is not something it does by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from core.broker.base import BrokerError, Position
+from core.clock import new_york
+from core.db.tables import Trade
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+log = logging.getLogger("putdesk.monitoring.assignments")
+
+LOOKBACK_DAYS = 7
+
+
+@dataclass(frozen=True)
+class AssignmentEvent:
+    symbol: str
+    shares: int
+    trade_ids: tuple[str, ...]
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"symbol": self.symbol, "shares": self.shares, "trade_ids": list(self.trade_ids),
+                "message": self.message}
+
+
+@dataclass
+class AssignmentReport:
+    detected: list[AssignmentEvent] = field(default_factory=list)
+    already_known: list[str] = field(default_factory=list)
+    stock_without_trades: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class AssignmentDetector:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.mode = engine.settings.rolls.assignment_response
+
+    async def check_for_assignments(self) -> AssignmentReport:
+        engine = self.engine
+        report = AssignmentReport()
+        try:
+            positions = await engine.broker.positions()
+        except BrokerError as exc:
+            report.error = str(exc)
+            return report
+        trades = await asyncio.to_thread(engine.trades.all)
+        now = engine.clock.now()
+        since = now - timedelta(days=LOOKBACK_DAYS)
+        for p in positions:
+            if p.sec_type != "STK" or p.quantity <= 0:
+                continue
+            shares = int(p.quantity)
+            puts = [t for t in trades if t.symbol == p.symbol and t.right == "P" and (
+                t.status == "OPEN" or (t.exit_time is not None and t.exit_time >= since)
+                or (t.status in ("OPEN", "EXPIRED", "ASSIGNED")
+                    and new_york(now).date() - t.expiration <= timedelta(days=LOOKBACK_DAYS)))]
+            if not puts or shares % 100 != 0:
+                report.stock_without_trades.append(f"{p.symbol} {shares} shares")
+                continue
+            fresh = [t for t in puts if not t.assignment_detected]
+            if not fresh:
+                report.already_known.append(p.symbol)
+                continue
+            message = (f"POSSIBLE ASSIGNMENT DETECTED: {p.symbol} — {shares} shares found in "
+                       "account")
+            log.critical(message)
+            event = AssignmentEvent(p.symbol, shares, tuple(t.id for t in fresh), message)
+            await asyncio.to_thread(self._record, fresh, positions)
+            engine.alert("CRITICAL", message, "assignment", symbol=p.symbol,
+                         data=event.as_dict())
+            await self.handle_assignment(event)
+            report.detected.append(event)
+        for text in report.stock_without_trades:
+            log.info("Stock without a put trade (not flagged): %s", text)
+        return report
+
+    def _record(self, trades: list[Trade], positions: list[Position]) -> None:
+        engine = self.engine
+        now = engine.clock.now()
+        held = {p.contract for p in positions}
+        for t in trades:
+            t.assignment_detected, t.assignment_date = True, now
+            still_open = any(c is not None and c.symbol == t.symbol and c.strike == t.strike
+                             and c.expiration == t.expiration for c in held)
+            if not still_open and t.status == "OPEN":
+                t.status, t.exit_time, t.exit_reason = "ASSIGNED", now, "assigned"
+                t.exit_price = None
+            t.updated_at = now
+            engine.trades.update(t)
+
+    async def handle_assignment(self, event: AssignmentEvent) -> str:
+        engine = self.engine
+        mode = self.mode
+        if mode == "HOLD":
+            text = f"{event.symbol}: assignment recorded; holding {event.shares} shares (HOLD)"
+        elif mode == "COVERED_CALL":
+            price = await engine.broker.underlying_price(event.symbol)
+            strike = f" around {price * 1.05:.0f}" if price else ""
+            text = (f"{event.symbol}: covered-call suggestion — sell {event.shares // 100} "
+                    f"call(s){strike}, 30-45 DTE, against the {event.shares} shares. "
+                    "Nothing was sent.")
+        elif mode == "SELL_IMMEDIATELY":
+            text = (f"{event.symbol}: SELL_IMMEDIATELY — sell {event.shares} shares now in TWS; "
+                    "PutDesk does not send stock orders")
+            engine.alert("CRITICAL", text, "assignment_response", symbol=event.symbol)
+        else:
+            text = f"{event.symbol}: assignment alert sent (ALERT)"
+        log.warning(text)
+        await asyncio.to_thread(engine.audit_event, "assignment_response", text, "WARNING",
+                                "assignment detector", event.symbol, event.as_dict())
+        return text

@@ -1,0 +1,147 @@
+"""PositionMonitor (spec 4.2A, 4.2B, 4.3A): the book as the broker holds it, with greeks,
+the underlying, P&L against the entry premium and days to expiration; alerts; snapshots.
+
+Alerts: |delta| > DELTA_WARN (0.30) WARNING "Delta elevated", > DELTA_CRITICAL (0.50)
+CRITICAL "Delta breach"; underlying down > 5% from the entry snapshot's price WARNING,
+> 10% CRITICAL. One alert per position per kind, at the highest severity that applies;
+none on missing data. An alert reaches the notifier when it first appears or escalates,
+not on every cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from core.broker.base import BrokerError, Position
+from core.clock import new_york
+from core.config import MonitoringSettings
+from core.db.tables import PositionSnapshot, Trade
+from core.models import SEVERITY_ORDER, Alert, PositionView
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+log = logging.getLogger("putdesk.monitoring.positions")
+
+
+def check_alerts(view: PositionView, s: MonitoringSettings) -> tuple[Alert, ...]:
+    alerts: list[Alert] = []
+    if view.delta is not None:
+        d = abs(view.delta)
+        if d > s.delta_critical:
+            alerts.append(Alert("delta", "CRITICAL", f"Delta breach: {view.symbol} "
+                                f"delta={view.delta:.2f} (>{s.delta_critical:.2f}, deep ITM "
+                                "risk)"))
+        elif d > s.delta_warn:
+            alerts.append(Alert("delta", "WARNING", f"Delta elevated: {view.symbol} "
+                                f"delta={view.delta:.2f} (>{s.delta_warn:.2f}, thesis "
+                                "weakening)"))
+    drop = view.drop_pct
+    if drop is not None and view.entry_underlying is not None \
+            and view.underlying_price is not None:
+        if drop > s.underlying_drop_critical_pct:
+            alerts.append(Alert("underlying_drop", "CRITICAL", f"Underlying {view.symbol} "
+                                f"down {drop:.1%} — review position (${view.entry_underlying:.2f}"
+                                f" → ${view.underlying_price:.2f})"))
+        elif drop > s.underlying_drop_warn_pct:
+            alerts.append(Alert("underlying_drop", "WARNING", f"Underlying {view.symbol} down "
+                                f"{drop:.1%} from entry (${view.entry_underlying:.2f} → "
+                                f"${view.underlying_price:.2f})"))
+    return tuple(alerts)
+
+
+def match_trade(position: Position, trades: Sequence[Trade]) -> Trade | None:
+    c = position.contract
+    if c is None:
+        return None
+    return next((t for t in trades if t.status == "OPEN" and t.symbol == c.symbol
+                 and t.strike == c.strike and t.expiration == c.expiration
+                 and t.right == c.right), None)
+
+
+class PositionMonitor:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.settings = engine.settings.monitoring
+        self.views: tuple[PositionView, ...] = ()
+        self.stocks: tuple[Position, ...] = ()
+        self._raised: dict[tuple[str, str], str] = {}  # (position, kind) -> severity
+
+    async def refresh(self) -> tuple[PositionView, ...]:
+        engine = self.engine
+        broker = engine.broker
+        positions = await broker.positions()
+        trades = await asyncio.to_thread(engine.trades.open_trades)
+        today = new_york(engine.clock.now()).date()
+        views: list[PositionView] = []
+        for p in positions:
+            if p.sec_type != "OPT" or p.contract is None or p.quantity >= 0:
+                continue
+            c = p.contract
+            trade = match_trade(p, trades)
+            snapshot = (await asyncio.to_thread(engine.trades.entry_snapshot, trade.id)
+                        if trade is not None else None)
+            bid = ask = mark = delta = iv = underlying = None
+            try:
+                quote = await broker.option_quote(c)
+                bid, ask, delta, iv = quote.bid, quote.ask, quote.delta, quote.iv
+                mark = quote.mid if quote.mid is not None else quote.last
+                underlying = await broker.underlying_price(c.symbol)
+            except BrokerError as exc:
+                log.warning("Market data for %s unavailable: %s", c.key, exc)
+            view = PositionView(
+                position_id=c.key, contract=c, quantity=int(p.quantity),
+                entry_price=trade.entry_price if trade is not None else p.avg_cost,
+                trade_id=trade.id if trade is not None else None,
+                entry_date=new_york(trade.entry_time).date() if trade is not None else None,
+                entry_underlying=snapshot.underlying_price if snapshot is not None else None,
+                roll_count=trade.roll_count if trade is not None else 0,
+                dte=(c.expiration - today).days, bid=bid, ask=ask, mark=mark, delta=delta,
+                iv=iv, underlying_price=underlying)
+            views.append(replace(view, alerts=check_alerts(view, self.settings)))
+        views.sort(key=lambda v: (-SEVERITY_ORDER.get(v.worst or "INFO", 0)
+                                  - (1 if v.alerts else 0), v.dte, v.symbol))
+        self.views = tuple(views)
+        self.stocks = tuple(p for p in positions if p.sec_type == "STK")
+        saved = await asyncio.to_thread(self._save, views)
+        if saved:
+            log.info("Position snapshots saved: %d of %d", saved, len(views))
+        self._raise_alerts(views)
+        return self.views
+
+    def _save(self, views: list[PositionView]) -> int:
+        """Upsert on the position id with the real trade id, expiration and entry date
+        (spec 4.3A); counts only rows actually written."""
+        engine = self.engine
+        now = engine.clock.now()
+        written = 0
+        for v in views:
+            row = PositionSnapshot(position_id=v.position_id, trade_id=v.trade_id,
+                                   symbol=v.symbol, right=v.contract.right,
+                                   strike=v.contract.strike, expiration=v.contract.expiration,
+                                   entry_date=v.entry_date, contracts=v.contracts,
+                                   option_price=v.mark, delta=v.delta,
+                                   underlying_price=v.underlying_price, pnl=v.pnl, dte=v.dte,
+                                   updated_at=now)
+            try:
+                if engine.snapshots.upsert(row):
+                    written += 1
+            except Exception:
+                log.exception("Position snapshot for %s not saved", v.position_id)
+        return written
+
+    def _raise_alerts(self, views: list[PositionView]) -> None:
+        current: dict[tuple[str, str], str] = {}
+        for v in views:
+            for a in v.alerts:
+                key = (v.position_id, a.kind)
+                current[key] = a.severity
+                before = self._raised.get(key)
+                if before is None or SEVERITY_ORDER[a.severity] > SEVERITY_ORDER[before]:
+                    self.engine.alert(a.severity, a.message, "alert", symbol=v.symbol,
+                                      data={"position_id": v.position_id, "kind": a.kind})
+        self._raised = current

@@ -1,0 +1,288 @@
+"""Position monitoring, exits, rolls and assignments on the simulator (spec 4.2A, 4.2B,
+4.3A, 5.3, 5.4) — every acceptance criterion and named test."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+import pytest
+
+from core.db.repos import PositionSnapshotRepo
+from tests.core.risk.worlds import UNDERLYINGS, world, write
+from tests.factories import make_settings, sim_engine
+
+FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "0.6"}
+AMD_OLD = "AMD 20261204 200 P"
+
+
+def position(symbol, strike, expiration="2026-12-18", quantity=-1, avg_price=1.00,
+             entry=None, roll_count=0, opened="2026-11-10"):
+    return {"symbol": symbol, "right": "P", "strike": strike, "expiration": expiration,
+            "quantity": quantity, "avg_price": avg_price, "opened": opened,
+            "underlying_at_entry": entry or UNDERLYINGS[symbol]["price"],
+            "roll_count": roll_count}
+
+
+def quote(bid, ask, delta=None, iv=0.3):
+    return {"bid": bid, "ask": ask, "delta": delta, "iv": iv}
+
+
+@pytest.fixture
+async def desk(tmp_path):
+    engines = []
+
+    async def make(data, **overrides):
+        settings = make_settings(tmp_path, **{**FAST, **overrides})
+        engine = sim_engine(settings, write(tmp_path, data, f"w{len(engines)}.json"))
+        engines.append(engine)
+        await engine.open()
+        await engine.broker.connect()
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.stop()
+
+
+def alerts_of(views, symbol):
+    return [(a.kind, a.severity) for v in views if v.symbol == symbol for a in v.alerts]
+
+
+# --- 4.2A delta ----------------------------------------------------------------------
+
+
+async def test_delta_over_030_warns_and_over_050_is_critical_only(desk, caplog):
+    data = world(positions=[position("KO", 66), position("JNJ", 150)],
+                 option_quotes={"KO 20261218 66 P": quote(0.9, 1.0, -0.35),
+                                "JNJ 20261218 150 P": quote(1.9, 2.0, -0.62)})
+    engine = await desk(data)
+    with caplog.at_level(logging.WARNING):
+        views = await engine.monitor_cycle(exits=False)
+    assert alerts_of(views, "KO") == [("delta", "WARNING")]
+    assert alerts_of(views, "JNJ") == [("delta", "CRITICAL")]  # not CRITICAL plus WARNING
+    assert "Delta elevated: KO delta=-0.35 (>0.30, thesis weakening)" in caplog.text
+    assert "Delta breach: JNJ delta=-0.62 (>0.50, deep ITM risk)" in caplog.text
+    assert views[0].symbol == "JNJ"  # sorted by severity
+
+
+async def test_no_delta_alert_when_greeks_are_missing(desk):
+    data = world(positions=[position("KO", 66)],
+                 option_quotes={"KO 20261218 66 P": quote(0.9, 1.0, None, None)})
+    engine = await desk(data)
+    engine.broker.faults.missing_greeks = {"KO"}
+    views = await engine.monitor_cycle(exits=False)
+    assert views[0].delta is None and alerts_of(views, "KO") == []
+
+
+# --- 4.2B underlying drop --------------------------------------------------------------
+
+
+async def test_underlying_drop_5pct_warns_10pct_is_critical(desk, caplog):
+    data = world(positions=[position("KO", 60, entry=74.0),   # 70 now: -5.4%
+                            position("XOM", 100, entry=133.0)])  # 118 now: -11.3%
+    engine = await desk(data)
+    engine.broker.faults.missing_greeks = {"*"}  # works without greeks
+    with caplog.at_level(logging.WARNING):
+        views = await engine.monitor_cycle(exits=False)
+    assert alerts_of(views, "KO") == [("underlying_drop", "WARNING")]
+    assert alerts_of(views, "XOM") == [("underlying_drop", "CRITICAL")]
+    assert "Underlying KO down 5.4% from entry ($74.00 → $70.00)" in caplog.text
+    assert "Underlying XOM down 11.3% — review position" in caplog.text
+
+
+async def test_no_drop_alert_without_stock_data(desk, monkeypatch):
+    engine = await desk(world(positions=[position("KO", 60, entry=90.0)]))
+
+    async def no_price(symbol):
+        return None
+
+    monkeypatch.setattr(engine.broker, "underlying_price", no_price)
+    views = await engine.monitor_cycle(exits=False)
+    assert alerts_of(views, "KO") == []
+
+
+async def test_an_alert_is_notified_once_and_again_only_when_it_escalates(desk):
+    engine = await desk(world(positions=[position("KO", 66)],
+                              option_quotes={"KO 20261218 66 P": quote(0.9, 1.0, -0.35)}))
+    await engine.monitor_cycle(exits=False)
+    await engine.monitor_cycle(exits=False)
+    assert len(engine.audit.list(kinds=["alert"])) == 1
+    engine.broker._overrides[next(iter(engine.broker._overrides))] = type(
+        next(iter(engine.broker._overrides.values())))(bid=1.9, ask=2.0, delta=-0.55)
+    await engine.monitor_cycle(exits=False)
+    assert [e.severity for e in engine.audit.list(kinds=["alert"])] == ["CRITICAL", "WARNING"]
+
+
+# --- 4.3A snapshots ------------------------------------------------------------------
+
+
+async def test_snapshots_upsert_with_the_real_trade(desk, caplog):
+    engine = await desk(world(positions=[position("KO", 66)]))
+    with caplog.at_level(logging.INFO):
+        await engine.monitor_cycle(exits=False)
+        await engine.monitor_cycle(exits=False)
+    snap = PositionSnapshotRepo(engine.db).get("KO 20261218 66 P")
+    trade = engine.trades.open_trades()[0]
+    assert snap.trade_id == trade.id
+    assert snap.expiration == date(2026, 12, 18) and snap.entry_date == date(2026, 11, 10)
+    with engine.db.session() as session:
+        from sqlmodel import select
+
+        from core.db.tables import PositionSnapshot
+        assert len(session.exec(select(PositionSnapshot)).all()) == 1
+    assert caplog.text.count("Position snapshots saved: 1 of 1") == 2
+
+
+# --- exits ---------------------------------------------------------------------------
+
+
+async def test_profit_target_closes_the_position_and_the_trade(desk):
+    engine = await desk(world(positions=[position("KO", 66, avg_price=1.00)],
+                              option_quotes={"KO 20261218 66 P": quote(0.40, 0.44, -0.1)}))
+    await engine.monitor_cycle()
+    trade = engine.trades.all()[0]
+    assert trade.status == "CLOSED" and trade.exit_reason.startswith("profit_target")
+    assert trade.realized_pnl > 0
+    assert not [p for p in await engine.broker.positions() if p.sec_type == "OPT"]
+
+
+async def test_stop_loss_closes(desk):
+    engine = await desk(world(positions=[position("KO", 66, avg_price=1.00)],
+                              option_quotes={"KO 20261218 66 P": quote(3.00, 3.10, -0.45)}))
+    await engine.monitor_cycle()
+    trade = engine.trades.all()[0]
+    assert trade.status == "CLOSED" and trade.exit_reason.startswith("stop_loss")
+
+
+async def test_time_exit_closes(desk):
+    engine = await desk(world(positions=[position("KO", 66, "2026-11-25")],
+                              option_quotes={"KO 20261125 66 P": quote(0.90, 0.95, -0.1)}))
+    await engine.monitor_cycle()
+    assert engine.trades.all()[0].exit_reason.startswith("time_exit")
+
+
+async def test_no_automatic_close_while_halted(desk):
+    engine = await desk(world(positions=[position("KO", 66, avg_price=1.00)],
+                              option_quotes={"KO 20261218 66 P": quote(0.40, 0.44, -0.1)}))
+    engine.halt("stepping away")
+    await engine.monitor_cycle()
+    assert engine.trades.all()[0].status == "OPEN"
+
+
+async def test_exit_all_closes_every_put(desk):
+    engine = await desk(world(positions=[position("KO", 68), position("XOM", 110)]))
+    results = await engine.exits.exit_all("tester")
+    assert all(r.outcome == "FILLED" for _v, r in results), [r.reason for _v, r in results]
+    assert {t.status for t in engine.trades.all()} == {"CLOSED"}
+
+
+# --- 5.3 rolls: the three named tests and the operator's decision ------------------------
+
+
+def pressured_amd(**changes):
+    """AMD 200P expiring Dec 4, sold for 1.20, now 2.95/3.10: a 150% loss."""
+    data = world(positions=[position("AMD", 200, "2026-12-04", avg_price=1.20, entry=235.0,
+                                     roll_count=changes.pop("roll_count", 0))],
+                 option_quotes={AMD_OLD: quote(2.95, 3.10, -0.35, 0.5)})
+    data["underlyings"]["AMD"].update(changes)
+    return data
+
+
+async def test_at_150pct_loss_with_a_viable_target_a_roll_is_offered(desk):
+    engine = await desk(pressured_amd())
+    await engine.monitor_cycle()
+    [proposal] = engine.rolls.find(("PENDING",))
+    assert proposal.net_credit > 0 and proposal.new_premium - proposal.buyback_cost == \
+        pytest.approx(proposal.net_credit, abs=0.011)
+    assert proposal.new_expiration > date(2026, 12, 4)
+    assert proposal.new_strike <= 200 and proposal.margin_change is not None
+    assert engine.trades.all()[0].status == "OPEN"  # waits for the operator
+
+
+async def test_at_150pct_loss_already_rolled_twice_closes_without_a_roll(desk):
+    engine = await desk(pressured_amd(roll_count=2))
+    await engine.monitor_cycle()
+    assert engine.rolls.find() == []
+    trade = engine.trades.all()[0]
+    assert trade.status == "CLOSED" and "already rolled 2 times" in trade.exit_reason
+
+
+async def test_roll_target_with_earnings_in_its_dte_is_rejected_and_closed(desk):
+    engine = await desk(pressured_amd(earnings="2026-12-08"))
+    await engine.monitor_cycle()
+    assert engine.rolls.find() == []
+    trade = engine.trades.all()[0]
+    assert trade.status == "CLOSED" and "earnings on 2026-12-08" in trade.exit_reason
+
+
+async def test_approving_a_roll_executes_one_combo_and_records_the_lineage(desk):
+    engine = await desk(pressured_amd())
+    await engine.monitor_cycle()
+    [proposal] = engine.rolls.find(("PENDING",))
+    done = await engine.roll_manager.approve(proposal.id, "tester")
+    assert done.status == "EXECUTED" and "one combo" in done.result
+    old, new = sorted(engine.trades.all(), key=lambda t: t.entry_time)
+    assert old.status == "CLOSED" and old.exit_reason == "rolled"
+    assert new.roll_count == 1 and new.rolled_from_trade_id == old.id
+    held = [p.contract for p in await engine.broker.positions() if p.sec_type == "OPT"]
+    assert [(c.strike, c.expiration) for c in held] == [(done.new_strike,
+                                                         done.new_expiration)]
+    with pytest.raises(ValueError, match="not PENDING"):
+        await engine.roll_manager.approve(proposal.id, "tester")
+
+
+async def test_rejecting_a_roll_closes_when_the_rule_still_says_so(desk):
+    engine = await desk(pressured_amd())
+    await engine.monitor_cycle()
+    [proposal] = engine.rolls.find(("PENDING",))
+    await engine.roll_manager.reject(proposal.id, "tester")
+    assert engine.rolls.get(proposal.id).status == "REJECTED"
+    trade = engine.trades.all()[0]
+    assert trade.status == "CLOSED" and "the operator rejected the roll" in trade.exit_reason
+
+
+async def test_a_broker_without_combos_rolls_close_then_open(desk):
+    engine = await desk(pressured_amd())
+    await engine.monitor_cycle()
+    [proposal] = engine.rolls.find(("PENDING",))
+    engine.broker.faults.reject_combos = True
+    done = await engine.roll_manager.approve(proposal.id, "tester")
+    assert done.status == "EXECUTED" and "close-then-open" in done.result
+    assert sorted(t.status for t in engine.trades.all()) == ["CLOSED", "OPEN"]
+
+
+# --- 5.4 assignment --------------------------------------------------------------------
+
+
+async def test_stock_on_a_symbol_with_an_open_put_is_a_possible_assignment(desk, caplog):
+    engine = await desk(world(positions=[position("KO", 66)],
+                              stock_positions=[{"symbol": "KO", "shares": 100,
+                                                "avg_price": 66.0}]))
+    with caplog.at_level(logging.CRITICAL):
+        report = await engine.assignments.check_for_assignments()
+    assert [e.symbol for e in report.detected] == ["KO"]
+    assert "POSSIBLE ASSIGNMENT DETECTED: KO — 100 shares found in account" in caplog.text
+    trade = engine.trades.all()[0]
+    assert trade.assignment_detected and trade.assignment_date is not None
+    again = await engine.assignments.check_for_assignments()
+    assert again.detected == [] and again.already_known == ["KO"]
+
+
+async def test_stock_without_a_put_trade_is_not_flagged(desk):
+    engine = await desk(world(stock_positions=[{"symbol": "DUK", "shares": 200,
+                                                "avg_price": 110.0}]))
+    report = await engine.assignments.check_for_assignments()
+    assert report.detected == [] and report.stock_without_trades == ["DUK 200 shares"]
+
+
+async def test_expiry_assignment_in_the_simulator_is_detected(desk, caplog):
+    engine = await desk(world(positions=[position("KO", 75, "2026-11-27")]),
+                        TIME_EXIT_DTE="0")
+    engine.clock.advance(timedelta(days=3, hours=6))  # past Friday's close
+    with caplog.at_level(logging.CRITICAL):
+        engine.broker.process_time()
+        await engine.monitor_cycle(exits=False)
+    assert "POSSIBLE ASSIGNMENT DETECTED: KO — 100 shares found in account" in caplog.text
+    trade = engine.trades.all()[0]
+    assert trade.status == "ASSIGNED" and trade.assignment_detected
