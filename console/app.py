@@ -26,6 +26,8 @@ from screens.confirm import ConfirmScreen
 from screens.margin import MarginScreen
 from screens.orders import OrdersScreen
 from screens.overview import OverviewScreen
+from screens.positions import PositionsScreen
+from screens.rolls import RollsScreen
 from widgets.format import ny_time
 
 if TYPE_CHECKING:
@@ -44,13 +46,16 @@ class PutDeskApp(App[None]):
                 tooltip="Resume trading after a halt (asks for confirmation)"),
         Binding("f1", "switch_mode('overview')", "Overview", id="screen-overview"),
         Binding("f2", "switch_mode('candidates')", "Candidates", id="screen-candidates"),
-        Binding("f3", "switch_mode('margin')", "Margin", id="screen-margin"),
+        Binding("f3", "switch_mode('positions')", "Positions", id="screen-positions"),
         Binding("f4", "switch_mode('orders')", "Orders", id="screen-orders"),
+        Binding("f6", "switch_mode('rolls')", "Rolls", id="screen-rolls"),
+        Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
     ]
-    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen, "margin": MarginScreen,
-             "orders": OrdersScreen}
+    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen,
+             "positions": PositionsScreen, "orders": OrdersScreen, "rolls": RollsScreen,
+             "margin": MarginScreen}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -176,7 +181,12 @@ class PutDeskApp(App[None]):
         yield SystemCommand("Screen: Candidates (f2)",
                             "Scan a Barchart CSV or the API; accepted and rejected candidates",
                             lambda: self.switch_mode("candidates"))
-        yield SystemCommand("Screen: Margin (f3)",
+        yield SystemCommand("Screen: Positions (f3)",
+                            "Short puts with greeks, drop from entry, P&L and alerts",
+                            lambda: self.switch_mode("positions"))
+        yield SystemCommand("Screen: Rolls (f6)", "Roll proposals: approve or reject",
+                            lambda: self.switch_mode("rolls"))
+        yield SystemCommand("Screen: Margin (f7)",
                             "Margin health gauge, account figures, breakers, equity history",
                             lambda: self.switch_mode("margin"))
         yield SystemCommand("Screen: Orders (f4)",

@@ -567,6 +567,167 @@ def execute(
         raise typer.Exit(1)
 
 
+async def _connected(engine: Any) -> None:
+    from core.broker.base import BrokerError
+    from core.engine import EngineError
+
+    try:
+        await engine.open()
+    except EngineError as exc:
+        fail(str(exc), code=1)
+    try:
+        await engine.broker.connect()
+    except BrokerError as exc:
+        await engine.stop()
+        fail(f"broker: {exc}", code=1)
+
+
+SEVERITY_STYLE = {"WARNING": "bold yellow", "CRITICAL": "bold red", "EMERGENCY": "bold red"}
+
+
+@app.command()
+def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+    """Short puts with delta, underlying, drop from entry, P&L, DTE and alerts."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> dict[str, Any]:
+        await _connected(engine)
+        try:
+            views = await engine.monitor.refresh(notify=False)
+            stocks = [{"symbol": p.symbol, "shares": p.quantity, "avg_price": p.avg_cost}
+                      for p in engine.monitor.stocks]
+            return {"positions": [v.as_dict() for v in views], "stock": stocks}
+        finally:
+            await engine.stop()
+
+    data = run(go())
+
+    def human() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"Positions ({len(data['positions'])})", title_justify="left")
+        for col in ("Contract", "Qty", "Δ", "Underlying", "Drop", "P&L", "DTE", "Alerts"):
+            t.add_column(col, no_wrap=col != "Alerts",
+                         justify="left" if col in ("Contract", "Alerts") else "right")
+        for p in data["positions"]:
+            alerts = " · ".join(f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['severity']}[/]"
+                                f" {a['message']}" for a in p["alerts"])
+            t.add_row(f"{p['symbol']} {p['expiration']} {p['strike']:g}P", str(p["quantity"]),
+                      "—" if p["delta"] is None else f"{p['delta']:.2f}",
+                      "—" if p["underlying_price"] is None else f"{p['underlying_price']:.2f}",
+                      "—" if p["drop_pct"] is None else f"{p['drop_pct']:.1%}",
+                      "—" if p["pnl"] is None else f"{p['pnl']:,.0f}", str(p["dte"]),
+                      alerts or "")
+        Console().print(t)
+        for s in data["stock"]:
+            Console().print(f"Stock: {s['symbol']} {s['shares']:g} shares at "
+                            f"{s['avg_price']:.2f}")
+
+    emit(data, json_out, human)
+
+
+def _proposal_dict(p: Any) -> dict[str, Any]:
+    return {"id": p.id, "status": p.status, "symbol": p.symbol, "position_id": p.position_id,
+            "contracts": p.contracts, "kind": p.kind, "old_strike": p.old_strike,
+            "old_expiration": p.old_expiration.isoformat(), "new_strike": p.new_strike,
+            "new_expiration": p.new_expiration.isoformat(), "new_dte": p.new_dte,
+            "new_delta": p.new_delta, "buyback_cost": p.buyback_cost,
+            "new_premium": p.new_premium, "net_credit": p.net_credit,
+            "margin_change": p.margin_change, "reason": p.reason, "result": p.result,
+            "decided_by": p.decided_by, "created_at": p.created_at.isoformat()}
+
+
+@app.command()
+def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+    """Roll proposals (pending first) with their figures."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> list[dict[str, Any]]:
+        from core.engine import EngineError
+
+        try:
+            await engine.open()
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        rows = await asyncio.to_thread(engine.rolls.find)
+        await engine.stop()
+        rows.sort(key=lambda r: (r.status != "PENDING", r.created_at))
+        return [_proposal_dict(r) for r in rows]
+
+    data = run(go())
+
+    def human() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"Roll proposals ({len(data)})", title_justify="left")
+        for col in ("Id", "Status", "From", "To", "Credit", "Margin Δ", "Reason"):
+            t.add_column(col, no_wrap=col not in ("Reason",))
+        for p in data:
+            t.add_row(p["id"][:8], p["status"],
+                      f"{p['symbol']} {p['old_expiration']} {p['old_strike']:g}P",
+                      f"{p['new_expiration']} {p['new_strike']:g}P ({p['new_dte']} DTE)",
+                      f"{p['net_credit']:.2f}",
+                      "—" if p["margin_change"] is None else f"{p['margin_change']:,.0f}",
+                      p["result"] or p["reason"])
+        Console().print(t)
+
+    emit({"rolls": data}, json_out, human)
+
+
+roll_app = typer.Typer(help="Approve or reject a roll proposal.", no_args_is_help=True)
+app.add_typer(roll_app, name="roll")
+
+
+def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
+                 scenario: Path | None) -> None:
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> dict[str, Any]:
+        from core.actor import whoami
+
+        await _connected(engine)
+        try:
+            rows = await asyncio.to_thread(engine.rolls.find)
+            match = [r for r in rows if r.id == proposal_id or r.id.startswith(proposal_id)]
+            if len(match) != 1:
+                fail(f"ID: {proposal_id!r} matches {len(match)} roll proposals "
+                     "(see `putdesk rolls`)")
+            manager = engine.roll_manager
+            try:
+                done = await (manager.approve if approve else manager.reject)(
+                    match[0].id, whoami("cli"))
+            except ValueError as exc:
+                fail(str(exc))
+            return _proposal_dict(done)
+        finally:
+            await engine.stop()
+
+    data = run(go())
+    emit(data, json_out,
+         lambda: typer.echo(f"{data['status']}: {data['result'] or data['reason']}"))
+    if approve and data["status"] != "EXECUTED":
+        raise typer.Exit(1)
+
+
+@roll_app.command("approve")
+def roll_approve(proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+                 json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+    """Execute a pending roll (one combo order where the broker allows)."""
+    _decide_roll(proposal_id, True, json_out, scenario)
+
+
+@roll_app.command("reject")
+def roll_reject(proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+                json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+    """Reject a pending roll; the exit proceeds as a close if its rule still says so."""
+    _decide_roll(proposal_id, False, json_out, scenario)
+
+
 @app.command()
 def calendar(
     at: Annotated[str | None, typer.Option(

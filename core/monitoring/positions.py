@@ -71,7 +71,8 @@ class PositionMonitor:
         self.stocks: tuple[Position, ...] = ()
         self._raised: dict[tuple[str, str], str] = {}  # (position, kind) -> severity
 
-    async def refresh(self) -> tuple[PositionView, ...]:
+    async def refresh(self, notify: bool = True) -> tuple[PositionView, ...]:
+        """`notify=False` (a one-shot CLI look) computes alerts without raising them."""
         engine = self.engine
         broker = engine.broker
         positions = await broker.positions()
@@ -110,7 +111,8 @@ class PositionMonitor:
         saved = await asyncio.to_thread(self._save, views)
         if saved:
             log.info("Position snapshots saved: %d of %d", saved, len(views))
-        self._raise_alerts(views)
+        if notify:
+            self._raise_alerts(views)
         return self.views
 
     def _save(self, views: list[PositionView]) -> int:

@@ -6,7 +6,7 @@ import json
 from tests.cli.run import putdesk
 from tests.core.risk.worlds import world, write
 
-FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "1"}
+FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5"}
 
 
 def test_stage_list_dry_run_then_execute(env, tmp_path):

@@ -9,7 +9,7 @@ from tests.factories import make_settings, sim_engine
 from tests.ui.test_precheck_margin import checked
 
 SIZE = (120, 40)
-FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "2"}
+FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5"}
 
 
 def make_app(tmp_path) -> PutDeskApp:

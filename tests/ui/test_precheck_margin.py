@@ -126,7 +126,7 @@ def _thin(tmp_path, cash: float):
 
 async def margin_screen(pilot) -> None:
     await wait_engine_started(pilot)
-    await pilot.press("f3")
+    await pilot.press("f7")
     for _ in range(50):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()

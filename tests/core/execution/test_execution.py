@@ -15,7 +15,8 @@ from core.models import Opportunity
 from tests.core.risk.worlds import world, write
 from tests.factories import make_settings, sim_engine
 
-FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "0.6",
+# Reprices every 50 ms; a generous timeout so a loaded CI machine still fills in time.
+FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5",
         "ORDER_REPRICE_STEPS": "3"}
 KO = "KO 20261231 68 P"
 
@@ -87,7 +88,7 @@ async def test_dry_run_bypasses_the_market_hours_check_and_sends_nothing(desk):
 
 
 async def test_pre_market_submission_is_allowed(desk):
-    engine = await desk(at("2026-11-24T09:00:00-05:00"))
+    engine = await desk(at("2026-11-24T09:00:00-05:00"), ORDER_TIMEOUT_SECONDS="0.3")
     row = await staged(engine)
     [(_row, result)] = await engine.execute()
     assert not result.reason.startswith("Market closed")
@@ -211,7 +212,7 @@ async def test_small_deviation_proceeds_without_warning(desk, caplog):
 
 
 async def test_unfilled_order_reprices_toward_the_bid_then_is_cancelled(desk):
-    engine = await desk(quoted(1.00, 1.20))
+    engine = await desk(quoted(1.00, 1.20), ORDER_TIMEOUT_SECONDS="0.6")
     row = await staged(engine, premium=1.10)
     engine.broker.faults.reject_orders = None
     real = engine.broker._fill_plan

@@ -12,7 +12,7 @@ from core.db.repos import PositionSnapshotRepo
 from tests.core.risk.worlds import UNDERLYINGS, world, write
 from tests.factories import make_settings, sim_engine
 
-FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "0.6"}
+FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5"}
 AMD_OLD = "AMD 20261204 200 P"
 
 

@@ -1,0 +1,251 @@
+"""Positions: short puts with delta, underlying, drop from entry, P&L, DTE and alert
+badges, most severe first. Live updates change cells in place, so the cursor and the
+scroll position stay where the operator left them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from screens.base import DeskScreen
+from screens.confirm import ConfirmScreen
+from widgets.format import money, ny_time, pct
+
+if TYPE_CHECKING:
+    from core.engine import EngineState
+    from core.models import PositionView
+
+BADGE = {"CRITICAL": Text(" CRIT ", style="bold white on red"),
+         "WARNING": Text(" WARN ", style="bold black on yellow")}
+COLUMNS = (("badge", "", 6), ("contract", "Contract", 20), ("qty", "Qty", 4),
+           ("delta", "Δ", 6), ("und", "Underlying", 10), ("drop", "Drop", 6),
+           ("pnl", "P&L", 8), ("kept", "Kept", 6), ("dte", "DTE", 4), ("rolls", "Rolls", 5),
+           ("alerts", "Alerts", 31))
+
+
+def cells(v: PositionView) -> tuple[Any, ...]:
+    loss = v.loss_multiple
+    return (
+        BADGE.get(v.worst or "", ""),
+        f"{v.symbol} {v.contract.expiration:%Y-%m-%d} {v.contract.strike:g}P",
+        str(v.quantity),
+        "—" if v.delta is None else f"{v.delta:.2f}",
+        "—" if v.underlying_price is None else f"{v.underlying_price:,.2f}",
+        Text(pct(v.drop_pct), style="red" if (v.drop_pct or 0) > 0.05 else ""),
+        Text(money(v.pnl), style="red" if (v.pnl or 0) < 0 else "green"),
+        Text("—" if loss is None else f"{-loss:+.0%}",
+             style="" if loss is None or loss < 1 else "bold red"),
+        str(v.dte), str(v.roll_count),
+        Text(" · ".join(a.message for a in v.alerts), overflow="ellipsis", no_wrap=True),
+    )
+
+
+class PositionsScreen(DeskScreen):
+    DEFAULT_CSS = """
+    PositionsScreen #summary { height: 1; padding: 0 1; }
+    PositionsScreen #positions { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("r", "refresh_positions", "Refresh", id="positions-refresh",
+                tooltip="Read positions, quotes and greeks from the broker now"),
+        Binding("x", "close_position", "Close", id="positions-close",
+                tooltip="Close the highlighted position at the market's quote (asks first)"),
+        Binding("X", "exit_all", "Exit all", id="positions-exit-all",
+                tooltip="Emergency: close every short put (asks first)"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.views: dict[str, PositionView] = {}
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="summary")
+        table: DataTable[Any] = DataTable(id="positions", cursor_type="row", zebra_stripes=True)
+        yield table
+
+    def on_mount(self) -> None:
+        table = self.query_one("#positions", DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, width=width, key=key)
+        table.border_title = "Short puts — most severe first · enter: detail"
+        super().on_mount()  # after the columns: the engine's state arrives at once
+
+    def show_engine_state(self, state: EngineState) -> None:
+        self.show_positions(state.positions, state)
+
+    def show_positions(self, views: tuple[PositionView, ...],
+                       state: EngineState | None = None) -> None:
+        """Update in place: changed cells only; rows added or removed as the book
+        changes; order set when rows arrive (severity first), not on every tick."""
+        table = self.query_one("#positions", DataTable)
+        incoming = {v.position_id: v for v in views}
+        for gone in [k for k in self.views if k not in incoming]:
+            table.remove_row(gone)
+            del self.views[gone]
+        for v in views:
+            old = self.views.get(v.position_id)
+            new_cells = cells(v)
+            if old is None:
+                table.add_row(*new_cells, key=v.position_id)
+            else:
+                for (key, _label, _w), before, after in zip(COLUMNS, cells(old), new_cells,
+                                                            strict=True):
+                    if str(before) != str(after) or getattr(before, "style", None) != \
+                            getattr(after, "style", None):
+                        table.update_cell(v.position_id, key, after)
+            self.views[v.position_id] = v
+        crit = sum(1 for v in views if v.worst == "CRITICAL")
+        warn = sum(1 for v in views if v.worst == "WARNING")
+        total = sum(v.pnl or 0 for v in views)
+        summary = Text()
+        summary.append(f"{len(views)} positions · P&L {money(total)}")
+        if crit:
+            summary.append(f"  {crit} CRITICAL ", style="bold white on red")
+        if warn:
+            summary.append(f"  {warn} WARNING ", style="bold black on yellow")
+        checked = state.positions_checked_at if state is not None else None
+        summary.append(f"  · checked {ny_time(checked)} · r refresh · x close · X exit all",
+                       style="dim")
+        self.query_one("#summary", Static).update(summary)
+
+    def _current(self) -> PositionView | None:
+        table = self.query_one("#positions", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.views.get(str(key))
+
+    @on(DataTable.RowSelected, "#positions")
+    def _detail(self) -> None:
+        view = self._current()
+        if view is not None:
+            self.app.push_screen(PositionDetail(view))
+
+    @work(group="positions-refresh", exclusive=True, exit_on_error=False)
+    async def action_refresh_positions(self) -> None:
+        engine = self.desk.engine
+        if engine is not None:
+            await engine.monitor_cycle(exits=False)
+
+    def action_close_position(self) -> None:
+        view = self._current()
+        engine = self.desk.engine
+        if view is None or engine is None:
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+
+            async def run() -> None:
+                result = await engine.exits.close(view, "operator close", self.desk.who())
+                self.app.notify(f"{view.position_id}: {result.outcome} — {result.reason}",
+                                title="Close", markup=False,
+                                severity="information" if result.success else "warning")
+                await engine.monitor_cycle(exits=False)
+
+            self.app.run_worker(run(), group="execution", exit_on_error=False)
+
+        self.app.push_screen(ConfirmScreen(
+            "Close this position?",
+            f"BUY {view.contracts} {view.position_id} to close, at the live quote "
+            f"(P&L now {money(view.pnl)}).", confirm_label="Close"), answered)
+
+    def action_exit_all(self) -> None:
+        engine = self.desk.engine
+        if engine is None or not self.views:
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+
+            async def run() -> None:
+                results = await engine.exits.exit_all(self.desk.who())
+                filled = sum(1 for _v, r in results if r.filled)
+                self.app.notify(f"Exit all: {filled} of {len(results)} closed",
+                                title="Exit all", markup=False,
+                                severity="information" if filled == len(results) else "error")
+                await engine.monitor_cycle(exits=False)
+
+            self.app.run_worker(run(), group="execution", exit_on_error=False)
+
+        self.app.push_screen(ConfirmScreen(
+            "EXIT ALL positions?",
+            f"Close all {len(self.views)} short puts now at the live quotes. This cannot be "
+            "undone.", confirm_label="Exit all"), answered)
+
+
+class PositionDetail(ModalScreen[None]):
+    """The entry snapshot, the trade and its roll lineage, and the alert history."""
+
+    DEFAULT_CSS = """
+    PositionDetail { align: center middle; }
+    PositionDetail > Vertical { width: 100; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape,q", "dismiss", "Close", id="position-detail-close")]
+
+    def __init__(self, view: PositionView) -> None:
+        super().__init__()
+        self.view = view
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self._now(), id="now")
+            yield Static("Loading the entry and the alert history…", id="history")
+
+    def _now(self) -> Text:
+        v = self.view
+        t = Text()
+        t.append(f"{v.position_id}", style="bold")
+        t.append(f"  x{v.contracts} · entry {v.entry_price:.2f} · now "
+                 f"{'—' if v.mark is None else f'{v.mark:.2f}'} · P&L {money(v.pnl)} · "
+                 f"{v.dte} DTE · Δ {'—' if v.delta is None else f'{v.delta:.2f}'}\n")
+        for a in v.alerts:
+            t.append(f"{a.severity} {a.message}\n",
+                     style="bold red" if a.severity == "CRITICAL" else "yellow")
+        return t
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(group="position-detail", exclusive=True, exit_on_error=False)
+    async def load(self) -> None:
+        engine = getattr(self.app, "engine", None)
+        v = self.view
+        if engine is None:
+            return
+        trade = await asyncio.to_thread(engine.trades.get, v.trade_id) if v.trade_id else None
+        snap = (await asyncio.to_thread(engine.trades.entry_snapshot, v.trade_id)
+                if v.trade_id else None)
+        events = await asyncio.to_thread(engine.audit.list, None, ["alert", "exit",
+                                                                   "roll_proposed"], 200)
+        mine = [e for e in events if e.symbol == v.symbol][:12]
+        t = Text()
+        if trade is None:
+            t.append("No PutDesk trade for this position (opened outside PutDesk).\n",
+                     style="yellow")
+        else:
+            t.append(f"Trade {trade.id[:8]} opened {ny_time(trade.entry_time, with_date=True)}"
+                     f" · rolls {trade.roll_count}"
+                     + (f" · rolled from {trade.rolled_from_trade_id[:8]}"
+                        if trade.rolled_from_trade_id else "") + "\n")
+        if snap is not None:
+            t.append(f"At entry: underlying {snap.underlying_price or '—'} · delta "
+                     f"{snap.delta or '—'} · IV rank {pct(snap.iv_rank)} · VIX "
+                     f"{snap.vix or '—'} · earnings {snap.earnings_date or '—'}\n")
+        t.append("\nAlert history\n", style="bold")
+        for e in mine:
+            t.append(f"{ny_time(e.ts, with_date=True)}  {e.severity:<8} {e.message}\n")
+        if not mine:
+            t.append("none\n", style="dim")
+        self.query_one("#history", Static).update(t)

@@ -1,0 +1,180 @@
+"""Rolls: defensive roll proposals with their figures; `a` approves (confirmation) and
+executes, `r` rejects (the exit then proceeds as a close if its rule still says so)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from screens.base import DeskScreen
+from screens.confirm import ConfirmScreen
+from widgets.format import money
+
+if TYPE_CHECKING:
+    from core.db.tables import RollProposal
+    from core.engine import EngineState
+
+STATUS_STYLE = {"PENDING": "bold black on yellow", "APPROVED": "bold cyan",
+                "EXECUTED": "bold green", "REJECTED": "dim", "FAILED": "bold white on red"}
+
+
+class RollsScreen(DeskScreen):
+    DEFAULT_CSS = """
+    RollsScreen #rolls { height: 1fr; }
+    RollsScreen #detail { height: auto; max-height: 10; padding: 0 1;
+        border-top: solid $primary; }
+    """
+    BINDINGS = [
+        Binding("a", "approve", "Approve", id="rolls-approve",
+                tooltip="Execute the highlighted pending roll (asks first)"),
+        Binding("r", "reject", "Reject", id="rolls-reject",
+                tooltip="Reject it: the position is closed if its exit rule still says so"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[RollProposal] = []
+        self._version = -1
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable[Any] = DataTable(id="rolls", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="detail")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        table = self.query_one("#rolls", DataTable)
+        for key, label, width in (("status", "Status", 9), ("from", "Position", 20),
+                                  ("to", "Roll to", 16), ("dte", "DTE", 4), ("delta", "Δ", 6),
+                                  ("buy", "Buyback", 7), ("sell", "New prem", 8),
+                                  ("credit", "Credit", 6), ("margin", "Margin Δ", 9),
+                                  ("why", "Reason / result", 30)):
+            table.add_column(label, width=width, key=key)
+        table.border_title = "Roll proposals — pending first"
+        self.reload()
+
+    def show_engine_state(self, state: EngineState) -> None:
+        if state.rolls_version != self._version:
+            self._version = state.rolls_version
+            self.reload()
+
+    @work(group="rolls-load", exclusive=True, exit_on_error=False)
+    async def reload(self) -> None:
+        engine = self.desk.engine
+        if engine is None:
+            return
+        rows = await asyncio.to_thread(engine.rolls.find)
+        rows.sort(key=lambda r: (r.status != "PENDING", r.created_at))
+        self._fill(rows)
+
+    def _fill(self, rows: list[RollProposal]) -> None:
+        table = self.query_one("#rolls", DataTable)
+        keep = self._current()
+        self.rows = rows
+        table.clear()
+        for p in rows:
+            table.add_row(
+                Text(p.status, style=STATUS_STYLE.get(p.status, "")),
+                f"{p.symbol} {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P",
+                f"{p.new_expiration:%Y-%m-%d} {p.new_strike:g}P", str(p.new_dte),
+                "—" if p.new_delta is None else f"{p.new_delta:.2f}",
+                f"{p.buyback_cost:.2f}", f"{p.new_premium:.2f}", f"{p.net_credit:.2f}",
+                money(p.margin_change),
+                Text(p.result or p.reason, overflow="ellipsis", no_wrap=True), key=p.id)
+        if keep is not None and any(p.id == keep.id for p in rows):
+            table.move_cursor(row=table.get_row_index(keep.id))
+        self._show_detail()
+        self.refresh_bindings()
+
+    def _current(self) -> RollProposal | None:
+        table = self.query_one("#rolls", DataTable)
+        if table.row_count == 0:
+            return None
+        key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return next((p for p in self.rows if p.id == key), None)
+
+    @on(DataTable.RowHighlighted, "#rolls")
+    def _highlighted(self) -> None:
+        self._show_detail()
+        self.refresh_bindings()
+
+    def _show_detail(self) -> None:
+        p = self._current()
+        detail = self.query_one("#detail", Static)
+        if p is None:
+            detail.update(Text("No roll proposals. The monitor proposes one when a position "
+                               "loses 150% of its premium and a net-credit roll passes the "
+                               "entry checks.", style="dim"))
+            return
+        t = Text()
+        kind = "Roll out" if p.kind == "roll_out" else "Roll down and out"
+        t.append(f"{kind}: {p.symbol} x{p.contracts}  ", style="bold")
+        t.append(f"buy back {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P at "
+                 f"{p.buyback_cost:.2f}, sell {p.new_expiration:%Y-%m-%d} {p.new_strike:g}P "
+                 f"at {p.new_premium:.2f} = net credit {p.net_credit:.2f} "
+                 f"({money(p.net_credit * 100 * p.contracts)}); margin change "
+                 f"{money(p.margin_change)}\n")
+        t.append(p.reason + "\n")
+        if p.result:
+            t.append(f"{p.status}: {p.result}", style=STATUS_STYLE.get(p.status, ""))
+            if p.decided_by:
+                t.append(f" (by {p.decided_by})", style="dim")
+        detail.update(t)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("approve", "reject") and self.is_mounted:
+            p = self._current()
+            return True if p is not None and p.status == "PENDING" else None
+        return True
+
+    def action_approve(self) -> None:
+        self._decide(True)
+
+    def action_reject(self) -> None:
+        self._decide(False)
+
+    def _decide(self, approve: bool) -> None:
+        p = self._current()
+        engine = self.desk.engine
+        if p is None or engine is None or p.status != "PENDING":
+            return
+        proposal_id = p.id
+        who = self.desk.who()
+
+        def answered(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+
+            async def run() -> None:
+                manager = engine.roll_manager
+                try:
+                    done = await (manager.approve if approve else manager.reject)(
+                        proposal_id, who)
+                except Exception as exc:
+                    self.app.notify(str(exc), title="Roll", severity="error", markup=False)
+                    return
+                self.app.notify(f"{done.status}: {done.result or done.reason}", title="Roll",
+                                severity="information" if done.status in (
+                                    "EXECUTED", "REJECTED") else "error", markup=False)
+                self.reload()
+
+            self.app.run_worker(run(), group="execution", exit_on_error=False)
+
+        if approve:
+            body = (f"Buy back {p.symbol} {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P and "
+                    f"sell {p.new_expiration:%Y-%m-%d} {p.new_strike:g}P as one combo, x"
+                    f"{p.contracts}, for a net credit (proposed {p.net_credit:.2f}; it is "
+                    "re-priced from live quotes and refused if no longer a credit).")
+        else:
+            body = (f"Reject the roll of {p.symbol} {p.old_strike:g}P. If its loss is still "
+                    "past the roll trigger, the position is closed.")
+        self.app.push_screen(ConfirmScreen("Approve this roll?" if approve else
+                                           "Reject this roll?", body,
+                                           confirm_label="Approve" if approve else "Reject"),
+                             answered)

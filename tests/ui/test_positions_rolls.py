@@ -1,0 +1,119 @@
+"""Positions and Rolls screens: alerts, live updates that keep the cursor, a pending roll,
+approve and reject through the keys."""
+
+from __future__ import annotations
+
+from console.app import PutDeskApp
+from screens.confirm import ConfirmScreen
+from screens.positions import PositionDetail, PositionsScreen
+from screens.rolls import RollsScreen
+from tests.core.monitoring.test_monitoring import position, pressured_amd, quote
+from tests.core.risk.worlds import world, write
+from tests.factories import make_settings, sim_engine, wait_engine_started
+
+SIZE = (120, 40)
+FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5"}
+
+
+def alerting_world(tmp_path):
+    data = world(positions=[position("KO", 66), position("JNJ", 150),
+                            position("XOM", 100, entry=133.0), position("DUK", 105)],
+                 option_quotes={"KO 20261218 66 P": quote(0.9, 1.0, -0.35),
+                                "JNJ 20261218 150 P": quote(1.9, 2.0, -0.62)})
+    return write(tmp_path, data, "alerting.json")
+
+
+def make_app(tmp_path, scenario) -> PutDeskApp:
+    settings = make_settings(tmp_path, **FAST)
+    return PutDeskApp(settings, engine_factory=lambda: sim_engine(settings, scenario),
+                      install_signal_handlers=False, actor=lambda via: f"{via} tester")
+
+
+async def on_positions(pilot) -> None:
+    await wait_engine_started(pilot)
+    await pilot.press("f3")
+    for _ in range(20):
+        await pilot.pause()
+
+
+async def test_alerts_sorted_by_severity_and_updates_keep_the_cursor(tmp_path):
+    app = make_app(tmp_path, alerting_world(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await on_positions(pilot)
+        screen = app.screen
+        assert isinstance(screen, PositionsScreen)
+        table = screen.query_one("#positions")
+        order = [str(k.value) for k in table.rows]
+        assert order[:2] == ["JNJ 20261218 150 P", "XOM 20261218 100 P"]  # CRITICAL first
+        await pilot.press("down", "down")
+        before = table.cursor_row
+        app.engine.broker.set_price("DUK", 100.0)  # the book moves
+        await app.engine.monitor_cycle(exits=False)
+        for _ in range(10):
+            await pilot.pause()
+        assert table.cursor_row == before
+        assert [str(k.value) for k in table.rows] == order
+        await pilot.press("enter")
+        assert isinstance(app.screen, PositionDetail)
+
+
+def test_positions_with_warning_and_critical_alerts_snapshot(snap_compare, tmp_path):
+    """CRITICAL (delta 0.62, XOM down 11%) above WARNING (KO delta 0.35), then the rest."""
+    assert snap_compare(make_app(tmp_path, alerting_world(tmp_path)), run_before=on_positions,
+                        terminal_size=SIZE)
+
+
+async def with_pending_roll(pilot) -> None:
+    await wait_engine_started(pilot)
+    await pilot.app.engine.monitor_cycle()  # AMD at 150% loss: a roll is proposed
+    await pilot.press("f6")
+    for _ in range(30):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if pilot.app.screen.rows:
+            break
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_pending_roll_snapshot(snap_compare, tmp_path):
+    """A pending roll with its buyback, new premium, credit, DTE, delta and margin change."""
+    scenario = write(tmp_path, pressured_amd(), "amd.json")
+    assert snap_compare(make_app(tmp_path, scenario), run_before=with_pending_roll,
+                        terminal_size=SIZE)
+
+
+async def test_approve_a_roll_with_a_key(tmp_path):
+    app = make_app(tmp_path, write(tmp_path, pressured_amd(), "amd.json"))
+    async with app.run_test(size=SIZE) as pilot:
+        await with_pending_roll(pilot)
+        screen = app.screen
+        assert isinstance(screen, RollsScreen)
+        assert [p.status for p in screen.rows] == ["PENDING"]
+        await pilot.press("a")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        for _ in range(100):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if screen.rows and screen.rows[0].status != "PENDING":
+                break
+        assert screen.rows[0].status == "EXECUTED"
+        assert screen.rows[0].decided_by == "console tester"
+        trades = app.engine.trades.all()
+        assert sorted(t.roll_count for t in trades) == [0, 1]
+
+
+async def test_reject_a_roll_with_a_key_closes_the_position(tmp_path):
+    app = make_app(tmp_path, write(tmp_path, pressured_amd(), "amd.json"))
+    async with app.run_test(size=SIZE) as pilot:
+        await with_pending_roll(pilot)
+        screen = app.screen
+        await pilot.press("r", "y")
+        for _ in range(100):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if screen.rows and screen.rows[0].status != "PENDING":
+                break
+        assert screen.rows[0].status == "REJECTED"
+        assert app.engine.trades.all()[0].status == "CLOSED"
