@@ -489,8 +489,16 @@ class Engine:
 
     async def _run_exits(self, views: list[PositionView]) -> None:
         today = self.clock.now() - timedelta(hours=20)
+        stale = self.clock.now() - timedelta(minutes=2 * self.settings.monitoring.interval_minutes)
         for v in views:
             proposals = await asyncio.to_thread(self.rolls.for_position, v.position_id)
+            for p in proposals:
+                if p.status == "PENDING" and p.created_at < stale:
+                    # Its quotes are old: a fresh evaluation replaces it.
+                    await asyncio.to_thread(self.rolls.decide, p.id, "PENDING", "EXPIRED",
+                                            "monitor", self.clock.now())
+                    p.status = "EXPIRED"
+                    self.rolls_changed()
             pending = any(p.status == "PENDING" for p in proposals)
             rejected = any(p.status == "REJECTED" and p.updated_at >= today for p in proposals)
             decision = self.exits.evaluate(v, roll_pending=pending, roll_rejected=rejected)

@@ -65,6 +65,7 @@ class PositionsScreen(DeskScreen):
     def __init__(self) -> None:
         super().__init__()
         self.views: dict[str, PositionView] = {}
+        self._cells: dict[str, tuple[Any, ...]] = {}
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="summary")
@@ -87,21 +88,23 @@ class PositionsScreen(DeskScreen):
         changes; order set when rows arrive (severity first), not on every tick."""
         table = self.query_one("#positions", DataTable)
         incoming = {v.position_id: v for v in views}
-        for gone in [k for k in self.views if k not in incoming]:
-            table.remove_row(gone)
-            del self.views[gone]
-        for v in views:
-            old = self.views.get(v.position_id)
-            new_cells = cells(v)
-            if old is None:
-                table.add_row(*new_cells, key=v.position_id)
-            else:
-                for (key, _label, _w), before, after in zip(COLUMNS, cells(old), new_cells,
-                                                            strict=True):
-                    if str(before) != str(after) or getattr(before, "style", None) != \
-                            getattr(after, "style", None):
-                        table.update_cell(v.position_id, key, after)
-            self.views[v.position_id] = v
+        with self.app.batch_update():
+            for gone in [k for k in self.views if k not in incoming]:
+                table.remove_row(gone)
+                del self.views[gone]
+                self._cells.pop(gone, None)
+            for v in views:
+                new_cells = cells(v)
+                before = self._cells.get(v.position_id)
+                if before is None:
+                    table.add_row(*new_cells, key=v.position_id)
+                else:
+                    for (key, _label, _w), old_cell, new_cell in zip(COLUMNS, before, new_cells,
+                                                                     strict=True):
+                        if old_cell != new_cell:
+                            table.update_cell(v.position_id, key, new_cell)
+                self.views[v.position_id] = v
+                self._cells[v.position_id] = new_cells
         crit = sum(1 for v in views if v.worst == "CRITICAL")
         warn = sum(1 for v in views if v.worst == "WARNING")
         total = sum(v.pnl or 0 for v in views)

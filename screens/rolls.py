@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from core.engine import EngineState
 
 STATUS_STYLE = {"PENDING": "bold black on yellow", "APPROVED": "bold cyan",
-                "EXECUTED": "bold green", "REJECTED": "dim", "FAILED": "bold white on red"}
+                "EXECUTED": "bold green", "REJECTED": "dim", "EXPIRED": "dim",
+                "FAILED": "bold white on red"}
 
 
 class RollsScreen(DeskScreen):

@@ -188,10 +188,12 @@ class OrderRequest:
     limit_price: float | None = None
     tif: Literal["DAY", "GTC"] = "DAY"
     symbol: str = ""
+    stock: str | None = None  # shares of this symbol (selling assigned stock)
 
     def __post_init__(self) -> None:
-        if (self.contract is None) == (not self.legs):
-            raise ValueError("an order has either a contract or combo legs")
+        kinds = (self.contract is not None) + bool(self.legs) + (self.stock is not None)
+        if kinds != 1:
+            raise ValueError("an order has exactly one of a contract, combo legs or a stock")
         if self.quantity <= 0:
             raise ValueError("order quantity must be positive")
         if self.order_type is OrderType.LIMIT and self.limit_price is None:
@@ -201,6 +203,8 @@ class OrderRequest:
     def underlying(self) -> str:
         if self.contract is not None:
             return self.contract.symbol
+        if self.stock is not None:
+            return self.stock
         return self.legs[0].contract.symbol
 
 

@@ -527,6 +527,9 @@ class SimBroker:
         if record.status.is_done or record.remaining <= 0:
             return
         order = record.request
+        if order.stock is not None:
+            self._try_fill_stock(record)
+            return
         if not self.calendar.options_trading(self.clock.now(), order.underlying):
             return
         qty = record.remaining
@@ -558,6 +561,47 @@ class SimBroker:
         for fill in fills:
             self._emit(FillReceived(fill))
         self._emit(OrderStatusChanged(record.state()))
+
+    def _try_fill_stock(self, record: _Order) -> None:
+        """Shares trade in the regular session at the touch ($0.01 wide around the price);
+        commission $0.005 a share, at least $1."""
+        order = record.request
+        assert order.stock is not None
+        info = self.calendar.session_at(self.clock.now())
+        if info.session.value != "REGULAR":
+            return
+        und = self._unds.get(order.stock)
+        holding = self._stocks.get(order.stock)
+        price = und.price if und else (holding.avg_cost if holding else None)
+        if price is None:
+            return
+        touch = round(price - 0.01, 2) if order.action == "SELL" else round(price + 0.01, 2)
+        if order.order_type is OrderType.LIMIT:
+            limit = float(order.limit_price or 0.0)
+            if (order.action == "SELL" and touch < limit) or (
+                    order.action == "BUY" and touch > limit):
+                return
+        qty = record.remaining
+        signed = qty if order.action == "BUY" else -qty
+        commission = round(max(MIN_COMMISSION, 0.005 * qty), 2)
+        self._cash += -signed * touch - commission
+        if holding is None:
+            self._stocks[order.stock] = _Holding(signed, touch)
+        else:
+            holding.quantity += signed
+            if holding.quantity == 0:
+                del self._stocks[order.stock]
+        record.filled += qty
+        record.fill_value += touch * qty
+        record.status = OrderStatus.FILLED
+        self._exec_seq += 1
+        fill = Fill(f"sim.{record.order_id}.{self._exec_seq}", record.order_id,
+                    order.order_ref, order.stock, None, order.action, qty, touch,
+                    self.clock.now(), commission, record.perm_id)
+        self._fills.append(fill)
+        self._emit(FillReceived(fill))
+        self._emit(OrderStatusChanged(record.state()))
+        self._emit(PositionsChanged(f"{order.action} {qty} {order.stock}"))
 
     async def cancel_order(self, order_id: int) -> None:
         await self._request()

@@ -8,19 +8,20 @@ trade is not flagged (the operator may hold it for other reasons) but is reporte
 
 Response (ASSIGNMENT_RESPONSE_MODE): ALERT (default) — the alert only; HOLD — recorded
 and kept; COVERED_CALL — a covered-call suggestion for the operator (nothing is sent);
-SELL_IMMEDIATELY — recorded, and the operator is told to sell: PutDesk's order path is
-for options, and selling stock on a guess is not something it does by itself.
+SELL_IMMEDIATELY — a market order sells the shares (it rests until the regular session
+if sent outside it; not sent while trading is halted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from core.broker.base import BrokerError, Position
+from core.broker.base import BrokerError, OrderRequest, OrderStatus, OrderType, Position
 from core.clock import new_york
 from core.db.tables import Trade
 
@@ -110,6 +111,24 @@ class AssignmentDetector:
             t.updated_at = now
             engine.trades.update(t)
 
+    async def _sell(self, event: AssignmentEvent) -> str:
+        engine = self.engine
+        if engine.kill_switch.is_halted()[0]:
+            return (f"{event.symbol}: SELL_IMMEDIATELY not sent — trading is halted; sell "
+                    f"{event.shares} shares after review")
+        ref = f"putdesk-assign-{uuid.uuid4().hex[:12]}"
+        order = OrderRequest("SELL", event.shares, ref, stock=event.symbol,
+                             order_type=OrderType.MARKET)
+        try:
+            state = await engine.broker.place_order(order)
+        except BrokerError as exc:
+            return f"{event.symbol}: SELL_IMMEDIATELY failed: {exc} — sell the shares in TWS"
+        if state.status is OrderStatus.FILLED:
+            return (f"{event.symbol}: SELL_IMMEDIATELY — sold {state.filled} shares at "
+                    f"${state.avg_fill_price or 0:.2f} ({ref})")
+        return (f"{event.symbol}: SELL_IMMEDIATELY — market sell of {event.shares} shares "
+                f"{state.status.value} ({ref}); it fills in the regular session")
+
     async def handle_assignment(self, event: AssignmentEvent) -> str:
         engine = self.engine
         mode = self.mode
@@ -122,8 +141,7 @@ class AssignmentDetector:
                     f"call(s){strike}, 30-45 DTE, against the {event.shares} shares. "
                     "Nothing was sent.")
         elif mode == "SELL_IMMEDIATELY":
-            text = (f"{event.symbol}: SELL_IMMEDIATELY — sell {event.shares} shares now in TWS; "
-                    "PutDesk does not send stock orders")
+            text = await self._sell(event)
             engine.alert("CRITICAL", text, "assignment_response", symbol=event.symbol)
         else:
             text = f"{event.symbol}: assignment alert sent (ALERT)"

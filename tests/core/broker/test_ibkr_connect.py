@@ -152,7 +152,7 @@ def test_order_requests_refuse_ambiguous_shapes():
     contract = OptionContract("AAPL", date(2026, 12, 18), 200.0)
     with pytest.raises(ValueError, match="limit price"):
         OrderRequest("SELL", 1, "pd-1", contract=contract)
-    with pytest.raises(ValueError, match="either a contract or combo legs"):
+    with pytest.raises(ValueError, match="exactly one of a contract, combo legs or a stock"):
         OrderRequest("SELL", 1, "pd-1", limit_price=1.0)
     with pytest.raises(ValueError, match="positive"):
         OrderRequest("SELL", 0, "pd-1", contract=contract, limit_price=1.0)

@@ -286,3 +286,20 @@ async def test_expiry_assignment_in_the_simulator_is_detected(desk, caplog):
     assert "POSSIBLE ASSIGNMENT DETECTED: KO — 100 shares found in account" in caplog.text
     trade = engine.trades.all()[0]
     assert trade.status == "ASSIGNED" and trade.assignment_detected
+
+
+@pytest.mark.parametrize(("mode", "expect"), [
+    ("SELL_IMMEDIATELY", "sold 100 shares at $69.99"),
+    ("HOLD", "holding 100 shares"),
+    ("COVERED_CALL", "covered-call suggestion — sell 1 call(s) around 74"),
+])
+async def test_assignment_response_modes(desk, mode, expect):
+    engine = await desk(world(positions=[position("KO", 66)],
+                              stock_positions=[{"symbol": "KO", "shares": 100,
+                                                "avg_price": 66.0}]),
+                        ASSIGNMENT_RESPONSE_MODE=mode)
+    await engine.assignments.check_for_assignments()
+    responses = [e.message for e in engine.audit.list(kinds=["assignment_response"])]
+    assert any(expect in r for r in responses), responses
+    stock = [p for p in await engine.broker.positions() if p.sec_type == "STK"]
+    assert (stock == []) == (mode == "SELL_IMMEDIATELY")
