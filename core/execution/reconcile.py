@@ -36,6 +36,7 @@ class ReconcileReport:
     missing_at_broker: list[str] = field(default_factory=list)
     unknown_at_broker: list[str] = field(default_factory=list)
     trades_recorded: list[str] = field(default_factory=list)
+    stock_without_trades: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -48,13 +49,16 @@ class ReconcileReport:
         return (f"Reconciled: {len(self.matched)} matched, {len(self.updated)} updated, "
                 f"{len(self.trades_recorded)} trade(s) recorded, "
                 f"{len(self.missing_at_broker)} missing at the broker, "
-                f"{len(self.unknown_at_broker)} unknown to PutDesk")
+                f"{len(self.unknown_at_broker)} unknown to PutDesk"
+                + (f"; stock without a put trade: {', '.join(self.stock_without_trades)}"
+                   if self.stock_without_trades else ""))
 
     def as_dict(self) -> dict[str, object]:
         return {"matched": self.matched, "updated": self.updated,
                 "missing_at_broker": self.missing_at_broker,
                 "unknown_at_broker": self.unknown_at_broker,
-                "trades_recorded": self.trades_recorded, "error": self.error}
+                "trades_recorded": self.trades_recorded,
+                "stock_without_trades": self.stock_without_trades, "error": self.error}
 
 
 class Reconciler:
@@ -67,6 +71,7 @@ class Reconciler:
         try:
             orders = await engine.broker.open_orders()
             fills = await engine.broker.fills()
+            positions = await engine.broker.positions()
         except BrokerError as exc:
             report.error = str(exc)
             log.error(report.summary())
@@ -116,6 +121,10 @@ class Reconciler:
                                      commission=sum(f.commission or 0 for f in got) or None)
                 await engine.executor.record_trade(row, result, None)
                 report.trades_recorded.append(ref)
+        traded = {t.symbol for t in await asyncio.to_thread(engine.trades.all)}
+        report.stock_without_trades = sorted(
+            f"{p.symbol} {p.quantity:g} shares" for p in positions
+            if p.sec_type == "STK" and p.symbol not in traded)
         report.unknown_at_broker = sorted(
             ref for ref in {*by_ref, *fills_by_ref} if ref not in known)
         for ref in report.unknown_at_broker:

@@ -386,3 +386,11 @@ async def test_two_senders_at_once_place_one_order(desk):
     assert len(orders_with_ref(engine, row.order_ref)) == 1
     assert "FILLED" in outcomes
     assert engine.staged.get(row.id).status == "FILLED"
+
+
+async def test_reconcile_reports_stock_without_trades(desk):
+    engine = await desk(world(stock_positions=[{"symbol": "DUK", "shares": 200,
+                                                "avg_price": 110.0}]))
+    report = await engine.reconcile()
+    assert report.stock_without_trades == ["DUK 200 shares"]
+    assert "stock without a put trade: DUK 200 shares" in report.summary()
