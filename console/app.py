@@ -50,6 +50,8 @@ class PutDeskApp(App[None]):
         Binding("f4", "switch_mode('orders')", "Orders", id="screen-orders"),
         Binding("f6", "switch_mode('rolls')", "Rolls", id="screen-rolls"),
         Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin"),
+        Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True,
+                tooltip="Acknowledge EMERGENCY notifications (stops their repeats)"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
     ]
@@ -169,6 +171,13 @@ class PutDeskApp(App[None]):
             ),
             answered,
         )
+
+    def action_acknowledge(self) -> None:
+        if self.engine is None:
+            return
+        done = self.engine.notifier.acknowledge()
+        self.notify(f"{done} emergency notification(s) acknowledged" if done else
+                    "No emergency notifications to acknowledge.", markup=False)
 
     async def action_refresh(self) -> None:
         if self.engine is not None:

@@ -55,6 +55,7 @@ from core.monitoring.assignments import AssignmentDetector
 from core.monitoring.exits import ExitManager
 from core.monitoring.positions import PositionMonitor
 from core.monitoring.rolls import RollManager
+from core.notify import Notifier
 from core.risk.governor import RiskGovernor
 from core.risk.kill_switch import HaltState, KillSwitch
 from core.risk.margin import AccountHealth, MarginChecker
@@ -124,6 +125,7 @@ class Engine:
         self.calendar = calendar or default_calendar()
         self.wall_clock = wall_clock or SystemClock()
         self.kill_switch = KillSwitch(db, self.wall_clock)
+        self.notifier = Notifier(settings.notify, self.wall_clock)
         self.earnings = EarningsService(db, make_provider(settings, broker), clock,
                                         settings.earnings.cache_hours)
         self._equity = EquityRepo(db)
@@ -220,6 +222,9 @@ class Engine:
     def _on_halt_changed(self, state: HaltState) -> None:
         self._publish(last_message=f"TRADING HALTED: {state.reason}" if state.halted
                       else "Trading active")
+        if state.halted:
+            self.notifier.notify("CRITICAL", "halt", f"TRADING HALTED: {state.reason}",
+                                 data={"by": state.by, "persisted": state.persisted})
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
         if isinstance(event, ConnectionChanged):
@@ -313,6 +318,8 @@ class Engine:
 
     async def stop(self) -> None:
         self._stopping.set()
+        await self.notifier.drain(within=2.0)
+        await self.notifier.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -425,6 +432,10 @@ class Engine:
         if self.margin.health is not None and self.margin.health is not self._state.health:
             h = self.margin.health
             self._publish(account=h.values, health=h, account_checked_at=h.checked_at)
+        first = decision.rejected_by
+        if first is not None and first.name in ("margin", "excess_liquidity"):
+            self.alert("CRITICAL", f"Margin limit rejection: {opportunity.label}: "
+                       f"{first.reason}", "margin_rejection", symbol=opportunity.symbol)
         await asyncio.to_thread(self.audit_event, "risk_decision", decision.summary,
                                 "INFO" if decision.approved else "WARNING",
                                 actor or whoami("engine"), opportunity.symbol,
@@ -457,7 +468,7 @@ class Engine:
         if not result.is_healthy:
             reason = f"Post-trade margin danger: {result.warning}"
             await asyncio.to_thread(self.halt, reason, "post-trade margin check")
-            self.alert("CRITICAL", reason, "post_trade_margin")
+            self.alert("EMERGENCY", reason, "post_trade_margin")
         elif result.warning:
             self.alert("WARNING", f"Post-trade margin low: {result.warning}",
                        "post_trade_margin")
@@ -470,6 +481,7 @@ class Engine:
                         logging.WARNING)
         log.log(level, "%s: %s", severity, message)
         self.audit_event(kind, message, severity, "engine", symbol, data)
+        self.notifier.notify(severity, kind, message, symbol, data)
         self._publish(last_message=f"{severity}: {message}")
 
     def rolls_changed(self) -> None:

@@ -25,6 +25,11 @@ class Request:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    body: bytes = b""
+    method: str = "GET"
+
+    def json(self) -> object:
+        return json.loads(self.body)
 
 
 @dataclass
@@ -42,10 +47,17 @@ def http_server(routes: dict[str, Callable[[Request], Reply]]) -> Iterator[Serve
         def log_message(self, *args: object) -> None:
             pass
 
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._answer("POST", self.rfile.read(length) if length else b"")
+
         def do_GET(self) -> None:
+            self._answer("GET", b"")
+
+        def _answer(self, method: str, body: bytes) -> None:
             parts = urlsplit(self.path)
             req = Request(parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
-                          {k.lower(): v for k, v in self.headers.items()})
+                          {k.lower(): v for k, v in self.headers.items()}, body, method)
             state.requests.append(req)
             route = state.routes.get(parts.path)
             reply = route(req) if route else Reply(404, {"error": "no route"})

@@ -309,7 +309,7 @@ async def test_post_trade_margin_danger_halts_and_alerts(desk):
     assert engine.kill_switch.state.halted
     assert engine.kill_switch.state.reason.startswith("Post-trade margin danger")
     alerts = engine.audit.list(kinds=["post_trade_margin"])
-    assert alerts and alerts[0].severity == "CRITICAL"
+    assert alerts and alerts[0].severity == "EMERGENCY"
 
 
 # --- orderRef: never twice -----------------------------------------------------------------
