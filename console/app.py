@@ -28,6 +28,7 @@ from screens.orders import OrdersScreen
 from screens.overview import OverviewScreen
 from screens.positions import PositionsScreen
 from screens.rolls import RollsScreen
+from screens.stress import StressScreen
 from widgets.format import ny_time
 
 if TYPE_CHECKING:
@@ -50,14 +51,15 @@ class PutDeskApp(App[None]):
         Binding("f4", "switch_mode('orders')", "Orders", id="screen-orders"),
         Binding("f6", "switch_mode('rolls')", "Rolls", id="screen-rolls"),
         Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin"),
-        Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True,
+        Binding("f8", "switch_mode('stress')", "Stress", id="screen-stress"),
+        Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True, show=False,
                 tooltip="Acknowledge EMERGENCY notifications (stops their repeats)"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
     ]
     MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen,
              "positions": PositionsScreen, "orders": OrdersScreen, "rolls": RollsScreen,
-             "margin": MarginScreen}
+             "margin": MarginScreen, "stress": StressScreen}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -201,6 +203,9 @@ class PutDeskApp(App[None]):
         yield SystemCommand("Screen: Orders (f4)",
                             "Staged orders: send now, cancel, dry run, reconcile",
                             lambda: self.switch_mode("orders"))
+        yield SystemCommand("Screen: Stress (f8)",
+                            "Stress scenarios, margin-call flag, P&L across moves",
+                            lambda: self.switch_mode("stress"))
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)

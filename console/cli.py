@@ -728,6 +728,75 @@ def roll_reject(proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     _decide_roll(proposal_id, False, json_out, scenario)
 
 
+@app.command("stress-test")
+def stress_test(
+    shift: Annotated[float | None, typer.Option(
+        "--shift", help="Also run a custom scenario: underlying move, e.g. -0.07 for -7%.")
+    ] = None,
+    iv_shift: Annotated[float, typer.Option(
+        "--iv-shift", help="Custom scenario's implied-vol change in points, e.g. 5.")] = 0.0,
+    json_out: JsonOpt = False,
+    scenario: ScenarioOpt = None,
+) -> None:
+    """The five standard stress scenarios (and a custom one): per-position and portfolio
+    impact, with the margin-call flag."""
+    if shift is not None and not -0.95 <= shift <= 1.0:
+        fail(f"--shift: {shift:g} must be a fraction between -0.95 and 1.0 (-0.07 = -7%)")
+    if not -50 <= iv_shift <= 200:
+        fail(f"--iv-shift: {iv_shift:g} must be vol points between -50 and 200")
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> dict[str, Any]:
+        from core.analysis.stress import PortfolioStressTest, Scenario
+        from core.engine import EngineError
+
+        await _connected(engine)
+        try:
+            try:
+                book = await engine.stress_book()
+            except EngineError as exc:
+                fail(str(exc), code=1)
+            test = PortfolioStressTest(book, settings.stress)
+            results = test.run_all_scenarios()
+            if shift is not None:
+                results.append(test.run_scenario(Scenario(
+                    "custom", shift, iv_shift / 100.0,
+                    description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts")))
+            return {"net_liquidation": book.net_liquidation,
+                    "maint_margin": book.maint_margin, "vix": book.vix,
+                    "scenarios": [r.as_dict() for r in results]}
+        finally:
+            await engine.stop()
+
+    data = run(go())
+
+    def human() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        out = Console()
+        for sc in data["scenarios"]:
+            p = sc["portfolio"]
+            flag = ("[bold white on red] MARGIN CALL [/]" if p["margin_call"]
+                    else "[bold black on green] no margin call [/]")
+            t = Table(title=f"{sc['name']} — {sc['description']}  {flag}",
+                      title_justify="left")
+            for col in ("Position", "Price now", "New price", "P&L", "New Δ", "New margin"):
+                t.add_column(col, justify="left" if col == "Position" else "right")
+            for row in sc["positions"]:
+                t.add_row(row["position"], f"{row['price_now']:.2f}", f"{row['new_price']:.2f}",
+                          f"{row['pnl']:,.0f}", f"{row['new_delta']:.2f}",
+                          f"{row['new_margin']:,.0f}")
+            t.add_row("[bold]Portfolio[/]", "", "", f"[bold]{p['pnl']:,.0f}[/]", "",
+                      f"[bold]{p['margin']:,.0f}[/]")
+            t.caption = (f"ExcessLiquidity after ${p['excess_liquidity']:,.0f} · NLV after "
+                         f"${p['net_liquidation']:,.0f}")
+            out.print(t)
+
+    emit(data, json_out, human)
+
+
 @app.command()
 def calendar(
     at: Annotated[str | None, typer.Option(

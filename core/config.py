@@ -245,6 +245,28 @@ class RollSettings(_Group):
                                   pattern=r"^(ALERT|SELL_IMMEDIATELY|COVERED_CALL|HOLD)$")
 
 
+class StressSettings(_Group):
+    """Stress-test scenarios (spec 6.3)."""
+
+    drop_small_pct: float = _f("STRESS_MARKET_DROP_SMALL_PCT", 0.05,
+                               "market_drop_5pct: every underlying falls this much", gt=0, lt=1)
+    drop_large_pct: float = _f("STRESS_MARKET_DROP_LARGE_PCT", 0.10,
+                               "market_drop_10pct: every underlying falls this much", gt=0, lt=1)
+    iv_points_per_pct: float = _f("STRESS_IV_POINTS_PER_PCT_DROP", 0.5,
+                                  "Implied vol points added per 1% fall (0.5: -10% -> +5 pts)",
+                                  ge=0)
+    single_crash_pct: float = _f("STRESS_SINGLE_CRASH_PCT", 0.20,
+                                 "single_stock_crash: one underlying falls this much", gt=0,
+                                 lt=1)
+    vix_spike_level: float = _f("STRESS_VIX_SPIKE_LEVEL", 35.0,
+                                "vix_spike_35: IVs scale by this / current VIX", gt=0)
+    crisis_drop_pct: float = _f("STRESS_CRISIS_DROP_PCT", 0.15,
+                                "correlation_crisis: every underlying falls this much", gt=0,
+                                lt=1)
+    crisis_iv_mult: float = _f("STRESS_CRISIS_IV_MULT", 1.8,
+                               "correlation_crisis: IVs multiply by this", ge=1)
+
+
 class NotifySettings(_Group):
     """Notifications (spec 8.3)."""
 
@@ -316,6 +338,7 @@ GROUPS: dict[str, type[_Group]] = {
     "risk": RiskSettings,
     "sizing": SizingSettings,
     "execution": ExecutionSettings,
+    "stress": StressSettings,
     "monitoring": MonitoringSettings,
     "exits": ExitSettings,
     "rolls": RollSettings,
@@ -337,6 +360,7 @@ class Settings(BaseModel):
     monitoring: MonitoringSettings
     exits: ExitSettings
     rolls: RollSettings
+    stress: StressSettings
     notify: NotifySettings
     ibkr: IBKRSettings
     app: AppSettings

@@ -61,6 +61,7 @@ from core.risk.kill_switch import HaltState, KillSwitch
 from core.risk.margin import AccountHealth, MarginChecker
 
 if TYPE_CHECKING:
+    from core.analysis.stress import Book
     from core.broker.scenario import SeedTrade
     from core.risk.margin import PostTradeMargin
     from core.screening.pipeline import ScreeningPipeline
@@ -483,6 +484,34 @@ class Engine:
         self.audit_event(kind, message, severity, "engine", symbol, data)
         self.notifier.notify(severity, kind, message, symbol, data)
         self._publish(last_message=f"{severity}: {message}")
+
+    async def stress_book(self) -> Book:
+        """The book as the stress test needs it: positions, stock, account, VIX."""
+        from core.analysis.stress import Book, BookLine
+        from core.clock import new_york
+
+        views = await self.monitor.refresh(notify=False)
+        health = self.margin.health or await self.margin.account_health()
+        if health is None:
+            raise EngineError("Account values unavailable: cannot stress the book")
+        lines = []
+        for v in views:
+            iv = v.iv
+            if iv is None:
+                try:
+                    iv = await self.broker.underlying_iv(v.symbol)
+                except BrokerError:
+                    iv = None
+            lines.append(BookLine(v.symbol, v.contract.strike, v.contract.expiration,
+                                  v.contracts, v.underlying_price or v.contract.strike, iv))
+        stocks = []
+        for p in self.monitor.stocks:
+            price = await self.broker.underlying_price(p.symbol)
+            stocks.append((p.symbol, p.quantity, price if price is not None else p.avg_cost))
+        a = health.values
+        return Book(tuple(lines), tuple(stocks), a.net_liquidation or 0.0,
+                    a.equity_with_loan or a.net_liquidation or 0.0, a.maint_margin_req or 0.0,
+                    new_york(self.clock.now()).date(), await self.governor.vix())
 
     def rolls_changed(self) -> None:
         self._publish(rolls_version=self._state.rolls_version + 1)

@@ -117,3 +117,39 @@ async def test_reject_a_roll_with_a_key_closes_the_position(tmp_path):
                 break
         assert screen.rows[0].status == "REJECTED"
         assert app.engine.trades.all()[0].status == "CLOSED"
+
+
+async def on_stress(pilot) -> None:
+    await wait_engine_started(pilot)
+    await pilot.press("f8")
+    for _ in range(50):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if getattr(pilot.app.screen, "results", None):
+            break
+    await pilot.pause()
+
+
+def test_stress_snapshot(snap_compare, tmp_path):
+    """Five scenarios plus the custom one, a margin call flagged, per-position impact and
+    both charts, on a thin account."""
+    data = world(cash=14_000, positions=[position("KO", 66, quantity=-3),
+                                         position("XOM", 110, quantity=-2)])
+    assert snap_compare(make_app(tmp_path, write(tmp_path, data, "thin.json")),
+                        run_before=on_stress, terminal_size=SIZE)
+
+
+async def test_custom_stress_scenario_from_the_console(tmp_path):
+    app = make_app(tmp_path, alerting_world(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await on_stress(pilot)
+        screen = app.screen
+        screen.query_one("#shift").value = "-25"
+        screen.query_one("#iv").value = "30"
+        await pilot.click("#run")
+        for _ in range(50):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        custom = screen.results[-1]
+        assert custom.name == "custom" and "-25%" in custom.description
+        assert custom.pnl < screen.results[0].pnl

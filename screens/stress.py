@@ -1,0 +1,167 @@
+"""Stress: the five scenarios (and a custom one) over the book — portfolio P&L, margin,
+ExcessLiquidity after and the margin-call flag; per-position impact of the highlighted
+scenario; charts of P&L by scenario and of the book across underlying moves."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Button, DataTable, Input, Static
+from textual_plotext import PlotextPlot
+
+from screens.base import DeskScreen
+from widgets.format import money
+
+if TYPE_CHECKING:
+    from core.analysis.stress import StressResult
+
+MOVES = [m / 100 for m in range(-30, 11)]
+
+
+class StressScreen(DeskScreen):
+    DEFAULT_CSS = """
+    StressScreen #custom { height: 3; padding: 0 1; }
+    StressScreen #custom Input { width: 16; }
+    StressScreen #custom Static { width: auto; padding: 1 1 0 1; }
+    StressScreen #scenarios { height: auto; max-height: 9; }
+    StressScreen #positions { height: 1fr; min-height: 5; }
+    StressScreen #charts { height: 14; }
+    StressScreen PlotextPlot { width: 1fr; }
+    """
+    BINDINGS = [Binding("r", "run_stress", "Run", id="stress-run",
+                        tooltip="Re-run every scenario on the book as it is now")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: list[StressResult] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="custom"):
+            yield Static("Custom: move %")
+            yield Input("-7", id="shift", restrict=r"[-+0-9.]*", classes="custom")
+            yield Static("IV change, pts")
+            yield Input("5", id="iv", restrict=r"[-+0-9.]*")
+            yield Button("Run", id="run", variant="primary")
+        scenarios: DataTable[Any] = DataTable(id="scenarios", cursor_type="row")
+        yield scenarios
+        positions: DataTable[Any] = DataTable(id="positions", cursor_type="none")
+        yield positions
+        with Horizontal(id="charts"):
+            yield PlotextPlot(id="by-scenario")
+            yield PlotextPlot(id="curve")
+
+    def on_mount(self) -> None:
+        scenarios = self.query_one("#scenarios", DataTable)
+        for key, label, width in (("name", "Scenario", 20), ("pnl", "P&L", 10),
+                                  ("margin", "Margin after", 12), ("el", "ExcessLiq after", 15),
+                                  ("call", "Margin call", 12), ("what", "Parameters", 40)):
+            scenarios.add_column(label, width=width, key=key)
+        positions = self.query_one("#positions", DataTable)
+        for key, label, width in (("pos", "Position", 22), ("now", "Price now", 9),
+                                  ("new", "New price", 9), ("pnl", "P&L", 9),
+                                  ("delta", "New Δ", 6), ("margin", "New margin", 10)):
+            positions.add_column(label, width=width, key=key)
+        scenarios.border_title = "Scenarios (r re-runs)"
+        scenarios.focus()  # the results first; the custom inputs are a click or tab away
+        super().on_mount()
+        self.action_run_stress()
+
+    @on(Button.Pressed, "#run")
+    @on(Input.Submitted)
+    def _custom(self) -> None:
+        self.action_run_stress()
+
+    def _custom_values(self) -> tuple[float, float] | None:
+        try:
+            shift = float(self.query_one("#shift", Input).value) / 100
+            iv = float(self.query_one("#iv", Input).value) / 100
+        except ValueError:
+            self.notify("Custom move and IV change must be numbers (e.g. -7 and 5).",
+                        severity="error", markup=False)
+            return None
+        if not -0.95 <= shift <= 1.0 or not -0.5 <= iv <= 2.0:
+            self.notify("Custom move must be -95..100 % and IV change -50..200 points.",
+                        severity="error", markup=False)
+            return None
+        return shift, iv
+
+    @work(group="stress", exclusive=True, exit_on_error=False)
+    async def action_run_stress(self) -> None:
+        from core.analysis.stress import PortfolioStressTest, Scenario
+
+        engine = self.desk.engine
+        if engine is None:
+            return
+        custom = self._custom_values()
+        try:
+            book = await engine.stress_book()
+        except Exception as exc:
+            self.notify(f"Stress test unavailable: {exc}", severity="error", markup=False)
+            return
+        test = PortfolioStressTest(book, self.desk.settings.stress)
+        results = test.run_all_scenarios()
+        if custom is not None:
+            shift, iv = custom
+            results.append(test.run_scenario(Scenario(
+                "custom", shift, iv, description=f"all underlyings {shift:+.0%}, "
+                f"IV {iv * 100:+.0f} pts")))
+        self.results = results
+        self._fill(results)
+        self._charts(results, test.pnl_curve(MOVES).tolist())
+
+    def _fill(self, results: list[StressResult]) -> None:
+        table = self.query_one("#scenarios", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for r in results:
+            table.add_row(r.name, Text(money(r.pnl), style="red" if r.pnl < 0 else "green"),
+                          money(r.margin), money(r.excess_liquidity),
+                          Text(" MARGIN CALL ", style="bold white on red") if r.margin_call
+                          else Text("no", style="green"),
+                          Text(r.description, overflow="ellipsis", no_wrap=True), key=r.name)
+        if results:
+            table.move_cursor(row=min(row, len(results) - 1))
+        self._positions(results[table.cursor_row] if results else None)
+
+    @on(DataTable.RowHighlighted, "#scenarios")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if 0 <= event.cursor_row < len(self.results):
+            self._positions(self.results[event.cursor_row])
+
+    def _positions(self, result: StressResult | None) -> None:
+        table = self.query_one("#positions", DataTable)
+        table.clear()
+        if result is None:
+            return
+        table.border_title = f"Per position — {result.name}"
+        for p in result.positions:
+            table.add_row(p.label, f"{p.price_now:.2f}", f"{p.price_after:.2f}",
+                          Text(money(p.pnl), style="red" if p.pnl < 0 else ""),
+                          f"{p.delta_after:.2f}", money(p.margin_after))
+
+    def _charts(self, results: list[StressResult], curve: list[float]) -> None:
+        bars = self.query_one("#by-scenario", PlotextPlot)
+        plt = bars.plt
+        plt.clear_data()
+        plt.clear_figure()
+        # Short labels: plotext drops labels that collide, and not always the same one.
+        short = {"market_drop_5pct": "-5%", "market_drop_10pct": "-10%",
+                 "single_stock_crash": "crash", "vix_spike_35": "VIX",
+                 "correlation_crisis": "crisis", "custom": "custom"}
+        plt.bar([short.get(r.name, r.name[:6]) for r in results], [r.pnl for r in results],
+                color="red", width=0.5)
+        plt.title("P&L by scenario ($)")
+        bars.refresh()
+        line = self.query_one("#curve", PlotextPlot)
+        plt = line.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.plot([m * 100 for m in MOVES], curve, marker="braille")
+        plt.hline(0.0)
+        plt.title("Book P&L across underlying moves (%)")
+        line.refresh()
