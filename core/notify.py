@@ -27,8 +27,6 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
-
 from core.clock import Clock, new_york
 from core.config import NotifySettings
 
@@ -195,6 +193,8 @@ class Notifier:
             smtp.send_message(msg)
 
     async def _webhook(self, n: Notification) -> None:
+        import httpx  # here, not at the top: httpx pulls in rich, which core never loads
+
         s = self.settings
         assert s.webhook_url is not None
         url = s.webhook_url.get_secret_value()
