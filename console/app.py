@@ -23,6 +23,7 @@ from core.actor import whoami
 from core.config import Settings
 from screens.candidates import CandidatesScreen
 from screens.confirm import ConfirmScreen
+from screens.log import LogScreen
 from screens.margin import MarginScreen
 from screens.orders import OrdersScreen
 from screens.overview import OverviewScreen
@@ -52,6 +53,7 @@ class PutDeskApp(App[None]):
         Binding("f6", "switch_mode('rolls')", "Rolls", id="screen-rolls"),
         Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin"),
         Binding("f8", "switch_mode('stress')", "Stress", id="screen-stress"),
+        Binding("f9", "switch_mode('log')", "Log", id="screen-log"),
         Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True, show=False,
                 tooltip="Acknowledge EMERGENCY notifications (stops their repeats)"),
         Binding("f5", "refresh", "Refresh", id="refresh",
@@ -59,7 +61,7 @@ class PutDeskApp(App[None]):
     ]
     MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen,
              "positions": PositionsScreen, "orders": OrdersScreen, "rolls": RollsScreen,
-             "margin": MarginScreen, "stress": StressScreen}
+             "margin": MarginScreen, "stress": StressScreen, "log": LogScreen}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -206,6 +208,8 @@ class PutDeskApp(App[None]):
         yield SystemCommand("Screen: Stress (f8)",
                             "Stress scenarios, margin-call flag, P&L across moves",
                             lambda: self.switch_mode("stress"))
+        yield SystemCommand("Screen: Log (f9)", "The audit trail, filtered",
+                            lambda: self.switch_mode("log"))
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)

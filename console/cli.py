@@ -262,6 +262,7 @@ def scan(
     engine = build_engine(settings, scenario)
 
     async def go() -> Any:
+        from core.actor import whoami
         from core.broker.base import BrokerError
         from core.screening.barchart_csv import BarchartCsvError
 
@@ -274,11 +275,15 @@ def scan(
         try:
             pipeline = engine.screening()
             if csv_file is not None:
-                return await pipeline.scan_csv(csv_file)
+                scanned = await pipeline.scan_csv(csv_file)
+                await engine.record_scan(scanned, whoami("cli"))
+                return scanned
             from core.screening.barchart_api import BarchartApiError, scan_api
 
             try:
-                return await pipeline.run_source(await scan_api(settings, pipeline.today()))
+                scanned = await pipeline.run_source(await scan_api(settings, pipeline.today()))
+                await engine.record_scan(scanned, whoami("cli"))
+                return scanned
             except BarchartApiError as exc:
                 fail(f"Barchart API: {exc}", code=exc.exit_code)
         except BarchartCsvError as exc:
@@ -795,6 +800,71 @@ def stress_test(
             out.print(t)
 
     emit(data, json_out, human)
+
+
+def _parse_since(text: str) -> Any:
+    """An ISO time, or a span back from now: 30m, 12h, 7d."""
+    import re
+    from datetime import UTC, timedelta
+
+    from core.clock import NEW_YORK
+
+    m = re.fullmatch(r"(\d+)([mhd])", text.strip())
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        span = {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}
+        return datetime.now(UTC) - span[unit]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--since: {text!r} is neither a time (2026-11-24T09:30) nor a span (30m, 12h, 7d)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=NEW_YORK)
+
+
+@app.command()
+def audit(
+    since: Annotated[str | None, typer.Option(
+        "--since", help="From this time (ISO; New York if no offset) or span back (12h, 7d).")
+    ] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", help="Only these kinds (halt, resume, risk_decision, order_filled, alert, "
+                       "roll_approved, ...). Repeatable.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.",
+                                       min=1, max=100_000)] = 200,
+    json_out: JsonOpt = False,
+) -> None:
+    """The audit trail: every decision, order, fill, alert, halt and resume, with who."""
+    from core.db.repos import AuditRepo
+    from core.db.session import Database, DatabaseError, database_url
+
+    start = _parse_since(since) if since else None
+    settings = load()
+    try:
+        db = Database(database_url(settings))
+        db.upgrade()
+        events = AuditRepo(db).list(start, list(kind) if kind else None, limit)
+    except DatabaseError as exc:
+        fail(str(exc), code=1)
+    data: list[dict[str, Any]] = [
+            {"id": e.id, "ts": e.ts.isoformat(), "kind": e.kind, "severity": e.severity,
+             "actor": e.actor, "source": e.source, "symbol": e.symbol, "message": e.message,
+             "data": json.loads(e.data) if e.data else None} for e in events]
+
+    def human() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from core.clock import new_york
+
+        t = Table(title=f"Audit ({len(data)} events, newest first)", title_justify="left")
+        for col in ("Time (ET)", "Kind", "Sev", "Who", "Symbol", "Message"):
+            t.add_column(col, no_wrap=col not in ("Message", "Who"))
+        for e in data:
+            t.add_row(new_york(datetime.fromisoformat(e["ts"])).strftime("%m-%d %H:%M:%S"),
+                      e["kind"], e["severity"], e["actor"], e["symbol"] or "", e["message"])
+        Console().print(t)
+
+    emit({"events": data}, json_out, human)
 
 
 @app.command()

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from core.analysis.stress import Book
     from core.broker.scenario import SeedTrade
     from core.risk.margin import PostTradeMargin
-    from core.screening.pipeline import ScreeningPipeline
+    from core.screening.pipeline import ScanResult, ScreeningPipeline
 
 log = logging.getLogger("putdesk.engine")
 
@@ -420,6 +420,21 @@ class Engine:
 
         return ScreeningPipeline(self.broker, self.earnings, self.settings, self.clock)
 
+    async def record_scan(self, result: ScanResult, actor: str | None = None) -> None:
+        """A screening result is an audit event (counts, top candidates, rejections by
+        stage), whichever front end ran it."""
+        stages: dict[str, int] = {}
+        for r in result.rejected:
+            stages[r.stage] = stages.get(r.stage, 0) + 1
+        text = (f"Scan {result.source or '?'}: {len(result.accepted)} accepted, "
+                f"{len(result.rejected)} rejected")
+        data = {"source": result.source, "accepted": len(result.accepted),
+                "rejected_by_stage": stages, "warnings": result.warnings,
+                "top": [f"{c.symbol} {c.expiration} {c.strike:g}P score {c.score:.3f}"
+                        for c in sorted(result.accepted, key=lambda c: -(c.score or 0))[:10]]}
+        await asyncio.to_thread(self.audit_event, "scan", text, "INFO",
+                                actor or whoami("engine"), None, data)
+
     async def check(self, opportunity: Opportunity, *, whatif: bool = True,
                     actor: str | None = None, revalidating: str | None = None) -> RiskDecision:
         """Size and run the pre-trade checks; the decision is an audit event. Staged
@@ -437,7 +452,9 @@ class Engine:
         if first is not None and first.name in ("margin", "excess_liquidity"):
             self.alert("CRITICAL", f"Margin limit rejection: {opportunity.label}: "
                        f"{first.reason}", "margin_rejection", symbol=opportunity.symbol)
-        await asyncio.to_thread(self.audit_event, "risk_decision", decision.summary,
+        await asyncio.to_thread(self.audit_event, "risk_decision",
+                                f"{decision.opportunity.label} x{decision.opportunity.contracts}:"
+                                f" {decision.summary}",
                                 "INFO" if decision.approved else "WARNING",
                                 actor or whoami("engine"), opportunity.symbol,
                                 decision.as_dict())

@@ -185,6 +185,7 @@ class CandidatesScreen(DeskScreen):
             return
         finally:
             row.remove_class("-busy")
+        await engine.record_scan(result, self.desk.who())
         self.show_result(result)
         self.query_one("#accepted", DataTable).focus()
 

@@ -153,3 +153,23 @@ async def test_custom_stress_scenario_from_the_console(tmp_path):
         custom = screen.results[-1]
         assert custom.name == "custom" and "-25%" in custom.description
         assert custom.pnl < screen.results[0].pnl
+
+
+async def test_log_screen_filters_the_audit_trail(tmp_path):
+    app = make_app(tmp_path, alerting_world(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_engine_started(pilot)
+        await pilot.press("ctrl+k")
+        await pilot.press("f9")
+        for _ in range(30):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        screen = app.screen
+        kinds = {e.kind for e in screen.events}
+        assert {"alert", "halt"} <= kinds
+        screen.query_one("#kind").value = "halt"
+        for _ in range(30):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        assert {e.kind for e in screen.events} == {"halt"}
+        assert screen.events[0].actor == "console tester"

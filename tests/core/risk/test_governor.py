@@ -419,5 +419,5 @@ async def test_every_decision_is_an_audit_event_with_all_checks(desk):
     engine = await desk()
     await engine.check(put("KO", 66))
     event = engine.audit.list(kinds=["risk_decision"])[0]
-    assert event.symbol == "KO" and event.message == "APPROVED"
+    assert event.symbol == "KO" and event.message == "KO 2026-12-31 66P x1: APPROVED"
     assert '"name": "vix_halt"' in event.data
