@@ -27,6 +27,7 @@ from screens.log import LogScreen
 from screens.margin import MarginScreen
 from screens.orders import OrdersScreen
 from screens.overview import OverviewScreen
+from screens.performance import PerformanceScreen
 from screens.positions import PositionsScreen
 from screens.rolls import RollsScreen
 from screens.stress import StressScreen
@@ -54,6 +55,7 @@ class PutDeskApp(App[None]):
         Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin"),
         Binding("f8", "switch_mode('stress')", "Stress", id="screen-stress"),
         Binding("f9", "switch_mode('log')", "Log", id="screen-log"),
+        Binding("f10", "switch_mode('journal')", "Journal", id="screen-journal"),
         Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True, show=False,
                 tooltip="Acknowledge EMERGENCY notifications (stops their repeats)"),
         Binding("f5", "refresh", "Refresh", id="refresh",
@@ -61,7 +63,8 @@ class PutDeskApp(App[None]):
     ]
     MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen,
              "positions": PositionsScreen, "orders": OrdersScreen, "rolls": RollsScreen,
-             "margin": MarginScreen, "stress": StressScreen, "log": LogScreen}
+             "margin": MarginScreen, "stress": StressScreen, "log": LogScreen,
+             "journal": PerformanceScreen}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -210,6 +213,9 @@ class PutDeskApp(App[None]):
                             lambda: self.switch_mode("stress"))
         yield SystemCommand("Screen: Log (f9)", "The audit trail, filtered",
                             lambda: self.switch_mode("log"))
+        yield SystemCommand("Screen: Journal (f10)",
+                            "Closed-trade statistics, P&L by bucket, equity curve",
+                            lambda: self.switch_mode("journal"))
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)

@@ -868,6 +868,58 @@ def audit(
 
 
 @app.command()
+def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+    """Closed-trade statistics: win rate, average P&L, P&L by sector, delta, DTE and
+    IV-rank bucket, maximum drawdown and the equity curve."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+
+    async def go() -> dict[str, Any]:
+        from core.engine import EngineError
+
+        try:
+            await engine.open()
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        try:
+            return (await engine.journal()).as_dict()
+        finally:
+            await engine.stop()
+
+    data = run(go())
+
+    def human() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        out = Console()
+        c = data["closed"]
+
+        def pct(v: float | None) -> str:
+            return "—" if v is None else f"{v:.0%}"
+
+        def m(v: float | None) -> str:
+            return "—" if v is None else f"${v:,.0f}"
+
+        out.print(f"Closed trades {c['trades']} · win rate {pct(data['win_rate'])} · average "
+                  f"{m(data['average_pnl'])} · total {m(data['total_pnl'])} · best "
+                  f"{m(data['best'])} · worst {m(data['worst'])} · open {data['open_trades']}"
+                  f" · assigned {data['assigned']} · rolled {data['rolled']} · max drawdown "
+                  f"{pct(data['max_drawdown'])}")
+        for key, title in (("by_sector", "Sector"), ("by_delta", "Delta at entry"),
+                           ("by_dte", "DTE at entry"), ("by_iv_rank", "IV rank at entry")):
+            t = Table(title=f"P&L by {title.lower()}", title_justify="left")
+            for col in (title, "Trades", "Win rate", "P&L", "Average"):
+                t.add_column(col, justify="left" if col == title else "right")
+            for name, b in sorted(data[key].items()):
+                t.add_row(name, str(b["trades"]), pct(b["win_rate"]), m(b["pnl"]),
+                          m(b["average_pnl"]))
+            out.print(t)
+
+    emit(data, json_out, human)
+
+
+@app.command()
 def calendar(
     at: Annotated[str | None, typer.Option(
         "--at", help="ISO time, e.g. 2026-12-25T11:00-05:00 (no offset = New York time).")] = None,

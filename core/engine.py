@@ -61,6 +61,7 @@ from core.risk.kill_switch import HaltState, KillSwitch
 from core.risk.margin import AccountHealth, MarginChecker
 
 if TYPE_CHECKING:
+    from core.analysis.performance import Journal
     from core.analysis.stress import Book
     from core.broker.scenario import SeedTrade
     from core.risk.margin import PostTradeMargin
@@ -530,6 +531,15 @@ class Engine:
                     a.equity_with_loan or a.net_liquidation or 0.0, a.maint_margin_req or 0.0,
                     new_york(self.clock.now()).date(), await self.governor.vix())
 
+    async def journal(self) -> Journal:
+        from core.analysis.performance import build_journal
+
+        def build() -> Journal:
+            return build_journal(self.trades.all(), self.trades.entry_snapshot,
+                                 self._equity.history())
+
+        return await asyncio.to_thread(build)
+
     def rolls_changed(self) -> None:
         self._publish(rolls_version=self._state.rolls_version + 1)
 
@@ -597,8 +607,7 @@ class Engine:
             log.exception("could not write the audit event %s", kind)
 
     def _on_whatif_fallback(self, text: str) -> None:
-        self.audit_event("whatif_fallback", text, "WARNING", "risk governor")
-        self._publish(last_message=text)
+        self.alert("WARNING", text, "whatif_fallback")
 
     def halt(self, reason: str, actor: str | None = None) -> HaltState:
         return self.kill_switch.halt(reason, actor or whoami("engine"))

@@ -173,3 +173,19 @@ async def test_log_screen_filters_the_audit_trail(tmp_path):
             await pilot.pause()
         assert {e.kind for e in screen.events} == {"halt"}
         assert screen.events[0].actor == "console tester"
+
+
+async def test_journal_screen_shows_the_statistics(tmp_path):
+    from tests.core.analysis.test_performance import seed
+
+    app = make_app(tmp_path, write(tmp_path, world(), "empty.json"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_engine_started(pilot)
+        seed(app.engine.db)
+        await pilot.press("f10")
+        for _ in range(30):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        headline = str(app.screen.query_one("#headline").render())
+        assert "4 closed trades" in headline and "win rate 75%" in headline
+        assert app.screen.query_one("#by_sector").row_count == 3
