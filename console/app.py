@@ -21,16 +21,8 @@ from textual.screen import Screen
 from console.messages import EngineFailed, EngineUpdated
 from core.actor import whoami
 from core.config import Settings
-from screens.candidates import CandidatesScreen
 from screens.confirm import ConfirmScreen
-from screens.log import LogScreen
-from screens.margin import MarginScreen
-from screens.orders import OrdersScreen
 from screens.overview import OverviewScreen
-from screens.performance import PerformanceScreen
-from screens.positions import PositionsScreen
-from screens.rolls import RollsScreen
-from screens.stress import StressScreen
 from widgets.format import ny_time
 
 if TYPE_CHECKING:
@@ -61,10 +53,17 @@ class PutDeskApp(App[None]):
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
     ]
-    MODES = {"overview": OverviewScreen, "candidates": CandidatesScreen,
-             "positions": PositionsScreen, "orders": OrdersScreen, "rolls": RollsScreen,
-             "margin": MarginScreen, "stress": StressScreen, "log": LogScreen,
-             "journal": PerformanceScreen}
+    # Screens other than the first are imported when first opened: the charts pull in
+    # plotext, and the operator should see the console before any of that loads.
+    MODES = {"overview": OverviewScreen,
+             "candidates": lambda: _screen("candidates", "CandidatesScreen"),
+             "positions": lambda: _screen("positions", "PositionsScreen"),
+             "orders": lambda: _screen("orders", "OrdersScreen"),
+             "rolls": lambda: _screen("rolls", "RollsScreen"),
+             "margin": lambda: _screen("margin", "MarginScreen"),
+             "stress": lambda: _screen("stress", "StressScreen"),
+             "log": lambda: _screen("log", "LogScreen"),
+             "journal": lambda: _screen("performance", "PerformanceScreen")}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -219,6 +218,13 @@ class PutDeskApp(App[None]):
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
         yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
                             self.action_resume)
+
+
+def _screen(module: str, name: str) -> Screen[None]:
+    import importlib
+
+    screen: Screen[None] = getattr(importlib.import_module(f"screens.{module}"), name)()
+    return screen
 
 
 def _build_engine(settings: Settings, scenario: Path | None) -> Engine:
