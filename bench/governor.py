@@ -54,17 +54,22 @@ async def run(n: int) -> None:
     for opp in opportunities:
         await governor.pre_trade_check(opp, whatif=False)
 
-    start = time.perf_counter()
+    rates = []
     approved = 0
-    for i in range(n):
-        decision = await governor.pre_trade_check(opportunities[i % len(opportunities)],
-                                                  whatif=False)
-        approved += decision.approved
-    elapsed = time.perf_counter() - start
-    rate = n / elapsed
-    print(f"pre-trade checks, cached account, WhatIf excluded: {n:,} decisions over "
-          f"{len(opportunities)} symbols in {elapsed:.2f} s = {rate:,.0f}/s "
-          f"({elapsed / n * 1e6:.0f} µs each; {approved:,} approved); goal >= 5,000/s")
+    for _round in range(5):  # the machine is shared: report the spread, not one draw
+        start = time.perf_counter()
+        approved = 0
+        for i in range(n):
+            decision = await governor.pre_trade_check(opportunities[i % len(opportunities)],
+                                                      whatif=False)
+            approved += decision.approved
+        rates.append(n / (time.perf_counter() - start))
+    rates.sort()
+    median = rates[len(rates) // 2]
+    print(f"pre-trade checks, cached account, WhatIf excluded: {n:,} decisions x 5 rounds over "
+          f"{len(opportunities)} symbols: median {median:,.0f}/s ({1e6 / median:.0f} µs each), "
+          f"range {rates[0]:,.0f}-{rates[-1]:,.0f}/s; {approved:,} approved per round; "
+          "goal >= 5,000/s")
 
     broker.faults.latency_seconds = 0.0
     start = time.perf_counter()
@@ -78,7 +83,7 @@ async def run(n: int) -> None:
 
 
 def main() -> None:
-    asyncio.run(run(20_000))
+    asyncio.run(run(10_000))
 
 
 if __name__ == "__main__":

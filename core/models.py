@@ -3,6 +3,7 @@ they were turned away."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal
@@ -126,7 +127,7 @@ class Opportunity:
     def contract(self) -> OptionContract:
         return OptionContract(self.symbol, self.expiration, self.strike, "P")
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
         return f"{self.symbol} {self.expiration:%Y-%m-%d} {self.strike:g}P"
 

@@ -34,6 +34,7 @@ def _table() -> dict[str, str]:
     return table
 
 
+@functools.lru_cache(maxsize=8192)
 def get_sector(symbol: str) -> str:
     return _table().get(canonical_symbol(symbol), UNKNOWN)
 
