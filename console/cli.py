@@ -426,13 +426,9 @@ def check(
         from core.actor import whoami
         from core.broker.base import BrokerError
         from core.clock import new_york
-        from core.engine import EngineError
         from core.models import Opportunity
 
-        try:
-            await engine.open()
-        except EngineError as exc:
-            fail(str(exc), code=1)
+        await _opened(engine)
         try:
             today = new_york(engine.clock.now()).date()
             if exp < today:
@@ -494,12 +490,8 @@ def orders(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
     engine = build_engine(settings, scenario)
 
     async def go() -> list[dict[str, Any]]:
-        from core.engine import EngineError
 
-        try:
-            await engine.open()
-        except EngineError as exc:
-            fail(str(exc), code=1)
+        await _opened(engine)
         rows = await asyncio.to_thread(engine.staged.list, None)
         await engine.stop()
         return [_staged_dict(r) for r in sorted(rows, key=lambda r: r.created_at,
@@ -572,14 +564,20 @@ def execute(
         raise typer.Exit(1)
 
 
-async def _connected(engine: Any) -> None:
-    from core.broker.base import BrokerError
+async def _opened(engine: Any) -> None:
+    """Database upgraded, halt flag and seeds loaded; exit 1 with the reason if not."""
     from core.engine import EngineError
 
     try:
         await engine.open()
     except EngineError as exc:
         fail(str(exc), code=1)
+
+
+async def _connected(engine: Any) -> None:
+    from core.broker.base import BrokerError
+
+    await _opened(engine)
     try:
         await engine.broker.connect()
     except BrokerError as exc:
@@ -651,12 +649,8 @@ def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
     engine = build_engine(settings, scenario)
 
     async def go() -> list[dict[str, Any]]:
-        from core.engine import EngineError
 
-        try:
-            await engine.open()
-        except EngineError as exc:
-            fail(str(exc), code=1)
+        await _opened(engine)
         rows = await asyncio.to_thread(engine.rolls.find)
         await engine.stop()
         rows.sort(key=lambda r: (r.status != "PENDING", r.created_at))
@@ -770,6 +764,7 @@ def stress_test(
                     description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts")))
             return {"net_liquidation": book.net_liquidation,
                     "maint_margin": book.maint_margin, "vix": book.vix,
+                    "assumptions": list(book.notes),
                     "scenarios": [r.as_dict() for r in results]}
         finally:
             await engine.stop()
@@ -781,6 +776,8 @@ def stress_test(
         from rich.table import Table
 
         out = Console()
+        for note in data["assumptions"]:
+            out.print(f"[bold yellow]ASSUMED[/] {note}")
         for sc in data["scenarios"]:
             p = sc["portfolio"]
             flag = ("[bold white on red] MARGIN CALL [/]" if p["margin_call"]
@@ -875,12 +872,8 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None
     engine = build_engine(settings, scenario)
 
     async def go() -> dict[str, Any]:
-        from core.engine import EngineError
 
-        try:
-            await engine.open()
-        except EngineError as exc:
-            fail(str(exc), code=1)
+        await _opened(engine)
         try:
             return (await engine.journal()).as_dict()
         finally:

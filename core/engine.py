@@ -504,15 +504,28 @@ class Engine:
         self._publish(last_message=f"{severity}: {message}")
 
     async def stress_book(self) -> Book:
-        """The book as the stress test needs it: positions, stock, account, VIX."""
-        from core.analysis.stress import Book, BookLine
+        """The book as the stress test needs it: positions, stock, account, VIX. Missing
+        account figures or underlying prices stop it (no stress figures on a guess); a
+        missing implied vol is assumed and said in the book's notes."""
+        from core.analysis.stress import DEFAULT_IV, Book, BookLine
         from core.clock import new_york
+        from core.risk.margin import clean
 
         views = await self.monitor.refresh(notify=False)
         health = self.margin.health or await self.margin.account_health()
         if health is None:
             raise EngineError("Account values unavailable: cannot stress the book")
-        lines = []
+        a = health.values
+        nlv, maint = clean(a.net_liquidation), clean(a.maint_margin_req)
+        elv = clean(a.equity_with_loan)
+        if nlv is None or maint is None or elv is None:
+            raise EngineError("NetLiquidation, EquityWithLoan or MaintMarginReq not reported: "
+                              "cannot stress the book")
+        unpriced = [v.position_id for v in views if v.underlying_price is None]
+        if unpriced:
+            raise EngineError(f"No underlying price for {', '.join(unpriced)}: cannot stress "
+                              "the book")
+        lines, notes = [], []
         for v in views:
             iv = v.iv
             if iv is None:
@@ -520,16 +533,24 @@ class Engine:
                     iv = await self.broker.underlying_iv(v.symbol)
                 except BrokerError:
                     iv = None
+                if iv is None:
+                    notes.append(f"{v.position_id}: no implied vol from the broker, "
+                                 f"{DEFAULT_IV:.0%} assumed")
+            assert v.underlying_price is not None
             lines.append(BookLine(v.symbol, v.contract.strike, v.contract.expiration,
-                                  v.contracts, v.underlying_price or v.contract.strike, iv))
+                                  v.contracts, v.underlying_price, iv))
         stocks = []
         for p in self.monitor.stocks:
             price = await self.broker.underlying_price(p.symbol)
-            stocks.append((p.symbol, p.quantity, price if price is not None else p.avg_cost))
-        a = health.values
-        return Book(tuple(lines), tuple(stocks), a.net_liquidation or 0.0,
-                    a.equity_with_loan or a.net_liquidation or 0.0, a.maint_margin_req or 0.0,
-                    new_york(self.clock.now()).date(), await self.governor.vix())
+            if price is None:
+                notes.append(f"{p.symbol} shares: no price, valued at cost {p.avg_cost:.2f}")
+                price = p.avg_cost
+            stocks.append((p.symbol, p.quantity, price))
+        for note in notes:
+            log.warning("Stress test: %s", note)
+        return Book(tuple(lines), tuple(stocks), nlv, elv, maint,
+                    new_york(self.clock.now()).date(), await self.governor.vix(),
+                    notes=tuple(notes))
 
     async def journal(self) -> Journal:
         from core.analysis.performance import build_journal

@@ -103,6 +103,8 @@ class StressScreen(DeskScreen):
         except Exception as exc:
             self.notify(f"Stress test unavailable: {exc}", severity="error", markup=False)
             return
+        for note in book.notes:
+            self.notify(note, title="Stress test assumes", severity="warning", markup=False)
         test = PortfolioStressTest(book, self.desk.settings.stress)
         results = test.run_all_scenarios()
         if custom is not None:

@@ -59,6 +59,7 @@ class Book:
     today: date
     vix: float | None = None
     rate: float = 0.04
+    notes: tuple[str, ...] = ()  # assumptions the figures rest on, shown with them
 
 
 @dataclass(frozen=True)

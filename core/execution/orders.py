@@ -246,11 +246,18 @@ class OrderExecutor:
             iv, delta = quote.iv, quote.delta
         except BrokerError as exc:
             log.warning("Entry snapshot for %s incomplete: %s", staged.order_ref, exc)
+        price = result.avg_fill_price
+        if price is None:
+            # The broker reported the fill without its price: record the staged limit
+            # (the least this sale could have been), and say so.
+            price = staged.limit_price
+            log.warning("Trade %s: fill price not reported; entry recorded at the staged "
+                        "limit $%.2f — check TWS", staged.order_ref, price)
         figures = {c.name: c.figures for c in decision.checks} if decision else {}
         earnings = figures.get("earnings", {}).get("earnings_date")
         now = engine.wall_clock.now()
         trade = Trade(symbol=staged.symbol, strike=staged.strike, expiration=staged.expiration,
-                      contracts=result.filled, entry_price=result.avg_fill_price or 0.0,
+                      contracts=result.filled, entry_price=price,
                       entry_time=engine.clock.now(), order_ref=staged.order_ref,
                       perm_id=result.perm_id, commission=result.commission,
                       sector=get_sector(staged.symbol), created_at=now, updated_at=now)

@@ -109,7 +109,10 @@ class Reconciler:
                 if state is not None:
                     row.broker_order_id, row.perm_id = state.order_id, state.perm_id
                 if got:
-                    row.avg_fill_price = sum(f.price * f.quantity for f in got) / filled
+                    row.avg_fill_price = (sum(f.price * f.quantity for f in got)
+                                          / sum(f.quantity for f in got))
+                elif state is not None and state.avg_fill_price is not None:
+                    row.avg_fill_price = state.avg_fill_price
                 row.updated_at = engine.clock.now()
                 row = await asyncio.to_thread(engine.staged.save, row)
             if filled > 0 and row.trade_id is None:

@@ -169,18 +169,24 @@ class RollManager:
 
     # --- deciding -------------------------------------------------------------------------
 
-    async def reject(self, proposal_id: str, actor: str) -> RollProposal:
+    async def _decide(self, proposal_id: str, to: str, actor: str) -> RollProposal:
+        """PENDING -> `to`, once (the database decides who was first), audited."""
         engine = self.engine
-        ok = await asyncio.to_thread(engine.rolls.decide, proposal_id, "PENDING", "REJECTED",
+        ok = await asyncio.to_thread(engine.rolls.decide, proposal_id, "PENDING", to,
                                      actor, engine.clock.now())
         proposal = await asyncio.to_thread(engine.rolls.get, proposal_id)
         if proposal is None:
             raise ValueError(f"No roll proposal {proposal_id}")
         if not ok:
             raise ValueError(f"Roll proposal is {proposal.status}, not PENDING")
-        await asyncio.to_thread(engine.audit_event, "roll_rejected", f"Roll of "
-                                f"{proposal.position_id} rejected", "INFO", actor,
+        await asyncio.to_thread(engine.audit_event, f"roll_{to.lower()}", f"Roll of "
+                                f"{proposal.position_id} {to.lower()}", "INFO", actor,
                                 proposal.symbol, {"proposal_id": proposal_id})
+        return proposal
+
+    async def reject(self, proposal_id: str, actor: str) -> RollProposal:
+        engine = self.engine
+        proposal = await self._decide(proposal_id, "REJECTED", actor)
         engine.rolls_changed()
         # The exit proceeds as a close if its rule still says so.
         await engine.monitor_cycle(only=proposal.position_id)
@@ -188,16 +194,7 @@ class RollManager:
 
     async def approve(self, proposal_id: str, actor: str) -> RollProposal:
         engine = self.engine
-        ok = await asyncio.to_thread(engine.rolls.decide, proposal_id, "PENDING", "APPROVED",
-                                     actor, engine.clock.now())
-        proposal = await asyncio.to_thread(engine.rolls.get, proposal_id)
-        if proposal is None:
-            raise ValueError(f"No roll proposal {proposal_id}")
-        if not ok:
-            raise ValueError(f"Roll proposal is {proposal.status}, not PENDING")
-        await asyncio.to_thread(engine.audit_event, "roll_approved", f"Roll of "
-                                f"{proposal.position_id} approved", "INFO", actor,
-                                proposal.symbol, {"proposal_id": proposal_id})
+        proposal = await self._decide(proposal_id, "APPROVED", actor)
         status, text = await self._execute(proposal)
         proposal.status, proposal.result = status, text
         proposal.updated_at = engine.clock.now()

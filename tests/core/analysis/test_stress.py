@@ -73,3 +73,28 @@ def test_pnl_curve_is_vectorised_and_matches_single_scenarios():
                                         -float(shifts[i]) * SETTINGS.iv_points_per_pct))
     assert curve[i] == pytest.approx(single.pnl)
     assert curve[0] < curve[-1]
+
+
+async def test_missing_implied_vol_is_an_assumption_said_with_the_figures(desk):
+    from tests.core.monitoring.test_monitoring import position
+    from tests.core.risk.worlds import world
+
+    engine = await desk(world(positions=[position("KO", 66)]))
+    engine.broker.faults.missing_greeks = {"KO"}
+    book = await engine.stress_book()
+    assert book.notes == ("KO 20261218 66 P: no implied vol from the broker, 30% assumed",)
+
+
+async def test_no_underlying_price_stops_the_stress_test(desk, monkeypatch):
+    from core.engine import EngineError
+    from tests.core.monitoring.test_monitoring import position
+    from tests.core.risk.worlds import world
+
+    engine = await desk(world(positions=[position("KO", 66)]))
+
+    async def no_price(symbol):
+        return None
+
+    monkeypatch.setattr(engine.broker, "underlying_price", no_price)
+    with pytest.raises(EngineError, match="No underlying price for KO 20261218 66 P"):
+        await engine.stress_book()

@@ -12,31 +12,13 @@ import pytest
 from core.broker.base import OrderRequest, OrderType
 from core.execution.staging import LAST_RUN_KEY
 from core.models import Opportunity
+from tests.core.conftest import FAST
 from tests.core.risk.worlds import world, write
 from tests.factories import make_settings, sim_engine
 
-# Reprices every 50 ms; a generous timeout so a loaded CI machine still fills in time.
-FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5",
-        "ORDER_REPRICE_STEPS": "3"}
 KO = "KO 20261231 68 P"
 
 
-@pytest.fixture
-async def desk(tmp_path):
-    """make(world dict, **settings) -> an opened, connected engine (no loops)."""
-    engines = []
-
-    async def make(data=None, **overrides):
-        settings = make_settings(tmp_path, **{**FAST, **overrides})
-        engine = sim_engine(settings, write(tmp_path, data or world(), f"w{len(engines)}.json"))
-        engines.append(engine)
-        await engine.open()
-        await engine.broker.connect()
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 def at(now: str, **kw) -> dict:
@@ -394,3 +376,15 @@ async def test_reconcile_reports_stock_without_trades(desk):
     report = await engine.reconcile()
     assert report.stock_without_trades == ["DUK 200 shares"]
     assert "stock without a put trade: DUK 200 shares" in report.summary()
+
+
+async def test_a_fill_without_its_price_is_recorded_at_the_staged_limit_and_said(desk, caplog):
+    from core.models import OrderResult
+
+    engine = await desk()
+    row = await staged(engine, premium=0.55)
+    result = OrderResult("FILLED", "reconciled", row.order_ref, 1, filled=1)
+    with caplog.at_level(logging.WARNING):
+        trade = await engine.executor.record_trade(row, result, None)
+    assert trade.entry_price == 0.55
+    assert "fill price not reported; entry recorded at the staged limit $0.55" in caplog.text

@@ -9,10 +9,8 @@ from datetime import date, timedelta
 import pytest
 
 from core.db.repos import PositionSnapshotRepo
-from tests.core.risk.worlds import UNDERLYINGS, world, write
-from tests.factories import make_settings, sim_engine
+from tests.core.risk.worlds import UNDERLYINGS, world
 
-FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5"}
 AMD_OLD = "AMD 20261204 200 P"
 
 
@@ -28,21 +26,6 @@ def quote(bid, ask, delta=None, iv=0.3):
     return {"bid": bid, "ask": ask, "delta": delta, "iv": iv}
 
 
-@pytest.fixture
-async def desk(tmp_path):
-    engines = []
-
-    async def make(data, **overrides):
-        settings = make_settings(tmp_path, **{**FAST, **overrides})
-        engine = sim_engine(settings, write(tmp_path, data, f"w{len(engines)}.json"))
-        engines.append(engine)
-        await engine.open()
-        await engine.broker.connect()
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 def alerts_of(views, symbol):

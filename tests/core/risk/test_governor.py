@@ -11,29 +11,12 @@ import pytest
 from core.broker.base import WhatIfMargin
 from core.db.repos import EquityRepo
 from core.models import Opportunity
-from tests.core.risk.worlds import short_put, world, write
-from tests.factories import make_settings, sim_engine
+from tests.core.risk.worlds import short_put, world
 
 CHAIN = ["kill_switch", "duplicate", "earnings", "daily_loss", "weekly_loss", "max_drawdown",
          "max_positions", "sector_concentration", "margin", "excess_liquidity", "vix_halt"]
 
 
-@pytest.fixture
-async def desk(tmp_path):
-    """make(world dict, **settings) -> an opened, connected engine (no loops)."""
-    engines = []
-
-    async def make(data=None, **overrides):
-        settings = make_settings(tmp_path, **overrides)
-        engine = sim_engine(settings, write(tmp_path, data or world(), f"w{len(engines)}.json"))
-        engines.append(engine)
-        await engine.open()
-        await engine.broker.connect()
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
 
 
 def put(symbol: str, strike: float, expiration: date = date(2026, 12, 31), **kw) -> Opportunity:
