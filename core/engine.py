@@ -45,7 +45,7 @@ from core.db.repos import (
 from core.db.session import Database, database_url
 from core.db.tables import EquitySnapshot, StagedOrder
 from core.execution.adaptive import AdaptiveOrderExecutor
-from core.execution.orders import OPEN_STATUSES, OrderExecutor
+from core.execution.orders import OPEN_STATUSES, READ_ONLY_REASON, OrderExecutor
 from core.execution.reconcile import Reconciler, ReconcileReport
 from core.execution.staging import Staging
 from core.market.calendar import MarketCalendar, SessionInfo, default_calendar
@@ -72,6 +72,10 @@ log = logging.getLogger("putdesk.engine")
 
 class EngineError(Exception):
     """The engine cannot start; the message is for the operator."""
+
+
+class ReadOnlyError(EngineError):
+    """An order-sending command in a read-only process (PUTDESK_READ_ONLY, --read-only)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class EngineState:
 
 StateListener = Callable[[EngineState], None]
 
+#: Spec section 7: more than a second between the broker's clock and ours is a warning.
+CLOCK_SKEW_WARN_SECONDS = 1.0
+
 
 class Engine:
     def __init__(
@@ -121,6 +128,9 @@ class Engine:
         `equity_seed` (a scenario's equity history) is written to an empty database so
         the loss breakers have a week start and a peak from the first minute."""
         self.settings = settings
+        #: A watcher's process: monitoring reads only. Every order-sending command refuses
+        #: (ReadOnlyError), and the loops never stage, send, close, roll or reconcile.
+        self.read_only = settings.app.read_only
         self.broker = broker
         self.db = db
         self.clock = clock
@@ -357,9 +367,31 @@ class Engine:
             log.error("Broker connection failed: %s", exc)
             self._publish(last_message=f"Broker connection failed: {exc}")
             return False
+        await self._check_clock()
         await self.refresh_account()
-        await self.reconcile()
+        if not self.read_only:  # reconciling rewrites order records: the trading process's job
+            await self.reconcile()
         return True
+
+    async def _check_clock(self) -> float | None:
+        """Spec section 7 (clock sync): warn when the broker's clock and ours differ by
+        more than CLOCK_SKEW_WARN_SECONDS. Market sessions, expiries and the open
+        scheduler all run on our clock, so a skew is an operator problem worth a WARNING.
+        Returns the skew in seconds (broker minus ours), None if the broker cannot say."""
+        try:
+            broker_now = await asyncio.wait_for(self.broker.current_time(), timeout=5.0)
+        except (BrokerError, TimeoutError) as exc:
+            log.warning("Clock check skipped: the broker did not report its time (%s)", exc)
+            return None
+        # IBKR reports whole seconds (truncated): compare against the middle of that second.
+        skew = (broker_now - self.clock.now()).total_seconds()
+        if broker_now.microsecond == 0:
+            skew += 0.5
+        if abs(skew) > CLOCK_SKEW_WARN_SECONDS:
+            text = (f"Clock skew: broker time differs from local time by {skew:+.1f} s; "
+                    "check NTP on this machine")
+            self.alert("WARNING", text, kind="clock_skew")
+        return skew
 
     async def _reconnect(self) -> None:
         """Reconnect with exponential backoff and jitter until connected or stopped."""
@@ -392,7 +424,7 @@ class Engine:
             process_time()
         session = self.calendar.session_at(self.clock.now())
         self._publish(session=session)
-        if (self.settings.execution.auto_execute and session.allows_orders
+        if (self.settings.execution.auto_execute and session.allows_orders and not self.read_only
                 and self.broker.connected and not self.staging.busy):
             self._spawn(self.staging.scheduler_step())
 
@@ -415,6 +447,12 @@ class Engine:
         return health.values
 
     # --- commands --------------------------------------------------------------
+
+    def refuse_if_read_only(self, what: str) -> None:
+        """Every order-sending command calls this first: a read-only process sends nothing."""
+        if self.read_only:
+            log.warning("%s refused: this process is read-only", what)
+            raise ReadOnlyError(f"{READ_ONLY_REASON} ({what} refused)")
 
     def screening(self) -> ScreeningPipeline:
         from core.screening.pipeline import ScreeningPipeline
@@ -463,17 +501,21 @@ class Engine:
 
     async def stage(self, decision: RiskDecision, actor: str | None = None) -> StagedOrder:
         """Keep an approved decision as an order to send (at the open, or on command)."""
+        self.refuse_if_read_only("staging")
         return await self.staging.stage(decision, actor or whoami("engine"))
 
     async def execute(self, ids: list[str] | None = None, *, dry_run: bool | None = None
                       ) -> list[tuple[StagedOrder, OrderResult]]:
         """Send staged orders now (all, or `ids`), each re-validated first."""
+        self.refuse_if_read_only("sending orders")
         return await self.staging.execute(ids, dry_run=dry_run)
 
     async def cancel_staged(self, staged_id: str, actor: str | None = None) -> StagedOrder:
+        self.refuse_if_read_only("cancelling an order")
         return await self.staging.cancel(staged_id, actor or whoami("engine"))
 
     async def reconcile(self) -> ReconcileReport:
+        self.refuse_if_read_only("reconciling order records")
         return await self.reconciler.run()
 
     async def verify_post_trade_margin(self) -> PostTradeMargin:
@@ -568,8 +610,12 @@ class Engine:
                             ) -> tuple[PositionView, ...]:
         """Positions with alerts and snapshots; then exits and roll proposals (spec 4.2,
         5.3) when the market takes orders; then the assignment check (5.4)."""
-        views = await self.monitor.refresh()
+        views = await self.monitor.refresh(notify=not self.read_only)
         self._publish(positions=views, positions_checked_at=self.clock.now())
+        if self.read_only:
+            # A watcher only looks: exits, roll proposals and assignment responses act (and
+            # alert), and the trading process does that.
+            return views
         session = self.calendar.session_at(self.clock.now())
         if exits and session.allows_orders:
             await self._run_exits([v for v in views if only is None or v.position_id == only])
@@ -634,6 +680,7 @@ class Engine:
         return self.kill_switch.halt(reason, actor or whoami("engine"))
 
     def resume(self, actor: str | None = None) -> HaltState:
+        self.refuse_if_read_only("resuming trading")
         return self.kill_switch.resume(actor or whoami("engine"))
 
     def install_signal_handlers(self, on_signal: Callable[[str], None] | None = None) -> None:

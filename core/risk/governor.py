@@ -136,7 +136,8 @@ class RiskGovernor:
         sizing = self.sizer.calculate(opportunity, nlv, vix)
         opportunity = opportunity.but(contracts=sizing.contracts)
 
-        checks: list[CheckResult] = [self._kill_switch(), self._duplicate(opportunity, book),
+        checks: list[CheckResult] = [self._kill_switch(), self._connection(),
+                                     self._duplicate(opportunity, book),
                                      await self._earnings(opportunity)]
         loss_checks = breakers.evaluate(nlv, health.baselines if health else None, self.limits)
         checks += loss_checks
@@ -159,6 +160,14 @@ class RiskGovernor:
             return CheckResult("kill_switch", "fail", f"Trading halted: {reason}",
                                {"halted": True})
         return CheckResult("kill_switch", "pass", "Trading active", {"halted": False})
+
+    def _connection(self) -> CheckResult:
+        # Checked here as well as at send time: a decision made while the broker is down
+        # rests on cached figures and must not be staged.
+        if not self.broker.connected:
+            return CheckResult("broker", "fail", "Broker disconnected: no new orders until "
+                               "it is back and reconciled", {"connected": False})
+        return CheckResult("broker", "pass", "Broker connected", {"connected": True})
 
     def _duplicate(self, opp: Opportunity, book: Book | None) -> CheckResult:
         if book is None:

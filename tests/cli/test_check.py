@@ -26,7 +26,7 @@ def test_json_shape_and_approval(env, tmp_path):
     assert set(data) >= CHECK_KEYS
     assert set(data["whatif"]) >= WHATIF_KEYS
     assert data["approved"] is True and data["whatif"]["source"] == "whatif"
-    assert [c["status"] for c in data["checks"]] == ["pass"] * 11
+    assert [c["status"] for c in data["checks"]] == ["pass"] * 12
     assert all({"name", "status", "reason"} <= set(c) for c in data["checks"])
 
 
@@ -73,7 +73,7 @@ def test_rejection_exits_1_and_names_the_deciding_check(env, tmp_path):
     sector = next(c for c in data["checks"] if c["name"] == "sector_concentration")
     assert sector["reason"] == ("Sector Information Technology concentration 40% exceeds 30% "
                                 "limit (4 of 10 positions)")
-    assert len(data["checks"]) == 11  # every check still reports
+    assert len(data["checks"]) == 12  # every check still reports
 
 
 def test_earnings_inside_the_dte_rejects_from_the_shell(env, tmp_path):

@@ -13,7 +13,7 @@ from core.db.repos import EquityRepo
 from core.models import Opportunity
 from tests.core.risk.worlds import short_put, world
 
-CHAIN = ["kill_switch", "duplicate", "earnings", "daily_loss", "weekly_loss", "max_drawdown",
+CHAIN = ["kill_switch", "broker", "duplicate", "earnings", "daily_loss", "weekly_loss", "max_drawdown",
          "max_positions", "sector_concentration", "margin", "excess_liquidity", "vix_halt"]
 
 
@@ -47,6 +47,16 @@ async def test_first_failure_rejects_but_every_check_still_reports(desk):
     assert by_name(decision)["duplicate"].status == "fail"
     assert len(decision.checks) == len(CHAIN)
     assert by_name(decision)["margin"].status == "pass"  # what every later check saw
+
+
+async def test_a_disconnected_broker_rejects_with_a_named_reason(desk):
+    engine = await desk()
+    await engine.broker.disconnect()
+    decision = await engine.check(put("KO", 66))
+    assert not decision.approved
+    assert decision.rejected_by.name == "broker"
+    assert decision.rejected_by.reason.startswith("Broker disconnected")
+    assert len(decision.checks) == len(CHAIN)
 
 
 # --- spec 1.3, point 2: earnings in the governor --------------------------------------
