@@ -3,6 +3,11 @@
 The engine runs on the App (not on a screen) in its own worker group, so no screen
 change or exclusive worker elsewhere can cancel it. Halt and resume are priority
 bindings: they work over modals and the command palette.
+
+Read-only (PUTDESK_READ_ONLY, `putdesk --read-only`): a second operator watching. Order
+keys are hidden and refused with READ_ONLY_NOTICE, resume too; ctrl+k still halts (a
+watcher must be able to stop trading). The engine itself refuses orders and runs no
+scheduler, exits or reconciliation in that process.
 """
 
 from __future__ import annotations
@@ -10,9 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -21,14 +26,34 @@ from textual.screen import Screen
 from console.messages import EngineFailed, EngineUpdated
 from core.actor import whoami
 from core.config import Settings
+from screens.base import READ_ONLY_NOTICE
 from screens.confirm import ConfirmScreen
 from screens.overview import OverviewScreen
 from widgets.format import ny_time
 
 if TYPE_CHECKING:
     from core.engine import Engine, EngineState
+    from screens.help import HelpSection
 
 EngineFactory = Callable[[], "Engine"]
+
+
+def _opener(mode: str) -> Callable[[], Screen[None]]:
+    return lambda: _screen_class(mode)()
+
+#: mode -> (module in screens/, class): imported when first opened.
+SCREENS: dict[str, tuple[str, str]] = {
+    "overview": ("overview", "OverviewScreen"), "candidates": ("candidates", "CandidatesScreen"),
+    "positions": ("positions", "PositionsScreen"), "orders": ("orders", "OrdersScreen"),
+    "rolls": ("rolls", "RollsScreen"), "margin": ("margin", "MarginScreen"),
+    "stress": ("stress", "StressScreen"), "log": ("log", "LogScreen"),
+    "journal": ("performance", "PerformanceScreen"),
+}
+#: The f-keys share one footer entry ("f1 … f10 screens"): at 80 columns the footer has
+#: room for the screen's own keys, the halt and the help; `?` lists every screen's name.
+SCREEN_KEYS = Binding.Group("screens")
+#: App actions a read-only console refuses (and hides).
+ORDER_ACTIONS = frozenset({"resume"})
 
 
 class PutDeskApp(App[None]):
@@ -37,33 +62,32 @@ class PutDeskApp(App[None]):
     BINDINGS = [
         Binding("ctrl+k", "halt", "Halt trading", priority=True, id="halt",
                 tooltip="Halt all trading immediately (persisted; every PutDesk process)"),
+        Binding("question_mark", "help", "Help", id="help",
+                tooltip="Every key of every screen, and the command line"),
         Binding("ctrl+r", "resume", "Resume", priority=True, id="resume",
                 tooltip="Resume trading after a halt (asks for confirmation)"),
-        Binding("f1", "switch_mode('overview')", "Overview", id="screen-overview"),
-        Binding("f2", "switch_mode('candidates')", "Candidates", id="screen-candidates"),
-        Binding("f3", "switch_mode('positions')", "Positions", id="screen-positions"),
-        Binding("f4", "switch_mode('orders')", "Orders", id="screen-orders"),
-        Binding("f6", "switch_mode('rolls')", "Rolls", id="screen-rolls"),
-        Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin"),
-        Binding("f8", "switch_mode('stress')", "Stress", id="screen-stress"),
-        Binding("f9", "switch_mode('log')", "Log", id="screen-log"),
-        Binding("f10", "switch_mode('journal')", "Journal", id="screen-journal"),
-        Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True, show=False,
-                tooltip="Acknowledge EMERGENCY notifications (stops their repeats)"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
+        Binding("f1", "switch_mode('overview')", "Overview", id="screen-overview",
+                group=SCREEN_KEYS),
+        Binding("f2", "switch_mode('candidates')", "Candidates", id="screen-candidates",
+                group=SCREEN_KEYS),
+        Binding("f3", "switch_mode('positions')", "Positions", id="screen-positions",
+                group=SCREEN_KEYS),
+        Binding("f4", "switch_mode('orders')", "Orders", id="screen-orders", group=SCREEN_KEYS),
+        Binding("f6", "switch_mode('rolls')", "Rolls", id="screen-rolls", group=SCREEN_KEYS),
+        Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin", group=SCREEN_KEYS),
+        Binding("f8", "switch_mode('stress')", "Stress", id="screen-stress", group=SCREEN_KEYS),
+        Binding("f9", "switch_mode('log')", "Log", id="screen-log", group=SCREEN_KEYS),
+        Binding("f10", "switch_mode('journal')", "Journal", id="screen-journal",
+                group=SCREEN_KEYS),
+        Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True, show=False,
+                tooltip="Acknowledge EMERGENCY notifications (stops their repeats)"),
     ]
     # Screens other than the first are imported when first opened: the charts pull in
     # plotext, and the operator should see the console before any of that loads.
     MODES = {"overview": OverviewScreen,
-             "candidates": lambda: _screen("candidates", "CandidatesScreen"),
-             "positions": lambda: _screen("positions", "PositionsScreen"),
-             "orders": lambda: _screen("orders", "OrdersScreen"),
-             "rolls": lambda: _screen("rolls", "RollsScreen"),
-             "margin": lambda: _screen("margin", "MarginScreen"),
-             "stress": lambda: _screen("stress", "StressScreen"),
-             "log": lambda: _screen("log", "LogScreen"),
-             "journal": lambda: _screen("performance", "PerformanceScreen")}
+             **{mode: _opener(mode) for mode in SCREENS if mode != "overview"}}
     DEFAULT_MODE = "overview"
 
     engine_state: reactive[EngineState | None] = reactive(None, init=False)
@@ -79,6 +103,9 @@ class PutDeskApp(App[None]):
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.read_only = settings.app.read_only
+        if self.read_only:
+            self.title = "PutDesk · READ-ONLY"
         self._factory = engine_factory or (lambda: _build_engine(settings, scenario))
         self._install_signals = install_signal_handlers
         self._actor = actor
@@ -86,6 +113,20 @@ class PutDeskApp(App[None]):
 
     def who(self) -> str:
         return self._actor("console")
+
+    def _fatal_error(self) -> None:
+        """Textual's crash report with local variables left out: a frame's locals can hold
+        settings with secrets (passwords, API keys), and the report is printed to the
+        terminal. The traceback itself stays, for the bug report."""
+        import rich
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        report = Traceback(show_locals=False, width=None, suppress=[rich])
+        self._exit_renderables.append(Segments(self.console.render(report,
+                                                                   self.console.options)))
+        self._close_messages_no_wait()
 
     def on_mount(self) -> None:
         # After the first frame: building the engine imports SQLAlchemy, numpy and
@@ -137,7 +178,59 @@ class PutDeskApp(App[None]):
         if self.engine is not None:
             await self.engine.stop()
 
+    # --- read-only -------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides the binding from the footer; on_key says why when it is pressed.
+        return not (self.read_only and action in ORDER_ACTIONS)
+
+    def on_key(self, event: events.Key) -> None:
+        """A read-only console's answer to an order key: the binding is disabled, so the
+        key arrives here; say why instead of doing nothing."""
+        if self.read_only and event.key in self._order_keys():
+            event.stop()
+            self.notify(READ_ONLY_NOTICE, title="Read-only", severity="warning", markup=False)
+
+    def _order_keys(self) -> set[str]:
+        from screens.help import own_bindings
+
+        keys: set[str] = set()
+        for owner, blocked in ((type(self), ORDER_ACTIONS),
+                               (type(self.screen), getattr(self.screen, "ORDER_ACTIONS", ()))):
+            for binding in own_bindings(owner):
+                if binding.action in blocked:
+                    keys.update(k.strip() for k in binding.key.split(","))
+        return keys
+
     # --- actions ---------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_sections(), cli_reference(), CLI_NOTE))
+
+    def help_sections(self) -> list[HelpSection]:
+        """The app's keys (with Textual's quit and palette), then the f-key screens in
+        their order, then every other screen; all from BINDINGS."""
+        from screens.help import HelpSection, own_bindings, screen_title, sections_for
+
+        everywhere = [*own_bindings(type(self)),
+                      Binding(self.COMMAND_PALETTE_BINDING, "command_palette",
+                              "Command palette", tooltip="search screens and commands"),
+                      Binding("ctrl+q", "quit", "Quit the console",
+                              tooltip="does NOT halt trading")]
+        app_section = HelpSection(
+            "Everywhere", "ctrl+k and ctrl+r work over dialogs and the palette too.",
+            tuple(b for b in everywhere if b.group is not SCREEN_KEYS),
+            ORDER_ACTIONS if self.read_only else frozenset())
+        screens = []
+        for b in own_bindings(type(self)):
+            if b.group is SCREEN_KEYS:
+                mode = b.action.removeprefix("switch_mode('").removesuffix("')")
+                cls = _screen_class(mode)
+                screens.append((f"{screen_title(cls)} ({b.key})", cls))
+        return sections_for(app_section, screens, self.read_only)
 
     def action_halt(self) -> None:
         if self.engine is None:
@@ -146,13 +239,18 @@ class PutDeskApp(App[None]):
                         severity="error", markup=False)
             return
         try:
-            self.engine.halt("Manual halt from the console", self._actor("console"))
+            self.engine.halt("Manual halt from a read-only console" if self.read_only
+                             else "Manual halt from the console", self._actor("console"))
         except Exception as exc:
             # halt() has already stopped this process in memory; say the rest failed.
             self.notify(f"Halted here, but NOT persisted: {exc}", title="Halt",
                         severity="error", markup=False)
 
     def action_resume(self) -> None:
+        if self.read_only:
+            self.notify(READ_ONLY_NOTICE + " (resume from a trading console)", title="Read-only",
+                        severity="warning", markup=False)
+            return
         engine = self.engine
         if engine is None:
             return
@@ -216,15 +314,57 @@ class PutDeskApp(App[None]):
                             "Closed-trade statistics, P&L by bucket, equity curve",
                             lambda: self.switch_mode("journal"))
         yield SystemCommand("Halt trading", "Kill switch: halt now (ctrl+k)", self.action_halt)
-        yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
-                            self.action_resume)
+        if not self.read_only:
+            yield SystemCommand("Resume trading", "Clear the halt after confirmation (ctrl+r)",
+                                self.action_resume)
+        yield SystemCommand("Help: every key (?)", "Keys of every screen and the command line",
+                            self.action_help)
 
 
-def _screen(module: str, name: str) -> Screen[None]:
+def _screen_class(mode: str) -> type[Screen[None]]:
     import importlib
 
-    screen: Screen[None] = getattr(importlib.import_module(f"screens.{module}"), name)()
-    return screen
+    module, name = SCREENS[mode]
+    cls: type[Screen[None]] = getattr(importlib.import_module(f"screens.{module}"), name)
+    return cls
+
+
+CLI_NOTE = ("Every command takes --json; those that read the market take --scenario FILE. "
+            "Exit code 2 means bad input.")
+
+
+def cli_reference() -> list[tuple[str, str]]:
+    """(usage, what) for every `putdesk` command, read from the Typer app itself."""
+    import typer
+
+    from console.cli import app as cli_app
+
+    rows: list[tuple[str, str]] = [
+        ("putdesk [--read-only] [--scenario FILE]", "Open the console (read-only: watch, "
+                                                    "no orders; ctrl+k still halts).")]
+
+    def walk(command: Any, prefix: str) -> None:
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(None):
+                walk(command.get_command(None, name), f"{prefix} {name}")
+            return
+        parts = [prefix]
+        for p in command.params:
+            if p.name in ("json_out", "scenario"):
+                continue
+            meta = p.metavar or p.name.upper()
+            if not p.opts[0].startswith("-"):
+                name = meta + ("..." if p.nargs == -1 else "")
+                parts.append(name if p.required else f"[{name}]")
+            else:
+                flag = max(p.opts, key=len)
+                parts.append(f"[{flag}]" if getattr(p, "is_flag", False) else f"[{flag} {meta}]")
+        words = " ".join((command.help or "").split())
+        first = words.split(". ")[0].rstrip(".") + "."
+        rows.append((" ".join(parts), first))
+
+    walk(typer.main.get_command(cli_app), "putdesk")
+    return rows
 
 
 def _build_engine(settings: Settings, scenario: Path | None) -> Engine:

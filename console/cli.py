@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -39,6 +40,20 @@ ScenarioOpt = Annotated[
     typer.Option("--scenario", help="Simulator scenario file (same as PUTDESK_SIM_SCENARIO).",
                  dir_okay=False),
 ]
+ReadOnlyOpt = Annotated[
+    bool,
+    typer.Option("--read-only", help="Watch only: no orders, staging, cancels, rolls, closes "
+                 "or resume from this process; halting stays allowed (same as "
+                 "PUTDESK_READ_ONLY=true)."),
+]
+
+
+def read_only_mode(on: bool) -> None:
+    """--read-only is PUTDESK_READ_ONLY=true for this process (it wins over .env)."""
+    if on:
+        import os
+
+        os.environ["PUTDESK_READ_ONLY"] = "true"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -63,7 +78,10 @@ def load(stderr_logs: bool = True) -> Settings:
         settings = load_settings()
     except ConfigError as exc:
         fail(str(exc))
-    setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
+    try:
+        setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
+    except OSError as exc:  # PUTDESK_LOG_FILE is a directory, unwritable ...
+        fail(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: {exc.strerror}")
     return settings
 
 
@@ -111,15 +129,18 @@ def kill_switch(settings: Settings) -> Any:
 def main_callback(
     ctx: typer.Context,
     scenario: ScenarioOpt = None,
+    read_only: ReadOnlyOpt = False,
 ) -> None:
     """With no command, open the console."""
+    read_only_mode(read_only)
     if ctx.invoked_subcommand is None:
         console(scenario=scenario)
 
 
 @app.command()
-def console(scenario: ScenarioOpt = None) -> None:
+def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> None:
     """Open the console (the default)."""
+    read_only_mode(read_only)
     settings = load(stderr_logs=False)
     from console.app import PutDeskApp
 
@@ -412,10 +433,10 @@ def check(
 
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.\- ]{0,9}", symbol.strip()):
         fail(f"SYMBOL: {symbol!r} is not a ticker symbol")
-    if not strike > 0:
-        fail(f"STRIKE: {strike:g} must be greater than 0")
-    if premium is not None and not premium > 0:
-        fail(f"--premium: {premium:g} must be greater than 0")
+    if not 0 < strike < math.inf:
+        fail(f"STRIKE: {strike:g} must be greater than 0 and finite")
+    if premium is not None and not 0 < premium < math.inf:
+        fail(f"--premium: {premium:g} must be greater than 0 and finite")
     if contracts is not None and contracts < 1:
         fail(f"--contracts: {contracts} must be at least 1")
     exp = _parse_expiration(expiration)
@@ -433,6 +454,9 @@ def check(
             today = new_york(engine.clock.now()).date()
             if exp < today:
                 fail(f"EXPIRATION: {exp} is in the past (today is {today})")
+            if exp > engine.calendar.bounds[1]:
+                fail(f"EXPIRATION: {exp} is beyond the market calendar "
+                     f"(last session {engine.calendar.bounds[1]})")
             try:
                 await engine.broker.connect()
             except BrokerError as exc:
@@ -807,15 +831,19 @@ def _parse_since(text: str) -> Any:
     from core.clock import NEW_YORK
 
     m = re.fullmatch(r"(\d+)([mhd])", text.strip())
-    if m:
-        n, unit = int(m.group(1)), m.group(2)
-        span = {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}
-        return datetime.now(UTC) - span[unit]
     try:
+        if m:
+            n, unit = int(m.group(1)), m.group(2)
+            span = {"m": timedelta(minutes=n), "h": timedelta(hours=n),
+                    "d": timedelta(days=n)}[unit]
+            return datetime.now(UTC) - span
         moment = datetime.fromisoformat(text)
+        # in UTC, as the database compares it: year 1 or 9999 may not fit
+        return (moment if moment.tzinfo else moment.replace(tzinfo=NEW_YORK)).astimezone(UTC)
+    except OverflowError:
+        fail(f"--since: {text!r} reaches outside the years 1 to 9999")
     except ValueError:
         fail(f"--since: {text!r} is neither a time (2026-11-24T09:30) nor a span (30m, 12h, 7d)")
-    return moment if moment.tzinfo else moment.replace(tzinfo=NEW_YORK)
 
 
 @app.command()
@@ -965,6 +993,9 @@ def resume_trading(
     from core.actor import whoami
 
     settings = load()
+    if settings.app.read_only:
+        fail("Read-only (PUTDESK_READ_ONLY / --read-only): resuming trading is disabled here",
+             code=1)
     switch = kill_switch(settings)
     state = switch.state
     if not state.halted:
@@ -1001,3 +1032,10 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        from core.engine import ReadOnlyError
+
+        if not isinstance(exc, ReadOnlyError):
+            raise
+        typer.echo(f"putdesk: {exc}", err=True)  # PUTDESK_READ_ONLY or --read-only
+        sys.exit(1)

@@ -35,6 +35,7 @@ class _Group(BaseSettings):
         extra="ignore",
         populate_by_name=False,
         validate_default=True,
+        allow_inf_nan=False,  # "inf" would silently switch a limit off
     )
     #: (min field, max field) pairs that must satisfy min <= max.
     _ranges: ClassVar[tuple[tuple[str, str], ...]] = ()
@@ -309,6 +310,13 @@ class IBKRSettings(_Group):
                                         "Connect timeout", gt=0)
     reconnect_max_seconds: float = _f("PUTDESK_IBKR_RECONNECT_MAX_SECONDS", 60.0,
                                       "Longest wait between reconnect attempts", gt=0)
+    request_timeout_seconds: float = _f("PUTDESK_IBKR_REQUEST_TIMEOUT", 10.0,
+                                        "Longest wait for any TWS answer", gt=0)
+    market_data_timeout_seconds: float = _f("PUTDESK_IBKR_MARKET_DATA_TIMEOUT", 4.0,
+                                            "Longest wait for a quote's fields (bid, ask, "
+                                            "model greeks)", gt=0)
+    history_timeout_seconds: float = _f("PUTDESK_IBKR_HISTORY_TIMEOUT", 30.0,
+                                        "Longest wait for historical IV bars", gt=0)
 
 
 class AppSettings(_Group):
@@ -329,6 +337,10 @@ class AppSettings(_Group):
                                "Log file (default: putdesk.log in the user data dir)")
     log_level: str = _f("PUTDESK_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR",
                         pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    read_only: bool = _f("PUTDESK_READ_ONLY", False,
+                         "Read-only console (a second operator watching): this process sends "
+                         "no orders, stages, cancels, rolls, closes or resumes; halting "
+                         "(ctrl+k) stays allowed. Same as `putdesk --read-only`")
 
 
 GROUPS: dict[str, type[_Group]] = {

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.actor import whoami
 from core.broker.base import (
     AccountValues,
@@ -42,7 +44,7 @@ from core.db.repos import (
     SystemStateRepo,
     TradeRepo,
 )
-from core.db.session import Database, database_url
+from core.db.session import Database, database_url, error_text
 from core.db.tables import EquitySnapshot, StagedOrder
 from core.execution.adaptive import AdaptiveOrderExecutor
 from core.execution.orders import OPEN_STATUSES, READ_ONLY_REASON, OrderExecutor
@@ -168,6 +170,7 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._reconnecting = False
+        self._loop_ref: asyncio.AbstractEventLoop | None = None  # set by open()
         self._state = EngineState(now=clock.now(), broker=broker.info(),
                                   halt=self.kill_switch.state)
         self.kill_switch.add_listener(self._on_halt_changed)
@@ -205,7 +208,8 @@ class Engine:
             from core.broker.ibkr import IbkrBroker
 
             clock = clock or SystemClock()
-            broker = IbkrBroker(settings.ibkr, clock)
+            broker = IbkrBroker(settings.ibkr, clock,
+                                pacing_msgs_per_sec=settings.validation.pacing_msgs_per_sec)
         return cls(settings, broker, db, clock, calendar, equity_seed=seed,
                    trade_seed=trades)
 
@@ -259,6 +263,7 @@ class Engine:
     async def open(self) -> None:
         """Upgrade the database, load the halt flag, seed the equity history: all a
         one-shot command needs before it connects."""
+        self._loop_ref = asyncio.get_running_loop()
         try:
             await asyncio.to_thread(self.db.upgrade)
         except Exception as exc:
@@ -332,6 +337,8 @@ class Engine:
         self._stopping.set()
         await self.notifier.drain(within=2.0)
         await self.notifier.close()
+        with contextlib.suppress(Exception):
+            await self.earnings.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -344,8 +351,20 @@ class Engine:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
+        task.set_name(getattr(coro, "__qualname__", "engine task"))
         self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A spawned task's failure is logged (never "exception was never retrieved");
+        a database failure halts new orders like any other."""
+        if task in self._tasks:
+            self._tasks.remove(task)
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, SQLAlchemyError):
+            self.database_fault(exc, f"running {task.get_name()}")
+        elif exc is not None:
+            log.error("engine task %s failed", task.get_name(), exc_info=exc)
 
     async def _loop(self, every: float, step: Callable[[], object]) -> None:
         while not self._stopping.is_set():
@@ -357,6 +376,8 @@ class Engine:
                 result = step()
                 if asyncio.iscoroutine(result):
                     await result
+            except SQLAlchemyError as exc:
+                self.database_fault(exc, f"running {getattr(step, '__name__', step)}")
             except Exception:
                 log.exception("engine loop step %s failed", getattr(step, "__name__", step))
 
@@ -368,9 +389,14 @@ class Engine:
             self._publish(last_message=f"Broker connection failed: {exc}")
             return False
         await self._check_clock()
-        await self.refresh_account()
-        if not self.read_only:  # reconciling rewrites order records: the trading process's job
-            await self.reconcile()
+        try:
+            await self.refresh_account()
+            if not self.read_only:  # reconciling rewrites order records: the trading job
+                await self.reconcile()
+        except SQLAlchemyError as exc:
+            # Connected, not reconciled: halted until the database answers, then reconciled
+            # (sync_halt). The reconnect itself is done.
+            self.database_fault(exc, "reconciling after the connect")
         return True
 
     async def _check_clock(self) -> float | None:
@@ -398,7 +424,8 @@ class Engine:
         if self._reconnecting:
             return
         self._reconnecting = True
-        delay, cap = 1.0, self.settings.ibkr.reconnect_max_seconds
+        cap = self.settings.ibkr.reconnect_max_seconds
+        delay = min(1.0, cap)
         try:
             while not self.broker.connected and not self._stopping.is_set():
                 wait = delay * (0.8 + 0.4 * random.random())
@@ -414,8 +441,14 @@ class Engine:
     # --- periodic steps --------------------------------------------------------
 
     async def sync_halt(self) -> HaltState:
-        """Re-read the kill switch so halts from other processes arrive within seconds."""
-        return await asyncio.to_thread(self.kill_switch.sync)
+        """Re-read the kill switch so halts from other processes arrive within seconds.
+        When it lifts a database-fault halt, reconcile: what happened at the broker
+        while the database was away is written now."""
+        held = self.kill_switch.held
+        state = await asyncio.to_thread(self.kill_switch.sync)
+        if held and not self.kill_switch.held and self.broker.connected and not self.read_only:
+            await self.reconcile()
+        return state
 
     async def tick(self) -> None:
         """Once a second: move simulated time and keep the market session current."""
@@ -670,8 +703,31 @@ class Engine:
         try:
             self.audit.record(kind, message, ts=self.wall_clock.now(), severity=severity,
                               actor=actor, source="engine", symbol=symbol, data=data)
+        except SQLAlchemyError as exc:
+            log.error("could not write the audit event %s: %s", kind, error_text(exc))
+            self.database_fault(exc, f"writing the audit event {kind}")
         except Exception:
             log.exception("could not write the audit event %s", kind)
+
+    def database_fault(self, exc: BaseException, doing: str) -> None:
+        """The database failed (locked by another process, unreachable): no new orders
+        until it answers. Halted in memory (it cannot take a halt row); the kill switch's
+        sync lifts it once the database takes a write again. Safe from any thread."""
+        reason = f"Database unavailable: {error_text(exc)}"
+        if self.kill_switch.held:
+            return
+        log.error("%s (while %s): new orders halted until it answers", reason, doing)
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread (to_thread)
+            running = None
+        loop = self._loop_ref
+        if loop is None or running is loop:
+            self.kill_switch.hold(reason)
+            return
+        # The halt's listeners (screen, notifier) belong on the engine's loop.
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing trades
+            loop.call_soon_threadsafe(self.kill_switch.hold, reason)
 
     def _on_whatif_fallback(self, text: str) -> None:
         self.alert("WARNING", text, "whatif_fallback")

@@ -1,20 +1,75 @@
-"""Logging: one file log per data dir, secrets redacted before anything is written."""
+"""Logging: one file log per data dir, secrets redacted before anything is written.
+
+Two lines of defence. At the source, nothing PutDesk logs carries a secret (errors name
+the channel or the host, never the URL), and httpx/httpcore records have every URL cut to
+scheme://host:port by a filter on those loggers themselves, so it applies to every
+handler (a test's capture included). Last, each PutDesk handler replaces the configured
+secret values with '***' in the message and in any traceback.
+
+The log file is created user-only (0600), rotated files too; a directory PutDesk creates
+for it is 0700.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from core.config import Settings
 
 FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
+#: The loggers of the HTTP client: httpx logs every request's full URL at INFO (the
+#: webhook URL is a secret, Barchart's key is a query parameter).
+HTTP_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
+                "httpcore.http2", "httpcore.proxy", "httpcore.socks")
+
+_URL = re.compile(r"""([a-z][a-z0-9+.-]*://)(?:[^\s/?#@"'<>]*@)?([^\s/?#"'<>]*)([^\s"'<>]*)""",
+                  re.IGNORECASE)
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in `text` cut to scheme://host[:port]: a URL's user:password, path and
+    query are where secrets travel (webhook tokens, API keys)."""
+    def cut(m: re.Match[str]) -> str:
+        return m.group(1) + m.group(2) + ("/..." if m.group(3) not in ("", "/") else m.group(3))
+
+    return _URL.sub(cut, text)
+
+
+class UrlRedactingFilter(logging.Filter):
+    """On a logger: its records' URLs cut to scheme://host[:port]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return True
+        redacted = redact_urls(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_URL_FILTER = UrlRedactingFilter()
+
+
+def guard_http_logs() -> None:
+    """Install the URL filter on httpx's and httpcore's loggers (idempotent). Called by
+    every module that talks HTTP, whether or not setup_logging() ran."""
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _URL_FILTER not in logger.filters:
+            logger.addFilter(_URL_FILTER)
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every configured secret value with '***' in the formatted message."""
+    """Replaces every configured secret value with '***' in the formatted message and
+    in the traceback (chained exceptions included)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -26,34 +81,56 @@ class RedactingFilter(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            message = record.getMessage()
-            redacted = self.redact(message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-            if record.exc_info and record.exc_info[1] is not None:
-                exc = record.exc_info[1]
-                text = self.redact(str(exc))
-                if text != str(exc):
-                    record.exc_info = None
-                    record.msg = f"{record.msg} [{type(exc).__name__}: {text}]"
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            # The formatter uses exc_text when it is set: format the traceback once, here.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
 def secret_values(settings: Settings) -> list[str]:
-    from urllib.parse import urlsplit
+    """Every secret as it could appear in text: the values, and the parts of URLs."""
+    from urllib.parse import unquote, urlsplit
 
     values: list[str] = []
     for secret in (settings.screener.api_key, settings.earnings.fmp_api_key,
-                   settings.notify.smtp_password, settings.notify.webhook_url):
+                   settings.notify.smtp_password):
         if secret is not None:
             values.append(secret.get_secret_value())
+    if settings.notify.webhook_url is not None:
+        url = settings.notify.webhook_url.get_secret_value()
+        values.append(url)
+        parts = urlsplit(url)
+        # The path and query carry the token (Slack, Discord); a client may print them
+        # apart from the host, or normalised.
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        if len(tail) >= 8:
+            values += [tail, unquote(tail)]
+        if parts.password:
+            values += [parts.password, unquote(parts.password)]
     if settings.app.database_url is not None:
-        url = settings.app.database_url.get_secret_value()
-        password = urlsplit(url).password
+        password = urlsplit(settings.app.database_url.get_secret_value()).password
         if password:
-            values.append(password)
+            values += [password, unquote(password)]
     return values
+
+
+class UserOnlyFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating file log whose files are created 0600 (umask notwithstanding: a log
+    holds account figures and operator names). An existing file keeps its mode."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 def default_log_path() -> Path:
@@ -73,9 +150,8 @@ def setup_logging(settings: Settings, *, stderr_level: int | None = None) -> Pat
     for handler in list(root.handlers):
         if getattr(handler, "_putdesk", False):
             root.removeHandler(handler)
-    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5)
-    if path.exists():
-        os.chmod(path, 0o600)
+            handler.close()
+    file_handler = UserOnlyFileHandler(path, maxBytes=10_000_000, backupCount=5)
     handlers: list[logging.Handler] = [file_handler]
     if stderr_level is not None:
         stream = logging.StreamHandler()
@@ -89,7 +165,8 @@ def setup_logging(settings: Settings, *, stderr_level: int | None = None) -> Pat
     root.setLevel(settings.app.log_level)
     # Alembic narrates every migration step at INFO; the operator's log is not for that.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # httpx logs every request URL at INFO, and Barchart's key is a query parameter.
+    # httpx logs every request URL at INFO: quiet, and its URLs are cut anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    guard_http_logs()
     return path

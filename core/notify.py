@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from core.clock import Clock, new_york
 from core.config import NotifySettings
+from core.logs import guard_http_logs
 
 log = logging.getLogger("putdesk.notify")
 
@@ -195,6 +196,7 @@ class Notifier:
     async def _webhook(self, n: Notification) -> None:
         import httpx  # here, not at the top: httpx pulls in rich, which core never loads
 
+        guard_http_logs()  # httpx logs the request URL, and this one is a secret
         s = self.settings
         assert s.webhook_url is not None
         url = s.webhook_url.get_secret_value()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,12 +14,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
-from screens.base import DeskScreen
+from screens.base import DeskModal, DeskScreen
 from widgets.format import pct
+from widgets.palette import BOLD_CYAN, BOLD_GREEN, BOLD_RED, BOLD_YELLOW, YELLOW
 
 if TYPE_CHECKING:
     from core.models import Candidate
@@ -26,13 +27,14 @@ if TYPE_CHECKING:
 
 DEMO_CSV = Path(__file__).parents[1] / "core" / "data" / "scenarios" / "demo-barchart.csv"
 
-#: column key -> (label, width, sort key)
+#: column key -> (label, width). The score and the figures it rests on come first: 80
+#: columns show them up to IV rank; the score parts follow.
 COLUMNS: dict[str, tuple[str, int]] = {
-    "mark": ("", 1), "symbol": ("Symbol", 7), "exp": ("Exp", 6), "dte": ("DTE", 4),
-    "strike": ("Strike", 8),
-    "otm": ("OTM%", 6), "bid": ("Bid", 6), "spread": ("Sprd", 5), "delta": ("Δ", 6),
-    "ivr": ("IVR", 4), "earn": ("Earn", 6), "ret": ("Ret", 4), "prob": ("POTM", 4),
-    "liq": ("Liq", 4), "pen": ("Pen", 4), "score": ("Score", 6), "note": ("!", 2),
+    "mark": ("", 1), "note": ("!", 1), "symbol": ("Symbol", 6), "exp": ("Exp", 5),
+    "dte": ("DTE", 3), "strike": ("Strike", 7), "score": ("Score", 5),
+    "otm": ("OTM%", 5), "bid": ("Bid", 5), "delta": ("Δ", 5), "ivr": ("IVR", 4),
+    "earn": ("Earn", 5), "spread": ("Sprd", 4), "ret": ("Ret", 4), "prob": ("POTM", 4),
+    "liq": ("Liq", 4), "pen": ("Pen", 4),
 }
 SORTS = {
     "score": lambda c: -(c.score or 0), "symbol": lambda c: c.symbol, "dte": lambda c: c.dte,
@@ -71,12 +73,17 @@ def _f(value: float | None, fmt: str) -> str:
 
 
 class CandidatesScreen(DeskScreen):
+    SCREEN_NAME = "Candidates"
+    HELP_NOTE = ("Scan a Barchart CSV export (Enter in the path box; → completes) or the API; "
+                 "accepted candidates with their score parts, x shows the rejected ones with "
+                 "stage and reason. enter opens a candidate with its live chain.")
     DEFAULT_CSS = """
     CandidatesScreen #bar { height: 3; padding: 0 1; }
     CandidatesScreen #csv-path { width: 1fr; }
     CandidatesScreen #bar Button { margin-left: 1; min-width: 12; }
     CandidatesScreen #progress-row { height: 1; padding: 0 1; display: none; }
     CandidatesScreen #progress-row.-busy { display: block; }
+    CandidatesScreen #stage { width: auto; }
     CandidatesScreen #summary { height: auto; padding: 0 1; color: $text-muted; }
     CandidatesScreen #accepted { height: 1fr; }
     CandidatesScreen #rejected { height: 1fr; display: none; }
@@ -160,10 +167,21 @@ class CandidatesScreen(DeskScreen):
         bar = self.query_one("#progress", ProgressBar)
         stage = self.query_one("#stage", Static)
         row.add_class("-busy")
+        self.query_one("#summary", Static).update(
+            f"Scanning {path.name if path is not None else 'the Barchart API'}…")
         stage.update("Reading…  ")
         bar.update(total=None)
 
+        shown_at, shown_stage = 0.0, ""
+
         def progress(name: str, done: int, total: int) -> None:
+            # At most ~10 repaints a second (and every stage change, and the end), not a
+            # repaint per candidate.
+            nonlocal shown_at, shown_stage
+            now = time.monotonic()
+            if name == shown_stage and done < total and now - shown_at < 0.1:
+                return
+            shown_at, shown_stage = now, name
             stage.update(f"{name.capitalize()} {done}/{total}  ")
             bar.update(total=total, progress=done)
 
@@ -176,10 +194,12 @@ class CandidatesScreen(DeskScreen):
                 result = await pipeline.run_source(source, progress)
         except (BarchartCsvError, BarchartApiError) as exc:
             self.query_one("#summary", Static).update(Text(f"Cannot scan: {exc}",
-                                                           style="bold red"))
+                                                           style=BOLD_RED))
             self.notify(str(exc), title="Scan failed", severity="error", markup=False)
             return
         except Exception as exc:
+            self.query_one("#summary", Static).update(Text(f"Scan failed: {exc}",
+                                                           style=BOLD_RED))
             self.notify(f"{type(exc).__name__}: {exc}", title="Scan failed",
                         severity="error", markup=False)
             return
@@ -198,13 +218,13 @@ class CandidatesScreen(DeskScreen):
             by_stage[r.stage] = by_stage.get(r.stage, 0) + 1
         stages = ", ".join(f"{n} {s}" for s, n in by_stage.items()) or "none"
         text = Text()
-        text.append(f"{len(result.accepted)} accepted", style="bold green")
+        text.append(f"{len(result.accepted)} accepted", style=BOLD_GREEN)
         text.append(f" · {len(result.rejected)} rejected ({stages})")
         if result.snapshot_time:
             text.append(f" · file from {result.snapshot_time:%b %d %H:%M %Z}")
         text.append("  [x] rejected  [s] sort  [enter] detail  [space] mark  [c] pre-check")
         for warning in result.warnings:
-            text.append(f"\n⚠ {warning}", style="yellow")
+            text.append(f"\n⚠ {warning}", style=YELLOW)
         self.query_one("#summary", Static).update(text)
         self._fill_accepted()
         rejected = self.query_one("#rejected", DataTable)
@@ -224,16 +244,17 @@ class CandidatesScreen(DeskScreen):
         for c in sorted(self.result.accepted, key=SORTS[self._sort]):
             parts = c.score_parts
             earn = (f"{c.earnings_date:%m-%d}" if c.earnings_date else
-                    Text("?", style="bold yellow") if c.earnings_known is False else "none")
+                    Text("?", style=BOLD_YELLOW) if c.earnings_known is False else "none")
             table.add_row(
-                Text("●", style="bold cyan") if c.key in self.marked else "",
+                Text("●", style=BOLD_CYAN) if c.key in self.marked else "",
+                Text("⚠", style=YELLOW) if c.warnings else "",
                 c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
-                pct(c.otm_pct), _f(c.premium, ".2f"), _f(c.spread_pct, ".0%"),
-                _f(c.delta, ".2f"), _f(c.iv_rank, ".0%"), earn,
+                Text(f"{c.score:.3f}", style="bold"),
+                pct(c.otm_pct), _f(c.premium, ".2f"), _f(c.delta, ".2f"),
+                _f(c.iv_rank, ".0%"), earn, _f(c.spread_pct, ".0%"),
                 _f(parts.get("return"), ".2f"), _f(parts.get("prob_otm"), ".2f"),
                 _f(parts.get("liquidity"), ".2f"), _f(parts.get("penalty"), ".2f"),
-                Text(f"{c.score:.3f}", style="bold"),
-                Text("⚠", style="yellow") if c.warnings else "", key=c.key)
+                key=c.key)
 
     def _highlighted_key(self) -> str | None:
         table = self.query_one("#accepted", DataTable)
@@ -247,7 +268,7 @@ class CandidatesScreen(DeskScreen):
             return
         self.marked.symmetric_difference_update({key})
         table = self.query_one("#accepted", DataTable)
-        table.update_cell(key, "mark", Text("●", style="bold cyan") if key in self.marked else "")
+        table.update_cell(key, "mark", Text("●", style=BOLD_CYAN) if key in self.marked else "")
         table.action_cursor_down()
 
     def action_precheck(self) -> None:
@@ -293,12 +314,15 @@ class CandidatesScreen(DeskScreen):
                 return
 
 
-class CandidateDetail(ModalScreen[None]):
+class CandidateDetail(DeskModal[None]):
     """One candidate: score components, earnings, IV rank, and the chain around it."""
+
+    SCREEN_NAME = "Candidate detail"
+    HELP_NOTE = "From Candidates: enter on a row. Score parts, earnings, IV rank, live chain."
 
     DEFAULT_CSS = """
     CandidateDetail { align: center middle; }
-    CandidateDetail > Vertical { width: 96; height: auto; max-height: 90%;
+    CandidateDetail > Vertical { width: 96; max-width: 100%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 0 1; }
     CandidateDetail DataTable { height: auto; max-height: 12; }
     """
@@ -337,7 +361,7 @@ class CandidateDetail(ModalScreen[None]):
             f"{WEIGHTS[k]:g}×{k} {c.score_parts.get(k, 0):.2f}" for k in WEIGHTS)
             + f") × (1 − penalty {c.score_parts.get('penalty', 0):.2f})\n")
         for w in c.warnings:
-            t.append(f"⚠ {w}\n", style="yellow")
+            t.append(f"⚠ {w}\n", style=YELLOW)
         return t
 
     def on_mount(self) -> None:

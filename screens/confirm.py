@@ -5,15 +5,19 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from screens.base import DeskModal
 
-class ConfirmScreen(ModalScreen[bool]):
+
+class ConfirmScreen(DeskModal[bool]):
+    SCREEN_NAME = "Confirmation"
+    HELP_NOTE = ("Every order, close, roll decision and resume asks first. Cancel has the focus, "
+                 "so a stray Enter does nothing.")
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > Vertical {
-        width: 72; height: auto; padding: 1 2;
+        width: 72; max-width: 100%; height: auto; max-height: 100%; padding: 1 2;
         border: thick $warning; background: $surface;
     }
     ConfirmScreen #title { text-style: bold; margin-bottom: 1; }

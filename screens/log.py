@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from screens.base import DeskScreen
 from widgets.format import ny_time
+from widgets.palette import BOLD_RED, ON_RED, YELLOW
 
 if TYPE_CHECKING:
     from core.db.tables import AuditEvent
@@ -25,11 +26,15 @@ KINDS = ["halt", "resume", "risk_decision", "staged", "order_filled", "order_rej
          "order_cancelled", "order_dry_run", "exit", "exit_all", "alert", "roll_proposed",
          "roll_approved", "roll_rejected", "roll_result", "assignment", "post_trade_margin",
          "margin_rejection", "whatif_fallback", "reconcile", "scan"]
-SEVERITY_STYLE = {"WARNING": "yellow", "CRITICAL": "bold red", "EMERGENCY": "bold white on red"}
+SEVERITY_STYLE = {"WARNING": YELLOW, "CRITICAL": BOLD_RED, "EMERGENCY": ON_RED}
 SEVERITIES = ["INFO", "WARNING", "CRITICAL", "EMERGENCY"]
 
 
 class LogScreen(DeskScreen):
+    SCREEN_NAME = "Log"
+    HELP_NOTE = ("The audit trail, newest first: scans, governor decisions, staging, orders and "
+                 "fills, alerts, halts and resumes with who. tab reaches the kind, severity and "
+                 "text filters; the highlighted event's details show below the table.")
     DEFAULT_CSS = """
     LogScreen #filters { height: 3; padding: 0 1; }
     LogScreen #filters Select { width: 26; }
@@ -57,9 +62,10 @@ class LogScreen(DeskScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#events", DataTable)
-        for key, label, width in (("ts", "Time (ET)", 15), ("kind", "Kind", 16),
-                                  ("sev", "Severity", 9), ("who", "Who", 20),
-                                  ("sym", "Symbol", 6), ("msg", "Message", 50)):
+        # The message before who: at 80 columns it is the part worth seeing.
+        for key, label, width in (("ts", "Time (ET)", 15), ("kind", "Kind", 17),
+                                  ("sev", "Severity", 9), ("sym", "Symbol", 6),
+                                  ("msg", "Message", 90), ("who", "Who", 24)):
             table.add_column(label, width=width, key=key)
         table.focus()
         super().on_mount()
@@ -99,8 +105,8 @@ class LogScreen(DeskScreen):
         for e in self.events:
             table.add_row(ny_time(e.ts, with_date=True)[4:], e.kind,
                           Text(e.severity, style=SEVERITY_STYLE.get(e.severity, "")),
-                          Text(e.actor, overflow="ellipsis", no_wrap=True), e.symbol or "",
-                          Text(e.message, overflow="ellipsis", no_wrap=True), key=str(e.id))
+                          e.symbol or "", Text(e.message, overflow="ellipsis", no_wrap=True),
+                          Text(e.actor, overflow="ellipsis", no_wrap=True), key=str(e.id))
         table.border_title = f"Audit trail — {len(self.events)} events, newest first"
         self._detail()
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
@@ -18,6 +18,7 @@ from screens.base import DeskScreen
 from widgets.check_list import status_text
 from widgets.format import money, ny_time, pct
 from widgets.margin_gauge import MarginGauge
+from widgets.palette import BOLD_RED, BOLD_YELLOW
 
 if TYPE_CHECKING:
     from core.db.tables import EquitySnapshot
@@ -25,12 +26,19 @@ if TYPE_CHECKING:
 
 
 class MarginScreen(DeskScreen):
+    SCREEN_NAME = "Margin"
+    HELP_NOTE = ("ExcessLiquidity / NLV against the 10% (reject) and 20% (warn) bands, margin "
+                 "utilisation, account figures, the loss breakers and the equity history. "
+                 "↑↓ scroll on a short terminal; f5 checks the account now.")
     DEFAULT_CSS = """
-    MarginScreen #top { height: auto; }
+    MarginScreen #body { height: 1fr; }
+    MarginScreen #top { height: auto; layout: horizontal; }
+    MarginScreen.-narrow #top { layout: vertical; }
     MarginScreen .panel { border: round $primary; padding: 0 1; height: auto; }
     MarginScreen #gauge-panel { width: 60; }
     MarginScreen #figures { width: 1fr; }
-    MarginScreen #history { height: 1fr; min-height: 8; border: round $primary; }
+    MarginScreen.-narrow #gauge-panel, MarginScreen.-narrow #figures { width: 100%; }
+    MarginScreen #history { height: 1fr; min-height: 12; border: round $primary; }
     """
 
     def __init__(self) -> None:
@@ -39,14 +47,18 @@ class MarginScreen(DeskScreen):
 
     def compose_body(self) -> ComposeResult:
         risk = self.desk.settings.risk
-        with Horizontal(id="top"):
-            with Vertical(id="gauge-panel", classes="panel"):
-                yield MarginGauge(risk.excess_liquidity_reject_pct, risk.excess_liquidity_warn_pct,
-                                  risk.max_margin_utilization, id="gauge")
-                yield Static("", id="checked")
-            yield Static("Waiting for the first health check…", id="figures", classes="panel")
-        yield Static("", id="breakers", classes="panel")
-        yield PlotextPlot(id="history")
+        # Scrollable (and focused): a short terminal reaches the history by keys.
+        with VerticalScroll(id="body"):
+            with Container(id="top"):
+                with Vertical(id="gauge-panel", classes="panel"):
+                    yield MarginGauge(risk.excess_liquidity_reject_pct,
+                                      risk.excess_liquidity_warn_pct,
+                                      risk.max_margin_utilization, id="gauge")
+                    yield Static("", id="checked")
+                yield Static("Waiting for the first health check…", id="figures",
+                             classes="panel")
+            yield Static("", id="breakers", classes="panel")
+            yield PlotextPlot(id="history")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -71,24 +83,26 @@ class MarginScreen(DeskScreen):
     def _checked(self, state: EngineState) -> Text:
         text = Text()
         if state.account_checked_at is None:
-            text.append("Not checked yet", style="bold yellow")
+            text.append("Not checked yet", style=BOLD_YELLOW)
             return text
         age = (state.now - state.account_checked_at).total_seconds() / 60
         interval = self.desk.settings.risk.account_health_interval_minutes
         text.append(f"Checked {ny_time(state.account_checked_at)}, {age:.0f} min ago "
                     f"(every {interval:g} min; f5 now)", style="dim")
         if state.account_error:
-            text.append(f"\nLast attempt failed: {state.account_error}", style="bold red")
+            text.append(f"\nLast attempt failed: {state.account_error}", style=BOLD_RED)
         return text
 
-    @staticmethod
-    def _figures(state: EngineState) -> Table | str:
+    def _figures(self, state: EngineState) -> Table | str:
         a = state.account
         if a is None:
             return state.account_error or "No account data yet."
+        pairs = 2 if self.has_class("-narrow") else 1  # narrow: two figures a line
         table = Table.grid(padding=(0, 2))
-        table.add_column(style="dim", no_wrap=True)
-        table.add_column(justify="right", no_wrap=True)
+        for _ in range(pairs):
+            table.add_column(style="dim", no_wrap=True)
+            table.add_column(justify="right", no_wrap=True)
+        cells: list[str] = []
         for label, value in (("Net liquidation", money(a.net_liquidation)),
                              ("Equity with loan", money(a.equity_with_loan)),
                              ("Excess liquidity", money(a.excess_liquidity)),
@@ -98,7 +112,12 @@ class MarginScreen(DeskScreen):
                              ("Cash", money(a.total_cash)),
                              ("Excess liq. / NLV", pct(state.excess_liquidity_ratio)),
                              ("Margin utilisation", pct(a.margin_utilization))):
-            table.add_row(label, value)
+            cells += [label, value]
+            if len(cells) == 2 * pairs:
+                table.add_row(*cells)
+                cells = []
+        if cells:
+            table.add_row(*cells)
         return table
 
     def _breakers(self, state: EngineState) -> Table | str:
@@ -108,8 +127,8 @@ class MarginScreen(DeskScreen):
         if health is None:
             return "No equity baselines yet."
         table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True, overflow="ellipsis")
+        table.add_column(no_wrap=True, min_width=6)
+        table.add_column(overflow="fold")  # the limit is at the end: wrap, never cut
         for check in evaluate(health.net_liquidation, health.baselines,
                               self.desk.settings.risk):
             table.add_row(status_text(check.status), Text(check.reason))

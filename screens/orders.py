@@ -12,25 +12,31 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from screens.base import DeskScreen
+from screens.base import DeskScreen, busy
 from screens.confirm import ConfirmScreen
 from widgets.format import ny_time
+from widgets.palette import BOLD_CYAN, BOLD_GREEN, BOLD_RED, BOLD_YELLOW, ON_RED, ON_YELLOW
 
 if TYPE_CHECKING:
     from core.db.tables import StagedOrder
     from core.engine import EngineState
 
 STATUS_STYLE = {
-    "STAGED": "bold cyan", "SENDING": "bold yellow", "WORKING": "bold yellow",
-    "UNKNOWN": "bold white on red", "FILLED": "bold green", "PARTIAL": "bold green",
-    "CANCELLED": "dim", "REJECTED": "bold red",
+    "STAGED": BOLD_CYAN, "SENDING": BOLD_YELLOW, "WORKING": BOLD_YELLOW,
+    "UNKNOWN": ON_RED, "FILLED": BOLD_GREEN, "PARTIAL": BOLD_GREEN,
+    "CANCELLED": "dim", "REJECTED": BOLD_RED,
 }
 SHOWN = 60
 
 
 class OrdersScreen(DeskScreen):
+    SCREEN_NAME = "Orders"
+    HELP_NOTE = ("Staged orders, newest first, with live progress and the reason of every "
+                 "rejection. Orders staged before the open go out at the open by themselves.")
+    ORDER_ACTIONS = frozenset({"execute_one", "execute_all", "cancel", "toggle_dry_run",
+                               "reconcile"})
     DEFAULT_CSS = """
-    OrdersScreen #mode { height: 1; padding: 0 1; }
+    OrdersScreen #mode { height: auto; padding: 0 1; }
     OrdersScreen #orders { height: 1fr; }
     OrdersScreen #detail { height: auto; max-height: 8; padding: 0 1;
         border-top: solid $primary; }
@@ -68,7 +74,7 @@ class OrdersScreen(DeskScreen):
                                   ("qty", "Qty", 3), ("limit", "Staged", 6),
                                   ("status", "Status", 9), ("filled", "Filled", 6),
                                   ("avg", "Avg", 6), ("live", "Live lmt", 8),
-                                  ("dev", "Dev", 4), ("message", "Message", 36)):
+                                  ("dev", "Dev", 4), ("message", "Message", 60)):
             table.add_column(label, width=width, key=key)
         table.border_title = "Staged orders (newest first)"
         self._show_mode()
@@ -128,8 +134,9 @@ class OrdersScreen(DeskScreen):
         row = self._current()
         detail = self.query_one("#detail", Static)
         if row is None:
-            detail.update(Text("No staged orders. Stage one from Candidates (f2): mark, "
-                               "c to pre-check, a to approve and stage.", style="dim"))
+            detail.update(Text("No staged orders." + ("" if self.read_only else
+                               " Stage one from Candidates (f2): space marks, c pre-checks, "
+                               "a approves and stages."), style="dim"))
             return
         text = Text()
         text.append(f"{row.symbol} {row.expiration:%Y-%m-%d} {row.strike:g}P", style="bold")
@@ -140,18 +147,21 @@ class OrdersScreen(DeskScreen):
 
     def _show_mode(self) -> None:
         text = Text()
-        if self.dry_run:
-            text.append(" DRY RUN ", style="bold black on yellow")
+        if self.read_only:
+            text.append(" READ-ONLY ", style="bold reverse")
+            text.append("  orders are shown, not sent, cancelled or reconciled from here")
+        elif self.dry_run:
+            text.append(" DRY RUN ", style=ON_YELLOW)
             text.append("  every step except sending · d turns it off")
         else:
-            text.append(" LIVE ", style="bold white on red")
-            text.append("  e sends the highlighted order, E all staged — each re-checked "
-                        "first · d for a dry run")
+            text.append(" LIVE ", style=ON_RED)
+            text.append("  e sends the highlighted order, E all staged (each re-checked "
+                        "first) · d dry run")
         self.query_one("#mode", Static).update(text)
 
     # --- actions -------------------------------------------------------------------------
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def action_state(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.is_mounted:
             return True
         row = self._current()
@@ -164,15 +174,21 @@ class OrdersScreen(DeskScreen):
         return True
 
     def action_toggle_dry_run(self) -> None:
+        if self.refuse_order():
+            return
         self.dry_run = not self.dry_run
         self._show_mode()
 
     def action_execute_one(self) -> None:
+        if self.refuse_order():
+            return
         row = self._current()
         if row is not None and row.status == "STAGED":
             self._confirm_execute([row])
 
     def action_execute_all(self) -> None:
+        if self.refuse_order():
+            return
         self._confirm_execute([r for r in self.rows if r.status == "STAGED"])
 
     def _confirm_execute(self, rows: list[StagedOrder]) -> None:
@@ -218,6 +234,8 @@ class OrdersScreen(DeskScreen):
         self.app.run_worker(run(), group="execution", exit_on_error=False)
 
     def action_cancel(self) -> None:
+        if self.refuse_order():
+            return
         row = self._current()
         engine = self.desk.engine
         if row is None or engine is None or row.status not in ("STAGED", "WORKING"):
@@ -244,12 +262,15 @@ class OrdersScreen(DeskScreen):
             f"({row.status})", confirm_label="Cancel order"), answered)
 
     def action_reconcile(self) -> None:
+        if self.refuse_order():
+            return
         engine = self.desk.engine
         if engine is None:
             return
 
         async def run() -> None:
-            report = await engine.reconcile()
+            async with busy(self.query_one("#orders", DataTable)):
+                report = await engine.reconcile()
             self.app.notify(report.summary(), title="Reconcile",
                             severity="information" if report.clean else "warning",
                             markup=False)

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Grid
+from textual.containers import Grid, VerticalScroll
 from textual.widgets import Static
 
 from screens.base import DeskScreen
 from widgets.format import hm, money, ny_time, pct
+from widgets.palette import BOLD_GREEN, BOLD_RED, BOLD_YELLOW, GREEN, YELLOW
 
 if TYPE_CHECKING:
     from core.engine import EngineState
@@ -19,19 +20,26 @@ if TYPE_CHECKING:
 
 def _kv_table(numbers: bool = False) -> Table:
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="dim", no_wrap=True, min_width=18)
+    table.add_column(style="dim", no_wrap=True, min_width=14)
     table.add_column(justify="right" if numbers else "left", no_wrap=numbers)
     return table
 
 
 class OverviewScreen(DeskScreen):
+    SCREEN_NAME = "Overview"
+    HELP_NOTE = ("Account health, the kill switch, the broker connection and the market "
+                 "session at a glance. ↑↓ scroll on a short terminal.")
     DEFAULT_CSS = """
-    OverviewScreen Grid { grid-size: 2; grid-gutter: 1 2; padding: 1 2; height: auto; }
+    OverviewScreen #body { height: 1fr; }
+    OverviewScreen Grid { grid-size: 2; grid-gutter: 1 2; padding: 1 2; height: auto;
+        max-width: 140; }
+    OverviewScreen.-narrow Grid { grid-gutter: 0 1; padding: 0 0; }
     OverviewScreen .panel { border: round $primary; padding: 0 1; height: auto; }
     """
 
     def compose_body(self) -> ComposeResult:
-        with Grid():
+        # Scrollable (and focused) so that a short terminal reaches every panel by keys.
+        with VerticalScroll(id="body"), Grid():
             yield Static("Waiting for the broker…", id="account", classes="panel")
             yield Static("", id="halt", classes="panel")
             yield Static("", id="connection", classes="panel")
@@ -64,15 +72,15 @@ class OverviewScreen(DeskScreen):
         table.add_row("Excess liquidity", money(a.excess_liquidity))
         ratio = state.excess_liquidity_ratio
         if ratio is None:
-            band = Text("unknown", style="bold yellow")
+            band = Text("unknown", style=BOLD_YELLOW)
         elif ratio < risk.excess_liquidity_reject_pct:
             band = Text(f"{pct(ratio)}  DANGER (<{pct(risk.excess_liquidity_reject_pct, 0)})",
-                        style="bold red")
+                        style=BOLD_RED)
         elif ratio < risk.excess_liquidity_warn_pct:
             band = Text(f"{pct(ratio)}  LOW (<{pct(risk.excess_liquidity_warn_pct, 0)})",
-                        style="bold yellow")
+                        style=BOLD_YELLOW)
         else:
-            band = Text(f"{pct(ratio)}  OK", style="green")
+            band = Text(f"{pct(ratio)}  OK", style=GREEN)
         table.add_row("Excess liq. / NLV", band)
         table.add_row("Margin utilisation", pct(a.margin_utilization))
         checked = ny_time(state.account_checked_at)
@@ -84,17 +92,21 @@ class OverviewScreen(DeskScreen):
         h = state.halt
         table = _kv_table()
         if h.halted:
-            table.add_row("State", Text("HALTED", style="bold red"))
+            table.add_row("State", Text("HALTED", style=BOLD_RED))
             table.add_row("Reason", Text(h.reason, overflow="fold"))
             table.add_row("Since", ny_time(h.since, with_date=True))
             table.add_row("By", Text(h.by or "—", overflow="fold"))
-            table.add_row("", Text("ctrl+r resumes (asks first)", style="dim"))
+            if not self.read_only:
+                table.add_row("ctrl+r", Text("resume (asks first)", style="dim"))
         else:
-            table.add_row("State", Text("TRADING ACTIVE", style="bold green"))
+            table.add_row("State", Text("TRADING ACTIVE", style=BOLD_GREEN))
             if h.since:
                 table.add_row("Last resumed", ny_time(h.since, with_date=True))
                 table.add_row("By", Text(h.by or "—", overflow="fold"))
-            table.add_row("", Text("ctrl+k halts all trading now", style="dim"))
+            table.add_row("ctrl+k", Text("halt all trading", style="dim"))
+        if self.read_only:
+            table.add_row("This console", Text("READ-ONLY: no orders, no resume; ctrl+k still "
+                                               "halts", style="bold", overflow="fold"))
         return table
 
     def _connection(self, state: EngineState) -> Table:
@@ -102,13 +114,14 @@ class OverviewScreen(DeskScreen):
         table = _kv_table()
         table.add_row("Broker", b.description)
         table.add_row("Account", b.account_id or "—")
-        table.add_row("State", Text("connected", style="green") if b.connected
-                      else Text("DISCONNECTED", style="bold red"))
-        table.add_row("Mode", "read-only" if b.read_only else "trading")
+        table.add_row("State", Text("connected", style=GREEN) if b.connected
+                      else Text("DISCONNECTED", style=BOLD_RED))
+        table.add_row("API mode", "read-only" if b.read_only else "trading")
         if b.last_error:
             table.add_row("Last error", Text(b.last_error, overflow="fold"))
-        if state.last_message:
-            table.add_row("Last event", Text(state.last_message, overflow="fold"))
+        if state.last_message:  # one line: the Log (f9) has them all in full
+            table.add_row("Last event", Text(state.last_message, overflow="ellipsis",
+                                             no_wrap=True))
         return table
 
     def _market(self, state: EngineState) -> Table | str:
@@ -117,11 +130,14 @@ class OverviewScreen(DeskScreen):
             return "Market calendar loading…"
         table = _kv_table()
         table.add_row("Session", Text(f"{s.session} ({s.reason})",
-                                      style="green" if s.session == "REGULAR" else "yellow"))
+                                      style=GREEN if s.session == "REGULAR" else YELLOW))
         table.add_row("Market time", ny_time(state.now, with_date=True))
         if s.session_open and s.session_close:
             table.add_row("Today", f"{hm(s.session_open)}–{hm(s.session_close)} ET")
         table.add_row("Next open", ny_time(s.next_open, with_date=True))
         table.add_row("Next close", ny_time(s.next_close, with_date=True))
-        table.add_row("Orders allowed", "yes" if s.allows_orders else "no (market closed)")
+        allowed = "yes" if s.allows_orders else "no (market closed)"
+        if self.read_only:
+            allowed += " · not from this read-only console"
+        table.add_row("Orders allowed", Text(allowed, overflow="fold"))
         return table

@@ -9,12 +9,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Grid, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from screens.base import DeskScreen
+from screens.base import DeskScreen, busy
 from widgets.format import money, pct
+from widgets.palette import GREEN, RED
 
 if TYPE_CHECKING:
     from core.analysis.performance import Bucket, Journal
@@ -24,26 +25,41 @@ TABLES = (("by_sector", "Sector"), ("by_delta", "Δ at entry"), ("by_dte", "DTE 
 
 
 class PerformanceScreen(DeskScreen):
+    SCREEN_NAME = "Journal"
+    HELP_NOTE = ("Closed trades: win rate, average and total P&L, P&L by sector, delta, DTE and "
+                 "IV rank at entry, maximum drawdown and the equity curve.")
     DEFAULT_CSS = """
+    PerformanceScreen #body { height: 1fr; }
     PerformanceScreen #headline { height: auto; padding: 0 1; }
-    PerformanceScreen #tables { height: 12; }
-    PerformanceScreen #tables DataTable { width: 1fr; }
-    PerformanceScreen #equity { height: 1fr; min-height: 8; }
+    PerformanceScreen #empty { height: auto; padding: 0 1; display: none; }
+    PerformanceScreen.-empty #empty { display: block; }
+    PerformanceScreen.-empty #tables { display: none; }
+    PerformanceScreen #tables { height: auto; grid-size: 4; }
+    PerformanceScreen.-narrow #tables { grid-size: 2; }
+    PerformanceScreen #tables DataTable { height: auto; max-height: 12; }
+    PerformanceScreen #equity { height: 1fr; min-height: 14; }
+    PerformanceScreen #equity:focus { border-left: thick $accent; }
     """
     BINDINGS = [Binding("r", "reload", "Reload", id="journal-reload")]
 
     def compose_body(self) -> ComposeResult:
-        yield Static("Loading the journal…", id="headline")
-        with Horizontal(id="tables"):
-            for key, _title in TABLES:
-                table: DataTable[Any] = DataTable(id=key, cursor_type="none")
-                yield table
-        yield PlotextPlot(id="equity")
+        with VerticalScroll(id="body", can_focus=False):
+            yield Static("Loading the journal…", id="headline")
+            yield Static(Text("No closed trades yet: the journal fills in as positions close, "
+                              "expire or are assigned. The equity curve below is the "
+                              "account's.", style="italic"), id="empty")
+            with Grid(id="tables"):
+                for key, _title in TABLES:
+                    table: DataTable[Any] = DataTable(id=key, cursor_type="none")
+                    yield table
+            plot = PlotextPlot(id="equity")
+            plot.can_focus = True  # tab scrolls the curve into view on a short terminal
+            yield plot
 
     def on_mount(self) -> None:
         for key, title in TABLES:
             table = self.query_one(f"#{key}", DataTable)
-            for col, width in ((title, 12), ("N", 3), ("Win", 4), ("P&L", 8)):
+            for col, width in ((title, 12), ("N", 3), ("Win", 4), ("P&L", 9)):
                 table.add_column(col, width=width)
             table.border_title = f"P&L by {title}"
         super().on_mount()
@@ -54,14 +70,17 @@ class PerformanceScreen(DeskScreen):
         engine = self.desk.engine
         if engine is None:
             return
-        self.show_journal(await engine.journal())
+        async with busy(self.query_one("#tables")):
+            journal = await engine.journal()
+        self.show_journal(journal)
 
     def show_journal(self, j: Journal) -> None:
         o = j.overall
+        self.set_class(o.trades == 0, "-empty")
         text = Text()
         text.append(f"{o.trades} closed trades", style="bold")
         text.append(f" · win rate {pct(o.win_rate, 0)} · average {money(o.average)} · total ")
-        text.append(money(o.pnl), style="green" if o.pnl >= 0 else "red")
+        text.append(money(o.pnl), style=GREEN if o.pnl >= 0 else RED)
         text.append(f" · best {money(j.best)} · worst {money(j.worst)} · open {j.open_trades}"
                     f" · assigned {j.assigned} · rolled {j.rolled} · max drawdown "
                     f"{pct(j.max_drawdown)}")
@@ -72,7 +91,7 @@ class PerformanceScreen(DeskScreen):
             buckets: dict[str, Bucket] = getattr(j, key)
             for name, b in sorted(buckets.items()):
                 table.add_row(name, str(b.trades), pct(b.win_rate, 0),
-                              Text(money(b.pnl), style="red" if b.pnl < 0 else ""))
+                              Text(money(b.pnl), style=RED if b.pnl < 0 else ""))
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()

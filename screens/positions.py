@@ -12,23 +12,24 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from screens.base import DeskScreen
+from screens.base import DeskModal, DeskScreen, busy
 from screens.confirm import ConfirmScreen
 from widgets.format import money, ny_time, pct
+from widgets.palette import BOLD_RED, GREEN, ON_RED, ON_YELLOW, RED, YELLOW
 
 if TYPE_CHECKING:
     from core.engine import EngineState
     from core.models import PositionView
 
-BADGE = {"CRITICAL": Text(" CRIT ", style="bold white on red"),
-         "WARNING": Text(" WARN ", style="bold black on yellow")}
+BADGE = {"CRITICAL": Text(" CRIT ", style=ON_RED),
+         "WARNING": Text(" WARN ", style=ON_YELLOW)}
+#: The figures that decide an action come first: 80 columns show them up to Drop.
 COLUMNS = (("badge", "", 6), ("contract", "Contract", 20), ("qty", "Qty", 4),
-           ("delta", "Δ", 6), ("und", "Underlying", 10), ("drop", "Drop", 6),
-           ("pnl", "P&L", 8), ("kept", "Kept", 6), ("dte", "DTE", 4), ("rolls", "Rolls", 5),
-           ("alerts", "Alerts", 31))
+           ("dte", "DTE", 4), ("delta", "Δ", 6), ("pnl", "P&L", 9), ("kept", "Kept", 6),
+           ("drop", "Drop", 6), ("und", "Underlying", 10), ("rolls", "Rolls", 5),
+           ("alerts", "Alerts", 60))
 
 
 def cells(v: PositionView) -> tuple[Any, ...]:
@@ -37,20 +38,26 @@ def cells(v: PositionView) -> tuple[Any, ...]:
         BADGE.get(v.worst or "", ""),
         f"{v.symbol} {v.contract.expiration:%Y-%m-%d} {v.contract.strike:g}P",
         str(v.quantity),
+        str(v.dte),
         "—" if v.delta is None else f"{v.delta:.2f}",
-        "—" if v.underlying_price is None else f"{v.underlying_price:,.2f}",
-        Text(pct(v.drop_pct), style="red" if (v.drop_pct or 0) > 0.05 else ""),
-        Text(money(v.pnl), style="red" if (v.pnl or 0) < 0 else "green"),
+        Text(money(v.pnl), style=RED if (v.pnl or 0) < 0 else GREEN),
         Text("—" if loss is None else f"{-loss:+.0%}",
-             style="" if loss is None or loss < 1 else "bold red"),
-        str(v.dte), str(v.roll_count),
+             style="" if loss is None or loss < 1 else BOLD_RED),
+        Text(pct(v.drop_pct), style=RED if (v.drop_pct or 0) > 0.05 else ""),
+        "—" if v.underlying_price is None else f"{v.underlying_price:,.2f}",
+        str(v.roll_count),
         Text(" · ".join(a.message for a in v.alerts), overflow="ellipsis", no_wrap=True),
     )
 
 
 class PositionsScreen(DeskScreen):
+    SCREEN_NAME = "Positions"
+    HELP_NOTE = ("Short puts, most severe first: delta, drop from entry, P&L, loss as a multiple "
+                 "of the premium, DTE, rolls and alerts. enter opens the entry snapshot, roll "
+                 "lineage and alert history.")
+    ORDER_ACTIONS = frozenset({"close_position", "exit_all"})
     DEFAULT_CSS = """
-    PositionsScreen #summary { height: 1; padding: 0 1; }
+    PositionsScreen #summary { height: auto; padding: 0 1; }
     PositionsScreen #positions { height: 1fr; }
     """
     BINDINGS = [
@@ -108,15 +115,20 @@ class PositionsScreen(DeskScreen):
         crit = sum(1 for v in views if v.worst == "CRITICAL")
         warn = sum(1 for v in views if v.worst == "WARNING")
         total = sum(v.pnl or 0 for v in views)
-        summary = Text()
-        summary.append(f"{len(views)} positions · P&L {money(total)}")
-        if crit:
-            summary.append(f"  {crit} CRITICAL ", style="bold white on red")
-        if warn:
-            summary.append(f"  {warn} WARNING ", style="bold black on yellow")
         checked = state.positions_checked_at if state is not None else None
-        summary.append(f"  · checked {ny_time(checked)} · r refresh · x close · X exit all",
-                       style="dim")
+        summary = Text()
+        if not views:
+            summary.append("No positions: no short puts in the account." if checked
+                           else "Positions not read yet…", style="bold")
+        else:
+            summary.append(f"{len(views)} positions · P&L {money(total)}")
+        if crit:
+            summary.append("  ")
+            summary.append(f" {crit} CRITICAL ", style=ON_RED)
+        if warn:
+            summary.append("  ")
+            summary.append(f" {warn} WARNING ", style=ON_YELLOW)
+        summary.append(f"  · checked {ny_time(checked)}", style="dim")
         self.query_one("#summary", Static).update(summary)
 
     def _current(self) -> PositionView | None:
@@ -136,9 +148,12 @@ class PositionsScreen(DeskScreen):
     async def action_refresh_positions(self) -> None:
         engine = self.desk.engine
         if engine is not None:
-            await engine.monitor_cycle(exits=False)
+            async with busy(self.query_one("#positions", DataTable)):
+                await engine.monitor_cycle(exits=False)
 
     def action_close_position(self) -> None:
+        if self.refuse_order():
+            return
         view = self._current()
         engine = self.desk.engine
         if view is None or engine is None:
@@ -163,6 +178,8 @@ class PositionsScreen(DeskScreen):
             f"(P&L now {money(view.pnl)}).", confirm_label="Close"), answered)
 
     def action_exit_all(self) -> None:
+        if self.refuse_order():
+            return
         engine = self.desk.engine
         if engine is None or not self.views:
             return
@@ -187,12 +204,16 @@ class PositionsScreen(DeskScreen):
             "undone.", confirm_label="Exit all"), answered)
 
 
-class PositionDetail(ModalScreen[None]):
+class PositionDetail(DeskModal[None]):
     """The entry snapshot, the trade and its roll lineage, and the alert history."""
+
+    SCREEN_NAME = "Position detail"
+    HELP_NOTE = ("From Positions: enter on a row. The entry snapshot, roll lineage and alert "
+                 "history.")
 
     DEFAULT_CSS = """
     PositionDetail { align: center middle; }
-    PositionDetail > Vertical { width: 100; height: auto; max-height: 90%;
+    PositionDetail > Vertical { width: 100; max-width: 100%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,q", "dismiss", "Close", id="position-detail-close")]
@@ -215,7 +236,7 @@ class PositionDetail(ModalScreen[None]):
                  f"{v.dte} DTE · Δ {'—' if v.delta is None else f'{v.delta:.2f}'}\n")
         for a in v.alerts:
             t.append(f"{a.severity} {a.message}\n",
-                     style="bold red" if a.severity == "CRITICAL" else "yellow")
+                     style=BOLD_RED if a.severity == "CRITICAL" else YELLOW)
         return t
 
     def on_mount(self) -> None:
@@ -236,7 +257,7 @@ class PositionDetail(ModalScreen[None]):
         t = Text()
         if trade is None:
             t.append("No PutDesk trade for this position (opened outside PutDesk).\n",
-                     style="yellow")
+                     style=YELLOW)
         else:
             t.append(f"Trade {trade.id[:8]} opened {ny_time(trade.entry_time, with_date=True)}"
                      f" · rolls {trade.roll_count}"

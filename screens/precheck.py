@@ -10,13 +10,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from screens.base import DeskScreen
 from screens.confirm import ConfirmScreen
 from widgets.check_list import CheckList, decision_text
 from widgets.format import money, pct
+from widgets.palette import BOLD_CYAN, BOLD_RED, GREEN, ON_YELLOW, YELLOW
 
 if TYPE_CHECKING:
     from core.models import Opportunity, RiskDecision
@@ -27,12 +28,19 @@ def _cents(value: float | None) -> str:
 
 
 class PreCheckScreen(DeskScreen):
+    SCREEN_NAME = "Pre-trade check"
+    HELP_NOTE = ("From Candidates (f2): mark with space, then c. Every governor check for "
+                 "each opportunity, the sizing and the WhatIf margin.")
+    ORDER_ACTIONS = frozenset({"stage"})
     DEFAULT_CSS = """
     PreCheckScreen #decisions { height: auto; max-height: 8; }
     PreCheckScreen #checks { height: auto; max-height: 20; margin-top: 1; }
+    PreCheckScreen #body { height: 1fr; }
     PreCheckScreen #figures { height: auto; }
+    PreCheckScreen #figures:focus { border-left: thick $accent; }
+    PreCheckScreen.-narrow #figures { layout: vertical; }
     PreCheckScreen .panel { width: 1fr; height: auto; border: round $primary; padding: 0 1; }
-    PreCheckScreen #hint { height: 1; padding: 0 1; color: $text-muted; }
+    PreCheckScreen #hint { height: auto; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
         Binding("escape", "back", "Back", id="precheck-back"),
@@ -49,13 +57,17 @@ class PreCheckScreen(DeskScreen):
         self.staged: dict[int, str] = {}
 
     def compose_body(self) -> ComposeResult:
-        yield Static("", id="hint")
-        decisions: DataTable[Any] = DataTable(id="decisions", cursor_type="row")
-        yield decisions
-        yield CheckList(id="checks")
-        with Horizontal(id="figures"):
-            yield Static("", id="sizing", classes="panel")
-            yield Static("", id="whatif", classes="panel")
+        with VerticalScroll(id="body", can_focus=False):
+            yield Static("", id="hint")
+            decisions: DataTable[Any] = DataTable(id="decisions", cursor_type="row")
+            yield decisions
+            yield CheckList(id="checks")
+            # Focusable, so that tab scrolls sizing and WhatIf into view on a short terminal.
+            figures = Horizontal(id="figures")
+            figures.can_focus = True
+            with figures:
+                yield Static("", id="sizing", classes="panel")
+                yield Static("", id="whatif", classes="panel")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -80,7 +92,7 @@ class PreCheckScreen(DeskScreen):
         hint = self.query_one("#hint", Static)
         if engine is None:
             hint.update(Text("The engine is not running: nothing can be checked.",
-                             style="bold red"))
+                             style=BOLD_RED))
             return
         self.decisions.clear()
         for i, opp in enumerate(self.opportunities):
@@ -96,8 +108,10 @@ class PreCheckScreen(DeskScreen):
             if i == self._cursor():
                 self._show_detail(decision)
         approved = sum(1 for d in self.decisions.values() if d.approved)
+        keys = ("read-only: no staging" if self.read_only
+                else "a approves & stages (approved only)")
         hint.update(Text(f"{approved} of {len(self.opportunities)} approved · ↑↓ choose · "
-                         "[a] approve & stage (approved only) · [r] re-check · [esc] back"))
+                         f"{keys} · r re-checks · esc back"))
         self.refresh_bindings()
 
     def _show_row(self, i: int, decision: RiskDecision) -> None:
@@ -109,7 +123,7 @@ class PreCheckScreen(DeskScreen):
         row = str(i)
         table.update_cell(row, "qty", str(opp.contracts))
         table.update_cell(row, "limit", "—" if opp.premium is None else f"{opp.premium:.2f}")
-        table.update_cell(row, "result", Text("STAGED", style="bold cyan")
+        table.update_cell(row, "result", Text("STAGED", style=BOLD_CYAN)
                           if i in self.staged else decision_text(decision))
         table.update_cell(row, "reason", Text(reason, overflow="ellipsis", no_wrap=True))
 
@@ -144,8 +158,8 @@ class PreCheckScreen(DeskScreen):
         table = Table.grid(padding=(0, 2))
         table.add_column(style="dim", no_wrap=True, min_width=20)
         table.add_column(justify="right")
-        source = (Text("IBKR what-if", style="green") if w.source == "whatif"
-                  else Text("ESTIMATE", style="bold black on yellow"))
+        source = (Text("IBKR what-if", style=GREEN) if w.source == "whatif"
+                  else Text("ESTIMATE", style=ON_YELLOW))
         table.add_row("Source", source)
         table.add_row("Margin impact", _cents(w.margin_impact))
         table.add_row("Per-trade cap", _cents(w.per_trade_cap))
@@ -157,12 +171,12 @@ class PreCheckScreen(DeskScreen):
         table.add_row("Utilisation after", pct(w.utilization_after))
         table.add_row("Commission", _cents(w.commission))
         if w.fallback_reason:
-            table.add_row("Note", Text(w.fallback_reason, style="yellow", overflow="fold"))
+            table.add_row("Note", Text(w.fallback_reason, style=YELLOW, overflow="fold"))
         return table
 
     # --- actions -------------------------------------------------------------------
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def action_state(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stage":
             i = self._cursor() if self.is_mounted else -1
             decision = self.decisions.get(i)
@@ -178,6 +192,8 @@ class PreCheckScreen(DeskScreen):
         self.run_checks()
 
     def action_stage(self) -> None:
+        if self.refuse_order():
+            return
         i = self._cursor()
         decision = self.decisions.get(i)
         engine = self.desk.engine

@@ -15,17 +15,22 @@ from textual.widgets import DataTable, Static
 from screens.base import DeskScreen
 from screens.confirm import ConfirmScreen
 from widgets.format import money
+from widgets.palette import BOLD_CYAN, BOLD_GREEN, ON_RED, ON_YELLOW
 
 if TYPE_CHECKING:
     from core.db.tables import RollProposal
     from core.engine import EngineState
 
-STATUS_STYLE = {"PENDING": "bold black on yellow", "APPROVED": "bold cyan",
-                "EXECUTED": "bold green", "REJECTED": "dim", "EXPIRED": "dim",
-                "FAILED": "bold white on red"}
+STATUS_STYLE = {"PENDING": ON_YELLOW, "APPROVED": BOLD_CYAN,
+                "EXECUTED": BOLD_GREEN, "REJECTED": "dim", "EXPIRED": "dim",
+                "FAILED": ON_RED}
 
 
 class RollsScreen(DeskScreen):
+    SCREEN_NAME = "Rolls"
+    HELP_NOTE = ("Defensive roll proposals, pending first. Approving executes the roll as one "
+                 "combo order; rejecting lets the exit rule close the position.")
+    ORDER_ACTIONS = frozenset({"approve", "reject"})
     DEFAULT_CSS = """
     RollsScreen #rolls { height: 1fr; }
     RollsScreen #detail { height: auto; max-height: 10; padding: 0 1;
@@ -51,11 +56,12 @@ class RollsScreen(DeskScreen):
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one("#rolls", DataTable)
+        # The net credit next to the roll: 80 columns show everything up to the delta.
         for key, label, width in (("status", "Status", 9), ("from", "Position", 20),
-                                  ("to", "Roll to", 16), ("dte", "DTE", 4), ("delta", "Δ", 6),
+                                  ("to", "Roll to", 16), ("credit", "Credit", 6),
+                                  ("dte", "DTE", 4), ("delta", "Δ", 6),
                                   ("buy", "Buyback", 7), ("sell", "New prem", 8),
-                                  ("credit", "Credit", 6), ("margin", "Margin Δ", 9),
-                                  ("why", "Reason / result", 30)):
+                                  ("margin", "Margin Δ", 9), ("why", "Reason / result", 60)):
             table.add_column(label, width=width, key=key)
         table.border_title = "Roll proposals — pending first"
         self.reload()
@@ -83,10 +89,9 @@ class RollsScreen(DeskScreen):
             table.add_row(
                 Text(p.status, style=STATUS_STYLE.get(p.status, "")),
                 f"{p.symbol} {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P",
-                f"{p.new_expiration:%Y-%m-%d} {p.new_strike:g}P", str(p.new_dte),
-                "—" if p.new_delta is None else f"{p.new_delta:.2f}",
-                f"{p.buyback_cost:.2f}", f"{p.new_premium:.2f}", f"{p.net_credit:.2f}",
-                money(p.margin_change),
+                f"{p.new_expiration:%Y-%m-%d} {p.new_strike:g}P", f"{p.net_credit:.2f}",
+                str(p.new_dte), "—" if p.new_delta is None else f"{p.new_delta:.2f}",
+                f"{p.buyback_cost:.2f}", f"{p.new_premium:.2f}", money(p.margin_change),
                 Text(p.result or p.reason, overflow="ellipsis", no_wrap=True), key=p.id)
         if keep is not None and any(p.id == keep.id for p in rows):
             table.move_cursor(row=table.get_row_index(keep.id))
@@ -128,7 +133,7 @@ class RollsScreen(DeskScreen):
                 t.append(f" (by {p.decided_by})", style="dim")
         detail.update(t)
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def action_state(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("approve", "reject") and self.is_mounted:
             p = self._current()
             return True if p is not None and p.status == "PENDING" else None
@@ -141,6 +146,8 @@ class RollsScreen(DeskScreen):
         self._decide(False)
 
     def _decide(self, approve: bool) -> None:
+        if self.refuse_order():
+            return
         p = self._current()
         engine = self.desk.engine
         if p is None or engine is None or p.status != "PENDING":

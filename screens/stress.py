@@ -10,12 +10,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Container, Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
-from screens.base import DeskScreen
+from screens.base import DeskScreen, busy
 from widgets.format import money
+from widgets.palette import GREEN, ON_RED, RED
 
 if TYPE_CHECKING:
     from core.analysis.stress import StressResult
@@ -24,14 +25,25 @@ MOVES = [m / 100 for m in range(-30, 11)]
 
 
 class StressScreen(DeskScreen):
+    SCREEN_NAME = "Stress"
+    HELP_NOTE = ("The five scenarios of spec 6.3 and a custom one (move %, IV points; tab "
+                 "reaches them): P&L, margin and ExcessLiquidity after, MARGIN CALL flag; "
+                 "per-position impact of the highlighted scenario; charts below (tab reaches "
+                 "them on a short terminal).")
     DEFAULT_CSS = """
+    StressScreen #body { height: 1fr; }
     StressScreen #custom { height: 3; padding: 0 1; }
     StressScreen #custom Input { width: 16; }
+    StressScreen.-narrow #custom Input { width: 10; }
     StressScreen #custom Static { width: auto; padding: 1 1 0 1; }
+    StressScreen #status { height: 1; padding: 0 1; color: $text-muted; }
     StressScreen #scenarios { height: auto; max-height: 9; }
-    StressScreen #positions { height: 1fr; min-height: 5; }
-    StressScreen #charts { height: 14; }
+    StressScreen #positions { height: auto; min-height: 5; }
+    StressScreen #charts { height: 1fr; min-height: 14; layout: horizontal; }
+    StressScreen #charts:focus { border-left: thick $accent; }
+    StressScreen.-narrow #charts { height: 26; layout: vertical; }
     StressScreen PlotextPlot { width: 1fr; }
+    StressScreen.-narrow PlotextPlot { width: 100%; height: 13; }
     """
     BINDINGS = [Binding("r", "run_stress", "Run", id="stress-run",
                         tooltip="Re-run every scenario on the book as it is now")]
@@ -41,25 +53,30 @@ class StressScreen(DeskScreen):
         self.results: list[StressResult] = []
 
     def compose_body(self) -> ComposeResult:
-        with Horizontal(id="custom"):
-            yield Static("Custom: move %")
-            yield Input("-7", id="shift", restrict=r"[-+0-9.]*", classes="custom")
-            yield Static("IV change, pts")
-            yield Input("5", id="iv", restrict=r"[-+0-9.]*")
-            yield Button("Run", id="run", variant="primary")
-        scenarios: DataTable[Any] = DataTable(id="scenarios", cursor_type="row")
-        yield scenarios
-        positions: DataTable[Any] = DataTable(id="positions", cursor_type="none")
-        yield positions
-        with Horizontal(id="charts"):
-            yield PlotextPlot(id="by-scenario")
-            yield PlotextPlot(id="curve")
+        with VerticalScroll(id="body", can_focus=False):
+            with Horizontal(id="custom"):
+                yield Static("Custom: move %")
+                yield Input("-7", id="shift", restrict=r"[-+0-9.]*", classes="custom")
+                yield Static("IV change, pts")
+                yield Input("5", id="iv", restrict=r"[-+0-9.]*")
+                yield Button("Run", id="run", variant="primary")
+            yield Static("", id="status")
+            scenarios: DataTable[Any] = DataTable(id="scenarios", cursor_type="row")
+            yield scenarios
+            positions: DataTable[Any] = DataTable(id="positions", cursor_type="none")
+            yield positions
+            # Focusable, so that tab scrolls the charts into view on a short terminal.
+            charts = Container(id="charts")
+            charts.can_focus = True
+            with charts:
+                yield PlotextPlot(id="by-scenario")
+                yield PlotextPlot(id="curve")
 
     def on_mount(self) -> None:
         scenarios = self.query_one("#scenarios", DataTable)
         for key, label, width in (("name", "Scenario", 20), ("pnl", "P&L", 10),
                                   ("margin", "Margin after", 12), ("el", "ExcessLiq after", 15),
-                                  ("call", "Margin call", 12), ("what", "Parameters", 40)):
+                                  ("call", "Margin call", 13), ("what", "Parameters", 60)):
             scenarios.add_column(label, width=width, key=key)
         positions = self.query_one("#positions", DataTable)
         for key, label, width in (("pos", "Position", 22), ("now", "Price now", 9),
@@ -98,9 +115,13 @@ class StressScreen(DeskScreen):
         if engine is None:
             return
         custom = self._custom_values()
+        status = self.query_one("#status", Static)
+        status.update("Running the scenarios on the book as it is now…")
         try:
-            book = await engine.stress_book()
+            async with busy(self.query_one("#scenarios", DataTable)):
+                book = await engine.stress_book()
         except Exception as exc:
+            status.update(Text(f"Stress test unavailable: {exc}", style="bold"))
             self.notify(f"Stress test unavailable: {exc}", severity="error", markup=False)
             return
         for note in book.notes:
@@ -113,6 +134,9 @@ class StressScreen(DeskScreen):
                 "custom", shift, iv, description=f"all underlyings {shift:+.0%}, "
                 f"IV {iv * 100:+.0f} pts")))
         self.results = results
+        status.update(f"{len(book.lines)} positions, VIX {book.vix or '—'} · "
+                      + ("no positions: every scenario is $0" if not book.lines else
+                         "↑↓ choose a scenario · r re-runs"))
         self._fill(results)
         self._charts(results, test.pnl_curve(MOVES).tolist())
 
@@ -121,10 +145,10 @@ class StressScreen(DeskScreen):
         row = table.cursor_row
         table.clear()
         for r in results:
-            table.add_row(r.name, Text(money(r.pnl), style="red" if r.pnl < 0 else "green"),
+            table.add_row(r.name, Text(money(r.pnl), style=RED if r.pnl < 0 else GREEN),
                           money(r.margin), money(r.excess_liquidity),
-                          Text(" MARGIN CALL ", style="bold white on red") if r.margin_call
-                          else Text("no", style="green"),
+                          Text(" MARGIN CALL ", style=ON_RED) if r.margin_call
+                          else Text("no", style=GREEN),
                           Text(r.description, overflow="ellipsis", no_wrap=True), key=r.name)
         if results:
             table.move_cursor(row=min(row, len(results) - 1))
@@ -143,7 +167,7 @@ class StressScreen(DeskScreen):
         table.border_title = f"Per position — {result.name}"
         for p in result.positions:
             table.add_row(p.label, f"{p.price_now:.2f}", f"{p.price_after:.2f}",
-                          Text(money(p.pnl), style="red" if p.pnl < 0 else ""),
+                          Text(money(p.pnl), style=RED if p.pnl < 0 else ""),
                           f"{p.delta_after:.2f}", money(p.margin_after))
 
     def _charts(self, results: list[StressResult], curve: list[float]) -> None:

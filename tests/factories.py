@@ -26,7 +26,10 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def sim_engine(settings: Settings, scenario: Path | None = None,
-               clock: ManualClock | None = None) -> Engine:
+               clock: ManualClock | None = None, busy_timeout: float = 5.0,
+               broker: Any = None) -> Engine:
+    """`busy_timeout`: SQLite's wait for another process's lock; `broker`: an existing
+    simulator to share (two engines on one account)."""
     from core.broker.scenario import demo_scenario_path, load_scenario
     from core.broker.sim import SimBroker
     from core.db.session import Database
@@ -37,10 +40,11 @@ def sim_engine(settings: Settings, scenario: Path | None = None,
     clock = clock or ManualClock(world.now)
     db_url = settings.app.database_url
     assert db_url is not None
-    broker = SimBroker(world, clock=clock, calendar=default_calendar(),
-                       label=(scenario or demo_scenario_path()).name)
-    return Engine(settings, broker, Database(db_url.get_secret_value()), clock, wall_clock=clock,
-                  equity_seed=world.equity_closes(), trade_seed=world.open_trades())
+    broker = broker or SimBroker(world, clock=clock, calendar=default_calendar(),
+                                 label=(scenario or demo_scenario_path()).name)
+    return Engine(settings, broker, Database(db_url.get_secret_value(), busy_timeout), clock,
+                  wall_clock=clock, equity_seed=world.equity_closes(),
+                  trade_seed=world.open_trades())
 
 
 async def wait_engine_started(pilot: Any) -> None:

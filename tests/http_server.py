@@ -63,9 +63,9 @@ def http_server(routes: dict[str, Callable[[Request], Reply]]) -> Iterator[Serve
             reply = route(req) if route else Reply(404, {"error": "no route"})
             if reply.delay:
                 time.sleep(reply.delay)
-            body = reply.body
-            data = (body if isinstance(body, bytes) else body.encode()
-                    if isinstance(body, str) else json.dumps(body).encode())
+            payload = reply.body
+            data = (payload if isinstance(payload, bytes) else payload.encode()
+                    if isinstance(payload, str) else json.dumps(payload).encode())
             try:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
+
+from widgets.palette import BOLD_GREEN, ON_GREEN, ON_RED, ON_YELLOW
 
 if TYPE_CHECKING:
     from core.models import CheckResult, RiskDecision
 
-STATUS_STYLE = {"pass": "bold green", "warn": "bold black on yellow",
-                "fail": "bold white on red"}
+STATUS_STYLE = {"pass": BOLD_GREEN, "warn": ON_YELLOW,
+                "fail": ON_RED}
 STATUS_LABEL = {"pass": " PASS ", "warn": " WARN ", "fail": " FAIL "}
 
 
@@ -24,7 +27,7 @@ def decision_text(decision: RiskDecision) -> Text:
         return Text(" REJECTED ", style=STATUS_STYLE["fail"])
     if decision.warnings:
         return Text(" APPROVED ⚠ ", style=STATUS_STYLE["warn"])
-    return Text(" APPROVED ", style="bold black on green")
+    return Text(" APPROVED ", style=ON_GREEN)
 
 
 class CheckList(DataTable[Any]):
@@ -36,14 +39,29 @@ class CheckList(DataTable[Any]):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._decision: RiskDecision | None = None
+        self._reason_width = 0
 
     def on_mount(self) -> None:
+        self._columns(80)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The reason folds within the screen: on 80 columns it is read, not cut off.
+        width = max(30, min(100, event.size.width - 40))
+        if width != self._reason_width:
+            self._columns(width)
+            self.show(self._decision)
+
+    def _columns(self, reason_width: int) -> None:
+        self._reason_width = reason_width
+        self.clear(columns=True)
         self.add_column("#", width=2, key="n")
         self.add_column("Check", width=22, key="name")
         self.add_column("Status", width=6, key="status")
-        self.add_column("Reason", width=80, key="reason")
+        self.add_column("Reason", width=reason_width, key="reason")
 
     def show(self, decision: RiskDecision | None) -> None:
+        self._decision = decision
         self.clear()
         if decision is None:
             return

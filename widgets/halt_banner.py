@@ -25,6 +25,10 @@ class HaltBanner(Static):
     HaltBanner.-halted { display: block; }
     """
 
+    def __init__(self, read_only: bool = False, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.read_only = read_only
+
     def show_state(self, halt: HaltState) -> None:
         self.set_class(halt.halted, "-halted")
         if not halt.halted:
@@ -35,5 +39,6 @@ class HaltBanner(Static):
         self.update(
             f"TRADING HALTED — {halt.reason}\n"
             f"since {since} by {halt.by or 'unknown'}{stored} · no new orders · "
-            "ctrl+r resumes after review"
+            + ("resume from a trading console (this one is read-only)" if self.read_only
+               else "ctrl+r resumes after review")
         )

@@ -8,6 +8,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from widgets.palette import BOLD_YELLOW, GREEN, ON_GREEN, ON_RED, ON_YELLOW, RED, YELLOW
+
 BAR_WIDTH = 50
 
 
@@ -57,12 +59,12 @@ class MarginGauge(Widget):
 
     def band(self, ratio: float | None) -> tuple[str, str]:
         if ratio is None:
-            return "UNKNOWN", "bold yellow"
+            return "UNKNOWN", BOLD_YELLOW
         if ratio < self.reject_pct:
-            return "DANGER", "bold white on red"
+            return "DANGER", ON_RED
         if ratio < self.warn_pct:
-            return "LOW", "bold black on yellow"
-        return "HEALTHY", "bold black on green"
+            return "LOW", ON_YELLOW
+        return "HEALTHY", ON_GREEN
 
     def render(self) -> RenderableType:
         ratio, util = self.values
@@ -72,17 +74,17 @@ class MarginGauge(Widget):
         excess.append("—" if ratio is None else f"{ratio:6.1%}", style="bold")
         excess.append("  ")
         excess.append(f" {label} ", style=style)
-        bar = _bar(ratio, [(self.reject_pct, "red"), (self.warn_pct, "yellow"), (2.0, "green")])
+        bar = _bar(ratio, [(self.reject_pct, RED), (self.warn_pct, YELLOW), (2.0, GREEN)])
         scale = _scale([0.0, self.reject_pct, self.warn_pct, 1.0])
         utilisation = Text()
         utilisation.append("Margin utilisation     ", style="bold")
         utilisation.append("—" if util is None else f"{util:6.1%}", style="bold")
         utilisation.append(f"  limit {self.max_utilization:.0%}", style="dim")
         if util is not None and util > self.max_utilization:
-            utilisation.append("  OVER LIMIT ", style="bold white on red")
+            utilisation.append("  OVER LIMIT ", style=ON_RED)
         uscale = _scale([0.0, self.max_utilization, 1.0])
-        ubar = _bar(util, [(self.max_utilization * 0.75, "green"),
-                           (self.max_utilization, "yellow"), (2.0, "red")])
+        ubar = _bar(util, [(self.max_utilization * 0.75, GREEN),
+                           (self.max_utilization, YELLOW), (2.0, RED)])
         legend = Text(f"below {self.reject_pct:.0%} new trades are rejected, below "
                       f"{self.warn_pct:.0%} warned", style="dim italic")
         return Group(excess, bar, scale, legend, utilisation, ubar, uscale)

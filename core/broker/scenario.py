@@ -24,6 +24,7 @@ the JSON path of the first bad field, e.g. `underlyings.AAPL.price: ...`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -47,7 +48,8 @@ class ScenarioError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: JSON's NaN, Infinity and 1e999 are refused like any bad number
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Account(_Strict):
@@ -88,11 +90,11 @@ class OptionPositionSpec(_Strict):
     right: Literal["P", "C"] = "P"
     strike: float = Field(gt=0)
     expiration: date
-    quantity: int
+    quantity: int = Field(ge=-1_000_000, le=1_000_000)
     avg_price: float = Field(ge=0)
     opened: date | None = None
     underlying_at_entry: float | None = Field(default=None, gt=0)
-    roll_count: int = Field(default=0, ge=0)
+    roll_count: int = Field(default=0, ge=0, le=1_000)
 
     @field_validator("quantity")
     @classmethod
@@ -108,7 +110,7 @@ class OptionPositionSpec(_Strict):
 
 class StockPositionSpec(_Strict):
     symbol: str = Field(min_length=1)
-    shares: int
+    shares: int = Field(ge=-1_000_000_000, le=1_000_000_000)
     avg_price: float = Field(gt=0)
 
     @field_validator("shares")
@@ -191,6 +193,9 @@ class Scenario(_Strict):
                 contract = OptionContract.parse_key(key)
             except ValueError as exc:
                 raise ScenarioError(f"option_quotes.{key}: {exc}") from None
+            if not 0 < contract.strike < math.inf:  # float() took 'nan', '-5', 'inf'
+                raise ScenarioError(f"option_quotes.{key}: the strike must be a number "
+                                    "greater than 0")
             if contract.symbol not in self.underlyings:
                 raise ScenarioError(f"option_quotes.{key}: {contract.symbol!r} is not in "
                                     "underlyings")
@@ -220,14 +225,22 @@ def _message(error: Any) -> str:
 def load_scenario(path: Path | str) -> Scenario:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is fine
     except OSError as exc:
         raise ScenarioError(f"(file): cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"(file): {path} is not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ScenarioError(f"(file): cannot read {path!r}: {exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"(file): not valid JSON at line {exc.lineno} column {exc.colno}: "
                             f"{exc.msg}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ScenarioError(f"(file): not usable JSON: {exc}") from None
+    except RecursionError:
+        raise ScenarioError("(file): not usable JSON: nested too deeply") from None
     return Scenario.from_data(data)
 
 

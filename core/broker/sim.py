@@ -46,7 +46,7 @@ from core.broker.base import (
     Quote,
     WhatIfMargin,
 )
-from core.broker.scenario import QuoteSpec, Scenario
+from core.broker.scenario import QuoteSpec, Scenario, ScenarioError
 from core.clock import NEW_YORK, Clock, ManualClock
 from core.market.calendar import MarketCalendar, default_calendar
 from core.market.pricing import (
@@ -127,7 +127,9 @@ def _tick(price: float) -> float:
 
 
 def _strike_step(price: float) -> float:
-    for limit, step in ((25, 0.5), (50, 1.0), (200, 2.5), (500, 5.0)):
+    # IBKR lists $1 strikes on liquid names up to ~$200 and $5 above; a Barchart export
+    # quoting a strike off this grid is one IBKR does not have (error 200).
+    for limit, step in ((25, 0.5), (200, 1.0), (500, 5.0)):
         if price < limit:
             return step
     return 10.0
@@ -177,6 +179,26 @@ class SimBroker:
         self._connected = False
         self._last_error = ""
         self._listeners: list[EventListener] = []
+        self._check_dates()
+
+    def _check_dates(self) -> None:
+        """ScenarioError naming the field when a date lies outside the market calendar:
+        quoting the option, the session or the chain (a year ahead) would fail on it."""
+        first, last = self.calendar.bounds
+        latest = last - timedelta(days=380)
+        now = self.scenario.now.date()
+        if not first < now < latest:
+            raise ScenarioError(f"now: {now} is outside the market calendar's range for a "
+                                f"scenario ({first + timedelta(days=1)} to "
+                                f"{latest - timedelta(days=1)})")
+        expirations = [(f"positions[{i}].expiration", p.expiration)
+                       for i, p in enumerate(self.scenario.positions)]
+        expirations += [(f"option_quotes.{key}", OptionContract.parse_key(key).expiration)
+                        for key in self.scenario.option_quotes]
+        for where, expiration in expirations:
+            if not first <= expiration <= last:
+                raise ScenarioError(f"{where}: expiration {expiration} is outside the market "
+                                    f"calendar ({first} to {last})")
 
     @classmethod
     def from_file(cls, path: Path, **kwargs: object) -> SimBroker:
@@ -272,9 +294,13 @@ class SimBroker:
         if mid < 0.03:
             return 0.0, 0.05
         spread = max(0.05, 0.05 * mid)
-        tick = _tick(mid)
-        bid = math.floor(round((mid - spread / 2) / tick, 6)) * tick
-        ask = math.ceil(round((mid + spread / 2) / tick, 6)) * tick
+        # Each side on its own tick grid ($0.01 under $3, $0.05 from $3), as quoted at
+        # IBKR: a mid of 2.93 gives 2.85 / 3.05, never an ask of 3.01 that a limit on the
+        # $0.05 grid could not reach.
+        raw_bid, raw_ask = mid - spread / 2, mid + spread / 2
+        bid_tick, ask_tick = _tick(raw_bid), _tick(raw_ask)
+        bid = math.floor(round(raw_bid / bid_tick, 6)) * bid_tick
+        ask = math.ceil(round(raw_ask / ask_tick, 6)) * ask_tick
         return max(round(bid, 2), 0.0), round(ask, 2)
 
     def _quote(self, contract: OptionContract) -> Quote:
@@ -466,7 +492,10 @@ class SimBroker:
                 return [(c, side, n, limit)]
             marketable = price >= limit if side == "SELL" else price <= limit
             return touch if marketable else []
-        net_credit = sum((p if s == "SELL" else -p) * (n / qty) for _c, s, n, p in touch)
+        # In cents: a float difference (6.90 - 5.85 = 1.0500000000000007, or 1.0499...)
+        # must not leave a combo at its natural credit unfilled.
+        net_credit = round(sum((p if s == "SELL" else -p) * (n / qty)
+                               for _c, s, n, p in touch), 6)
         if what_if:
             return touch
         marketable = net_credit >= limit if order.action == "SELL" else -net_credit <= limit
@@ -535,10 +564,10 @@ class SimBroker:
         qty = record.remaining
         if self.faults.partial_fill:
             qty = min(qty, self.faults.partial_fill)
-            self.faults.partial_fill = None
         plan = self._fill_plan(order, qty)
         if not plan:
             return
+        self.faults.partial_fill = None  # spent on a fill, not on a look at the book
         commission = self._commission(order, qty)
         self._cash -= commission
         net = 0.0

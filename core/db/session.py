@@ -41,11 +41,11 @@ def database_url(settings: Settings) -> str:
     return secret.get_secret_value() if secret is not None else default_sqlite_url()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, busy_ms: int = 5000) -> None:
     cursor = dbapi_conn.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
@@ -53,22 +53,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _prepare_sqlite_file(url: URL) -> None:
-    """Create the file user-only before SQLite does (it would use the umask)."""
+    """Create a new database file user-only (0600) before SQLite does (it would use the
+    umask); SQLite gives its -wal, -shm and -journal files the database file's mode. A
+    directory made for it is 0700. A file that exists already keeps its mode."""
     if not url.database or url.database == ":memory:":
         return
     path = Path(url.database)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
+        """`busy_timeout`: how long a SQLite statement waits for another process's lock
+        before failing with "database is locked"."""
         self.url = url
         try:
             parsed = make_url(url)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is no number
+            # The message is the parser's, never the URL: it may hold a password.
             raise DatabaseError(f"PUTDESK_DATABASE_URL is not a database URL: {exc}") from None
         self.redacted_url = parsed.render_as_string(hide_password=True)
         self.dialect = parsed.get_backend_name()
@@ -78,13 +85,15 @@ class Database:
                 _prepare_sqlite_file(parsed)
             except OSError as exc:
                 raise DatabaseError(f"Database {self.redacted_url}: {exc}") from None
-            kwargs["connect_args"] = {"timeout": 5}
+            kwargs["connect_args"] = {"timeout": busy_timeout}
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
             raise DatabaseError(f"Database {self.redacted_url}: {exc}") from None
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            busy_ms = round(busy_timeout * 1000)
+            event.listen(self.engine, "connect",
+                         lambda conn, record: _sqlite_pragmas(conn, record, busy_ms))
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -141,6 +150,11 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(cfg).get_current_head()
     assert head is not None
     return head
+
+
+def error_text(exc: BaseException) -> str:
+    """A database error as the operator reads it: the driver's first line, no SQL."""
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -199,6 +199,7 @@ class AdaptiveOrderExecutor:
             quote = await self._paced(lambda: self.broker.option_quote(contract))
         except BrokerError as exc:
             result.reason = f"No live quote: {exc}"
+            log.warning("Order %s not sent: %s", order_ref, result.reason)
             return result
         if not self.check_quote(quote, result):
             return result
@@ -228,6 +229,7 @@ class AdaptiveOrderExecutor:
             state, fills = await self.existing(result.order_ref)
         except BrokerError as exc:
             result.reason = f"Cannot confirm the order is not already at the broker: {exc}"
+            log.warning("Order %s not sent: %s", result.order_ref, result.reason)
             return result
         if state is not None or fills:
             watch.close()
@@ -352,8 +354,7 @@ class AdaptiveOrderExecutor:
         if on_progress:
             on_progress(result)
 
-    @staticmethod
-    def _finish(result: OrderResult, watch: _Watch, contracts: int) -> OrderResult:
+    def _finish(self, result: OrderResult, watch: _Watch, contracts: int) -> OrderResult:
         state = watch.state
         filled = state.filled if state is not None else sum(f.quantity for f in watch.fills)
         if watch.fills:
@@ -370,6 +371,13 @@ class AdaptiveOrderExecutor:
         if filled >= contracts:
             result.outcome = "FILLED"
             result.reason = f"Filled {filled} at ${result.avg_fill_price or 0:.2f}"
+        elif not status.is_done and not self.broker.connected:
+            # The link dropped while the order worked: it could not be cancelled and may
+            # still be working. Nobody follows it now; reconciliation settles it.
+            result.outcome = "UNKNOWN"
+            result.reason = (f"Connection lost while the order was working (filled {filled} "
+                             f"of {contracts}): the rest could not be cancelled; "
+                             "reconciliation cancels it on reconnect")
         elif status is OrderStatus.INACTIVE:
             result.outcome = "REJECTED" if filled == 0 else "PARTIAL"
             result.reason = f"Broker rejected the order: {state.message if state else ''}"
@@ -380,5 +388,6 @@ class AdaptiveOrderExecutor:
             result.outcome, result.reason = "CANCELLED", "Cancelled unfilled"
         else:
             result.outcome = "WORKING"
-        log.info("Order %s: %s — %s", result.order_ref, result.outcome, result.reason)
+        log.log(logging.INFO if result.success else logging.WARNING, "Order %s: %s — %s",
+                result.order_ref, result.outcome, result.reason)
         return result

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.broker.base import BrokerError
+from core.db.session import error_text
 from core.db.tables import StagedOrder, Trade, TradeEntrySnapshot
 from core.market.calendar import MarketSession
 from core.market.sectors import get_sector
@@ -43,6 +46,10 @@ def opportunity_of(staged: StagedOrder) -> Opportunity:
                        iv_rank=approved.get("iv_rank"))
 
 
+#: Why a read-only process (PUTDESK_READ_ONLY, --read-only) sends nothing; front ends say it too.
+READ_ONLY_REASON = "Read-only console: orders are disabled"
+
+
 class OrderExecutor:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -53,6 +60,8 @@ class OrderExecutor:
 
     def market_gate(self, dry_run: bool) -> str | None:
         """None when orders may go out now; else the reason they may not."""
+        if self.engine.read_only:
+            return READ_ONLY_REASON
         info = self.engine.calendar.session_at(self.engine.clock.now())
         if info.session in (MarketSession.REGULAR, MarketSession.PRE_MARKET):
             return None
@@ -105,6 +114,8 @@ class OrderExecutor:
                 state, fills = await engine.adaptive.existing(staged.order_ref)
             except BrokerError as exc:
                 result.reason = f"Cannot confirm the order is not already at the broker: {exc}"
+                log.warning("Order %s not sent, stays STAGED: %s", staged.order_ref,
+                            result.reason)
                 return result
             if state is not None or fills:
                 result = await engine.adaptive.adopt(opp.contract, staged.contracts,
@@ -125,7 +136,10 @@ class OrderExecutor:
             result.reason = invalid
             await self._refuse(staged, result, dry)
             return result
-        decision = await engine.check(opp, revalidating=staged.id, actor="executor")
+        try:
+            decision = await engine.check(opp, revalidating=staged.id, actor="executor")
+        except SQLAlchemyError as exc:
+            return self._database_down(staged, result, exc)
         if not decision.approved:
             result.reason = f"No longer passes the risk checks: {decision.summary}"
             log.warning("Order %s not sent: %s", staged.order_ref, result.reason)
@@ -136,9 +150,17 @@ class OrderExecutor:
         contracts = decision.opportunity.contracts
         result.contracts = contracts
         if not dry:
-            claimed = await asyncio.to_thread(engine.staged.claim, staged.id,
-                                              engine.clock.now(),
-                                              f"Sending {contracts} contracts")
+            halted, why = engine.kill_switch.is_halted()
+            if halted:  # since the check (a database fault while it was written, a halt)
+                result.reason = f"Not sent: trading halted: {why}"
+                log.warning("Order %s not sent, stays STAGED: %s", staged.order_ref, why)
+                return result
+            try:
+                claimed = await asyncio.to_thread(engine.staged.claim, staged.id,
+                                                  engine.clock.now(),
+                                                  f"Sending {contracts} contracts")
+            except SQLAlchemyError as exc:
+                return self._database_down(staged, result, exc)
             if not claimed:
                 result.reason = "Not sent here: another sender already took this order"
                 log.warning("Order %s: %s", staged.order_ref, result.reason)
@@ -152,6 +174,15 @@ class OrderExecutor:
         await self._finish(staged, result, dry, decision)
         if result.filled > 0 and verify:
             await engine.verify_post_trade_margin()
+        return result
+
+    def _database_down(self, staged: StagedOrder, result: OrderResult,
+                       exc: SQLAlchemyError) -> OrderResult:
+        """Before the claim the database failed: nothing was sent, the order stays STAGED
+        (the database could not say otherwise) and new orders halt until it answers."""
+        result.reason = f"Not sent: database unavailable ({error_text(exc)})"
+        log.error("Order %s not sent, stays STAGED: %s", staged.order_ref, result.reason)
+        self.engine.database_fault(exc, f"sending {staged.order_ref}")
         return result
 
     # --- persistence --------------------------------------------------------------------
@@ -255,6 +286,9 @@ class OrderExecutor:
                         "limit $%.2f — check TWS", staged.order_ref, price)
         figures = {c.name: c.figures for c in decision.checks} if decision else {}
         earnings = figures.get("earnings", {}).get("earnings_date")
+        # "Not within DTE" only when the earnings check knew; unavailable data is unknown.
+        earnings_checked = decision is not None and any(
+            c.name == "earnings" and c.status == "pass" for c in decision.checks)
         now = engine.wall_clock.now()
         trade = Trade(symbol=staged.symbol, strike=staged.strike, expiration=staged.expiration,
                       contracts=result.filled, entry_price=price,
@@ -266,7 +300,7 @@ class OrderExecutor:
             option_ask=result.ask, delta=delta, iv=iv, iv_rank=opp.iv_rank,
             vix=decision.sizing.vix if decision and decision.sizing else None,
             earnings_date=date.fromisoformat(earnings) if earnings else None,
-            earnings_in_dte=False if decision else None, sector=trade.sector,
+            earnings_in_dte=False if earnings_checked else None, sector=trade.sector,
             captured_at=engine.clock.now())
         saved = await asyncio.to_thread(engine.trades.record_entry, trade, snapshot,
                                         staged.id)

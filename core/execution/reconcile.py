@@ -5,6 +5,12 @@ today's fills are matched to the staged orders in the database by orderRef.
   yet recorded become trades;
 - a staged order that was sent (SENDING/UNKNOWN/WORKING) but the broker does not know is
   reported and marked REJECTED: it is never re-sent on its own — the operator re-stages;
+- an UNKNOWN order (its executor lost the link and stopped following it) that is still
+  working at the broker is cancelled: no order is left working with nobody repricing or
+  timing it out. What filled is kept; a trade's size follows the broker's fills;
+- rows only move forward: a settled row (FILLED, PARTIAL, CANCELLED) is not rewritten
+  from a broker view with no more fills, and a sent order is marked missing only if its
+  row is still as read — another PutDesk process on the database may be sending it;
 - PutDesk orders at the broker that the database does not know are reported.
 Nothing is placed here.
 """
@@ -13,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from core.broker.base import BrokerError, Fill, OrderState
+from core.broker.base import BrokerError, Fill, OrderState, OrderStatus
 from core.models import OrderResult
 
 if TYPE_CHECKING:
@@ -26,7 +33,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("putdesk.execution.reconcile")
 
 REF_PREFIX = "putdesk-"
+#: A staged order's orderRef: "putdesk-" and 16 hex digits of its id. PutDesk's other
+#: orders (exits "putdesk-close-", rolls "putdesk-roll-", "-rollc-", "-rollo-", assigned
+#: stock "putdesk-assign-") are followed by their own executors and recorded on their
+#: trades, not as staged orders: they are not "unknown to PutDesk".
+STAGED_REF = re.compile(r"^putdesk-[0-9a-f]{16}$")
 SENT = ("SENDING", "UNKNOWN", "WORKING")
+SETTLED = ("FILLED", "PARTIAL", "CANCELLED")
 
 
 @dataclass
@@ -36,6 +49,7 @@ class ReconcileReport:
     missing_at_broker: list[str] = field(default_factory=list)
     unknown_at_broker: list[str] = field(default_factory=list)
     trades_recorded: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
     stock_without_trades: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -48,7 +62,9 @@ class ReconcileReport:
             return f"Reconciliation failed: {self.error}"
         return (f"Reconciled: {len(self.matched)} matched, {len(self.updated)} updated, "
                 f"{len(self.trades_recorded)} trade(s) recorded, "
-                f"{len(self.missing_at_broker)} missing at the broker, "
+                + (f"{len(self.cancelled)} left working and cancelled, " if self.cancelled
+                   else "")
+                + f"{len(self.missing_at_broker)} missing at the broker, "
                 f"{len(self.unknown_at_broker)} unknown to PutDesk"
                 + (f"; stock without a put trade: {', '.join(self.stock_without_trades)}"
                    if self.stock_without_trades else ""))
@@ -57,7 +73,7 @@ class ReconcileReport:
         return {"matched": self.matched, "updated": self.updated,
                 "missing_at_broker": self.missing_at_broker,
                 "unknown_at_broker": self.unknown_at_broker,
-                "trades_recorded": self.trades_recorded,
+                "trades_recorded": self.trades_recorded, "cancelled": self.cancelled,
                 "stock_without_trades": self.stock_without_trades, "error": self.error}
 
 
@@ -77,10 +93,10 @@ class Reconciler:
             log.error(report.summary())
             return report
         by_ref: dict[str, OrderState] = {o.order_ref: o for o in orders
-                                         if o.order_ref.startswith(REF_PREFIX)}
+                                         if STAGED_REF.match(o.order_ref)}
         fills_by_ref: dict[str, list[Fill]] = defaultdict(list)
         for f in fills:
-            if f.order_ref.startswith(REF_PREFIX):
+            if STAGED_REF.match(f.order_ref):
                 fills_by_ref[f.order_ref].append(f)
         rows = await asyncio.to_thread(engine.staged.list, None)
         known = {r.order_ref for r in rows}
@@ -88,24 +104,33 @@ class Reconciler:
             ref = row.order_ref
             state, got = by_ref.get(ref), fills_by_ref.get(ref, [])
             if state is None and not got:
-                if row.status in SENT:
+                # Only if still as read: a second instance's sender may be placing it now.
+                if row.status in SENT and await asyncio.to_thread(
+                        engine.staged.transition, row.id, row.status, "REJECTED",
+                        engine.clock.now(), "Not found at the broker after reconnect: not "
+                        "sent again. Check TWS, then stage it again if you still want it."):
                     report.missing_at_broker.append(ref)
-                    await asyncio.to_thread(
-                        engine.staged.set_status, row.id, "REJECTED", engine.clock.now(),
-                        "Not found at the broker after reconnect: not sent again. Check "
-                        "TWS, then stage it again if you still want it.")
                 continue
             report.matched.append(ref)
             filled = sum(f.quantity for f in got)
             if state is not None:
                 filled = max(filled, state.filled)
+            if state is not None and not state.status.is_done and row.status == "UNKNOWN":
+                state = await self._cancel_left_working(ref, state, filled, row.contracts,
+                                                        report)
             status = ("FILLED" if filled >= row.contracts else
                       "WORKING" if state is not None and not state.status.is_done else
                       "PARTIAL" if filled > 0 else "CANCELLED")
-            if status != row.status or filled != row.filled:
+            # A settled row never moves back on an older broker view (a second instance's
+            # sender may have written it after this reconcile read the broker).
+            behind = row.status in SETTLED and filled <= row.filled
+            if not behind and (status != row.status or filled != row.filled):
                 report.updated.append(ref)
                 row.status, row.filled = status, filled
-                row.message = f"Reconciled with the broker: {status.lower()}"
+                row.message = (f"Reconciled with the broker: {status.lower()}" if ref not in
+                               report.cancelled else f"Reconciled: left working when the link "
+                               f"dropped; the rest cancelled (filled {filled} of "
+                               f"{row.contracts})")
                 if state is not None:
                     row.broker_order_id, row.perm_id = state.order_id, state.perm_id
                 if got:
@@ -115,7 +140,10 @@ class Reconciler:
                     row.avg_fill_price = state.avg_fill_price
                 row.updated_at = engine.clock.now()
                 row = await asyncio.to_thread(engine.staged.save, row)
-            if filled > 0 and row.trade_id is None:
+            trade = (await asyncio.to_thread(engine.trades.by_order_ref, ref)
+                     if filled > 0 and row.trade_id is not None else None)
+            if filled > 0 and (trade is None or trade.contracts < filled):
+                # New, or more filled than the trade says (fills while the link was down).
                 result = OrderResult("FILLED" if status == "FILLED" else "PARTIAL",
                                      "reconciled", ref, row.contracts,
                                      staged_limit=row.limit_price, filled=filled,
@@ -143,3 +171,18 @@ class Reconciler:
                                 "INFO" if report.clean else "WARNING", "reconciler", None,
                                 report.as_dict())
         return report
+
+    async def _cancel_left_working(self, ref: str, state: OrderState, filled: int,
+                                   contracts: int, report: ReconcileReport) -> OrderState:
+        """Cancel what is left of an order nobody follows any more; its state as done
+        when the broker took the cancel, unchanged (still working) when it did not."""
+        try:
+            await self.engine.broker.cancel_order(state.order_id)
+        except BrokerError as exc:
+            log.error("Reconcile: order %s is still working with nobody following it and "
+                      "could not be cancelled (%s): cancel it in TWS", ref, exc)
+            return state
+        report.cancelled.append(ref)
+        log.warning("Reconcile: order %s was left working when the link dropped: the rest "
+                    "cancelled (filled %d of %d)", ref, filled, contracts)
+        return replace(state, status=OrderStatus.CANCELLED)

@@ -15,7 +15,10 @@ import logging
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.clock import NEW_YORK, new_york
+from core.db.session import error_text
 from core.db.tables import StagedOrder
 from core.execution.orders import OPEN_STATUSES
 from core.models import OrderResult, RiskDecision
@@ -95,7 +98,11 @@ class Staging:
         """Send staged orders (all STAGED ones, or `ids`) concurrently; then one post-trade
         margin verification for the batch if anything filled."""
         engine = self.engine
-        rows = await asyncio.to_thread(engine.staged.list, ("STAGED",))
+        try:
+            rows = await asyncio.to_thread(engine.staged.list, ("STAGED",))
+        except SQLAlchemyError as exc:
+            engine.database_fault(exc, "reading the staged orders")
+            raise StagingError(f"Not sent: database unavailable ({error_text(exc)})") from None
         if ids is not None:
             wanted = set(ids)
             rows = [r for r in rows if r.id in wanted or r.order_ref in wanted]
@@ -108,7 +115,15 @@ class Staging:
             row, dry_run=dry_run, verify=False) for row in rows), return_exceptions=True)
         out: list[tuple[StagedOrder, OrderResult]] = []
         for row, result in zip(rows, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, SQLAlchemyError):
+                # After the claim: the order may be out; reconciliation settles it.
+                reason = (f"Database unavailable during the order ({error_text(result)}): "
+                          "its outcome could not be recorded; reconciliation settles it")
+                log.error("Order %s: %s", row.order_ref, reason)
+                engine.database_fault(result, f"recording {row.order_ref}")
+                result = OrderResult("UNKNOWN", reason, row.order_ref, row.contracts,
+                                     staged_limit=row.limit_price)
+            elif isinstance(result, BaseException):
                 log.error("Order %s failed: %s", row.order_ref, result, exc_info=result)
                 result = OrderResult("REJECTED", f"Internal error: {result}", row.order_ref,
                                      row.contracts, staged_limit=row.limit_price)

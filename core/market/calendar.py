@@ -91,6 +91,12 @@ class MarketCalendar:
             raise ValueError("market calendar needs a timezone-aware time")
         return pd.Timestamp(moment)
 
+    @property
+    def bounds(self) -> tuple[date, date]:
+        """The first and last session the calendar knows; asking about a day outside
+        them raises (exchange_calendars' DateOutOfBounds)."""
+        return self._cal.first_session.date(), self._cal.last_session.date()
+
     def is_session(self, day: date) -> bool:
         return bool(self._cal.is_session(day.isoformat()))
 

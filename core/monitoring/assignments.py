@@ -10,6 +10,10 @@ Response (ASSIGNMENT_RESPONSE_MODE): ALERT (default) — the alert only; HOLD �
 and kept; COVERED_CALL — a covered-call suggestion for the operator (nothing is sent);
 SELL_IMMEDIATELY — a market order sells the shares (it rests until the regular session
 if sent outside it; not sent while trading is halted).
+
+Expiration: an open put trade the broker no longer holds after its expiration is settled
+on the same check: ASSIGNED if the underlying is below the strike, else EXPIRED
+(worthless, the whole premium realised).
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from core.broker.base import BrokerError, OrderRequest, OrderStatus, OrderType, Position
+from core.broker.base import (
+    BrokerError,
+    OptionContract,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+)
 from core.clock import new_york
 from core.db.tables import Trade
 
@@ -50,6 +61,7 @@ class AssignmentReport:
     detected: list[AssignmentEvent] = field(default_factory=list)
     already_known: list[str] = field(default_factory=list)
     stock_without_trades: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)  # trades settled at expiration
     error: str = ""
 
 
@@ -57,8 +69,15 @@ class AssignmentDetector:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.mode = engine.settings.rolls.assignment_response
+        # One check at a time: a position change (expiry) starts one while the monitor's
+        # may be running, and both would flag, alert and settle the same trades.
+        self._lock = asyncio.Lock()
 
     async def check_for_assignments(self) -> AssignmentReport:
+        async with self._lock:
+            return await self._check()
+
+    async def _check(self) -> AssignmentReport:
         engine = self.engine
         report = AssignmentReport()
         try:
@@ -95,7 +114,46 @@ class AssignmentDetector:
             report.detected.append(event)
         for text in report.stock_without_trades:
             log.info("Stock without a put trade (not flagged): %s", text)
+        report.expired = await self._settle_expiries(positions)
         return report
+
+    async def _settle_expiries(self, positions: list[Position]) -> list[str]:
+        """Open put trades the broker no longer holds once their expiration has passed:
+        ASSIGNED when the underlying is below the strike at this check (IBKR assigns
+        in-the-money options at expiration; the detector flags the shares when they show),
+        else EXPIRED worthless with the whole premium realised. Nothing else closes such
+        a trade: without this it stays OPEN in the database while the broker has nothing.
+        Without an underlying price the trade waits for a later check."""
+        engine = self.engine
+        now = engine.clock.now()
+        held = {p.contract for p in positions if p.contract is not None}
+        out = []
+        for t in await asyncio.to_thread(engine.trades.open_trades):
+            contract = OptionContract(t.symbol, t.expiration, t.strike,
+                                      "C" if t.right == "C" else "P")
+            expired_at = engine.calendar.expiration_close(t.expiration)
+            if contract in held or now < expired_at:
+                continue
+            try:
+                price = await engine.broker.underlying_price(t.symbol)
+            except BrokerError:
+                price = None
+            if price is None:
+                continue
+            t.exit_time, t.updated_at = expired_at, now
+            if price < t.strike:
+                t.status, t.exit_reason, t.exit_price = "ASSIGNED", "assigned", None
+            else:
+                t.status, t.exit_reason, t.exit_price = "EXPIRED", "expired worthless", 0.0
+                t.realized_pnl = t.entry_price * 100 * t.contracts - (t.commission or 0.0)
+            await asyncio.to_thread(engine.trades.update, t)
+            text = (f"{contract.key} {t.exit_reason} (underlying {price:.2f}, strike "
+                    f"{t.strike:g})")
+            log.info("Expiration: %s", text)
+            await asyncio.to_thread(engine.audit_event, "expiry", text, "INFO",
+                                    "assignment detector", t.symbol)
+            out.append(text)
+        return out
 
     def _record(self, trades: list[Trade], positions: list[Position]) -> None:
         engine = self.engine
@@ -105,9 +163,10 @@ class AssignmentDetector:
             t.assignment_detected, t.assignment_date = True, now
             still_open = any(c is not None and c.symbol == t.symbol and c.strike == t.strike
                              and c.expiration == t.expiration for c in held)
-            if not still_open and t.status == "OPEN":
+            if not still_open and t.status in ("OPEN", "EXPIRED"):
+                # EXPIRED: the option left the account before the shares showed up.
                 t.status, t.exit_time, t.exit_reason = "ASSIGNED", now, "assigned"
-                t.exit_price = None
+                t.exit_price = t.realized_pnl = None
             t.updated_at = now
             engine.trades.update(t)
 

@@ -143,6 +143,7 @@ class ExitManager:
     async def exit_all(self, actor: str) -> list[tuple[PositionView, OrderResult]]:
         """Emergency: close every short put now (the caller has confirmed)."""
         engine = self.engine
+        engine.refuse_if_read_only("exit all")
         views = await engine.monitor.refresh()
         engine.alert("CRITICAL", f"EXIT ALL requested by {actor}: closing {len(views)} "
                      "position(s)", "exit_all")

@@ -4,8 +4,8 @@ the underlying, P&L against the entry premium and days to expiration; alerts; sn
 Alerts: |delta| > DELTA_WARN (0.30) WARNING "Delta elevated", > DELTA_CRITICAL (0.50)
 CRITICAL "Delta breach"; underlying down > 5% from the entry snapshot's price WARNING,
 > 10% CRITICAL. One alert per position per kind, at the highest severity that applies;
-none on missing data. An alert reaches the notifier when it first appears or escalates,
-not on every cycle.
+none on missing data (missing greeks are logged once per position). An alert reaches
+the notifier when it first appears or escalates, not on every cycle.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class PositionMonitor:
         self.views: tuple[PositionView, ...] = ()
         self.stocks: tuple[Position, ...] = ()
         self._raised: dict[tuple[str, str], str] = {}  # (position, kind) -> severity
+        self._no_greeks: set[str] = set()  # positions last seen without a delta
 
     async def refresh(self, notify: bool = True) -> tuple[PositionView, ...]:
         """`notify=False` (a one-shot CLI look) computes alerts without raising them."""
@@ -79,6 +80,7 @@ class PositionMonitor:
         trades = await asyncio.to_thread(engine.trades.open_trades)
         today = new_york(engine.clock.now()).date()
         views: list[PositionView] = []
+        no_greeks: set[str] = set()
         for p in positions:
             if p.sec_type != "OPT" or p.contract is None or p.quantity >= 0:
                 continue
@@ -94,6 +96,12 @@ class PositionMonitor:
                 underlying = await broker.underlying_price(c.symbol)
             except BrokerError as exc:
                 log.warning("Market data for %s unavailable: %s", c.key, exc)
+            else:
+                if delta is None:
+                    no_greeks.add(c.key)
+                    if c.key not in self._no_greeks:  # once, not every cycle
+                        log.warning("Greeks unavailable for %s: delta alert not checked, "
+                                    "no roll proposed until they return", c.key)
             view = PositionView(
                 position_id=c.key, contract=c, quantity=int(p.quantity),
                 entry_price=trade.entry_price if trade is not None else p.avg_cost,
@@ -107,6 +115,7 @@ class PositionMonitor:
         views.sort(key=lambda v: (-SEVERITY_ORDER.get(v.worst or "INFO", 0)
                                   - (1 if v.alerts else 0), v.dte, v.symbol))
         self.views = tuple(views)
+        self._no_greeks = no_greeks
         self.stocks = tuple(p for p in positions if p.sec_type == "STK")
         saved = await asyncio.to_thread(self._save, views)
         if saved:

@@ -186,6 +186,7 @@ class RollManager:
 
     async def reject(self, proposal_id: str, actor: str) -> RollProposal:
         engine = self.engine
+        engine.refuse_if_read_only("rejecting a roll")
         proposal = await self._decide(proposal_id, "REJECTED", actor)
         engine.rolls_changed()
         # The exit proceeds as a close if its rule still says so.
@@ -194,6 +195,7 @@ class RollManager:
 
     async def approve(self, proposal_id: str, actor: str) -> RollProposal:
         engine = self.engine
+        engine.refuse_if_read_only("approving a roll")
         proposal = await self._decide(proposal_id, "APPROVED", actor)
         status, text = await self._execute(proposal)
         proposal.status, proposal.result = status, text
@@ -208,6 +210,11 @@ class RollManager:
 
     async def _execute(self, p: RollProposal) -> tuple[str, str]:
         engine = self.engine
+        # A roll sells a new put: like any opening order it waits for trading to resume
+        # (only the operator's close and exit-all, which only reduce risk, go out halted).
+        halted, why = engine.kill_switch.is_halted()
+        if halted:
+            return "FAILED", f"Trading halted ({why}): not rolled"
         closed = engine.executor.market_gate(dry_run=False)
         if closed is not None:
             return "FAILED", closed

@@ -9,6 +9,11 @@ Fail-safe rules:
 - halt() sets the in-memory flag before it tries to persist, so a database failure can
   never leave this process trading; the failure is logged and re-raised.
 - If the flag cannot be read, this process treats itself as halted until a read succeeds.
+- A halt the database could not take stays in force here, and is written by the first
+  sync() that can write: a later read of the old row never undoes it.
+- hold(): the database itself failed (locked, unreachable) while the engine worked. This
+  process halts in memory ("Database unavailable: ..."); the first sync() that can write
+  to the database again lifts it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from core.clock import Clock
@@ -26,6 +31,7 @@ from core.db.session import Database
 log = logging.getLogger("putdesk.kill_switch")
 
 HALT_KEY = "trading_halted"
+PROBE_KEY = "database_probe"  # written to learn whether the database takes writes again
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class KillSwitch:
         self._clock = clock
         self._state = HaltState(halted=False)
         self._listeners: list[Callable[[HaltState], None]] = []
+        self._held: str | None = None  # hold(): the database failed; halted in memory
+        self._unpersisted: HaltState | None = None  # a halt the database did not take
 
     @property
     def state(self) -> HaltState:
@@ -78,16 +86,52 @@ class KillSwitch:
             except Exception:
                 log.exception("kill-switch listener failed")
 
+    @property
+    def held(self) -> bool:
+        """Halted in memory by hold() (a database fault) until the database writes again."""
+        return self._held is not None
+
+    def hold(self, reason: str) -> HaltState:
+        """Halt this process, in memory only, because the database failed: it could not
+        take a halt row anyway. A halt already in force keeps its reason."""
+        if (self._held is not None or self._unpersisted is not None
+                or (self._state.halted and self._state.persisted)):
+            return self._state
+        self._held = reason
+        log.critical("TRADING HALTED: %s", reason)
+        self._set(HaltState(True, reason, self._clock.now(), "engine", persisted=False))
+        return self._state
+
     def sync(self) -> HaltState:
-        """Re-read the flag from the database (startup and the periodic sync)."""
+        """Re-read the flag from the database (startup and the periodic sync); write a
+        halt it did not take before; lift a hold() once the database takes a write."""
         try:
             row = self._state_repo.get(HALT_KEY)
+            stored = _decode(row[0]) if row else HaltState(halted=False)
+            pending, wrote = self._unpersisted, False
+            if pending is not None and not stored.halted:
+                self._state_repo.set(HALT_KEY, _encode(pending), self._clock.now())
+                stored, wrote = replace(pending, persisted=True), True
+            elif self._held is not None:
+                now = self._clock.now()
+                self._state_repo.set(PROBE_KEY, now.isoformat(), now)
         except Exception as exc:
+            if self._held is not None or self._unpersisted is not None:
+                return self._state  # still failing: stay halted as we are
             log.error("Kill switch state unreadable (%s): treating trading as halted", exc)
             self._set(HaltState(True, f"Kill switch state unreadable: {exc}",
                                 self._clock.now(), "kill switch", persisted=False))
             return self._state
-        self._set(_decode(row[0]) if row else HaltState(halted=False))
+        if self._unpersisted is not None:
+            self._unpersisted = None
+            if wrote:
+                log.warning("Halt persisted now that the database answers: %s", stored.reason)
+                self._record("halt", f"Trading halted: {stored.reason} (persisted late: the "
+                             "database was unavailable)", stored.by, "CRITICAL")
+        if self._held is not None:
+            log.warning("Database available again: lifting the halt (%s)", self._held)
+            self._held = None
+        self._set(stored)
         return self._state
 
     def halt(self, reason: str, actor: str) -> HaltState:
@@ -110,8 +154,10 @@ class KillSwitch:
             self._state_repo.set(HALT_KEY, _encode(state), state.since or self._clock.now())
         except Exception:
             log.exception("The halt could not be persisted; this process stays halted")
+            self._unpersisted = state  # written by the first sync() that can
             self._notify()
             raise
+        self._held = None
         self._set(state)
         self._record("halt", f"Trading halted: {reason}", actor, "CRITICAL")
         return state
@@ -120,6 +166,7 @@ class KillSwitch:
         previous = self._state
         state = HaltState(False, "", self._clock.now(), actor)
         self._state_repo.set(HALT_KEY, _encode(state), self._clock.now())
+        self._held = self._unpersisted = None  # the database took the write: it is back
         self._set(state)
         log.warning("Trading resumed by %s (was halted: %s)", actor, previous.reason or "-")
         self._record("resume", f"Trading resumed (was: {previous.reason or 'not halted'})",

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from core.config import Settings
+from core.logs import guard_http_logs
 from core.models import Candidate, Rejection
 from core.screening.pipeline import ScanResult
 
@@ -53,6 +54,7 @@ async def fetch_results(settings: Settings, client: httpx.AsyncClient | None = N
     if key is None or not key.get_secret_value():
         raise BarchartApiError("BARCHART_API_KEY is not set", exit_code=2)
     url = settings.screener.api_url.rstrip("/") + "/getOptionsScreener.json"
+    guard_http_logs()  # httpx logs each request URL, and the key is in its query
     own = client is None
     http = client or httpx.AsyncClient(timeout=20.0)
     rows: list[dict[str, Any]] = []

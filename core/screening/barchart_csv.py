@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -95,8 +96,8 @@ def _number(text: str, percent: bool = False) -> float | None:
     is_pct = cleaned.endswith("%")
     cleaned = cleaned.rstrip("%").lstrip("+")
     value = float(cleaned)  # ValueError names the text
-    if value != value:  # NaN
-        raise ValueError(f"not a number: {text!r}")
+    if not math.isfinite(value):  # nan, inf, 1e999
+        raise ValueError(f"not a finite number: {text!r}")
     return value / 100.0 if (is_pct or percent) else value
 
 
@@ -116,7 +117,10 @@ def _footer_time(cells: list[str]) -> datetime | None:
         return None
     month, day, year, hour, minute, half = m.groups()
     h = int(hour) % 12 + (12 if half.lower() == "pm" else 0)
-    return datetime(int(year), int(month), int(day), h, int(minute), tzinfo=CHICAGO)
+    try:
+        return datetime(int(year), int(month), int(day), h, int(minute), tzinfo=CHICAGO)
+    except ValueError:  # 13-45-2025: no time rather than a wrong one
+        return None
 
 
 def _map_columns(header: list[str]) -> dict[str, int]:
@@ -160,16 +164,26 @@ def _map_columns(header: list[str]) -> dict[str, int]:
 def parse_barchart_csv(data: str | bytes, *, today: date, now: datetime | None = None,
                        stale_hours: float = 24.0) -> CsvScan:
     """Parse an export. `today` (New York) recomputes DTE; `now` flags a stale file."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    while rows and not any(c.strip() for c in rows[0]):
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise BarchartCsvError(f"not UTF-8 text (byte {exc.start}); is it a CSV export?") from None
+    rows = _records(text)
+    blank = 0  # lines before the header, so the rows keep their line numbers
+    while rows and isinstance(rows[0], list) and not any(c.strip() for c in rows[0]):
         rows.pop(0)
+        blank += 1
     if not rows:
         raise BarchartCsvError("the file is empty")
     header = rows[0]
+    if isinstance(header, csv.Error):
+        raise BarchartCsvError(f"unreadable header: {header}")
     index = _map_columns(header)
     scan = CsvScan(columns={k: header[i].strip() for k, i in index.items()})
-    for line, cells in enumerate(rows[1:], start=2):
+    for line, cells in enumerate(rows[1:], start=2 + blank):
+        if isinstance(cells, csv.Error):
+            scan.errors.append(RowIssue(line, f"unreadable row: {cells}"))
+            continue
         if cells and FOOTER.match(cells[0]):
             scan.snapshot_time = _footer_time(cells)
             continue
@@ -187,14 +201,28 @@ def parse_barchart_csv(data: str | bytes, *, today: date, now: datetime | None =
         candidate = _candidate(row, today, line)
         scan.candidates.append(candidate)
     if scan.snapshot_time is None:
-        scan.warnings.append("no 'Downloaded from Barchart.com' footer: the file's age is "
-                             "unknown")
+        scan.warnings.append("no 'Downloaded from Barchart.com' footer with a readable time: "
+                             "the file's age is unknown")
     elif now is not None and now - scan.snapshot_time > timedelta(hours=stale_hours):
         age = (now - scan.snapshot_time).total_seconds() / 3600
         scan.warnings.append(f"stale file: downloaded {age:.0f} h ago "
                              f"({scan.snapshot_time:%Y-%m-%d %H:%M %Z}); prices and Greeks "
                              "in it are old, live quotes decide")
     return scan
+
+
+def _records(text: str) -> list[list[str] | csv.Error]:
+    """The CSV records; one that cannot be read (a field over the csv module's size
+    limit) is kept as its error, so the rows after it keep their numbers."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records: list[list[str] | csv.Error] = []
+    while True:
+        try:
+            records.append(next(reader))
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            records.append(exc)
 
 
 class _Skip(Exception):
@@ -204,7 +232,11 @@ class _Skip(Exception):
 def _row(cells: list[str], index: dict[str, int], header: list[str]) -> dict[str, object]:
     width = len(header)
     if len(cells) < width:
-        raise ValueError(f"row has {len(cells)} cells, the header has {width}")
+        raise ValueError(f"row has {len(cells)} cells, the header has {width}: "
+                         f"no {header[len(cells)].strip()!r} and after")
+    if len(cells) > width:  # the values may have shifted: none can be trusted
+        raise ValueError(f"row has {len(cells)} cells, the header has {width}: cells after "
+                         f"{header[-1].strip()!r} (an unquoted comma in a number?)")
     out: dict[str, object] = {}
     for canonical, i in index.items():
         raw = cells[i]
@@ -237,14 +269,20 @@ def _row(cells: list[str], index: dict[str, int], header: list[str]) -> dict[str
         if isinstance(und_bid, float) and isinstance(und_ask, float) and und_bid > 0:
             out["underlying_price"] = (und_bid + und_ask) / 2
     price, strike, bid = out.get("underlying_price"), out.get("strike"), out.get("bid")
+
+    def col(canonical: str) -> str:
+        return repr(header[index[canonical]].strip()) if canonical in index else "'Bid'/'Ask'"
+
     if not isinstance(price, float) or price <= 0:
-        raise ValueError("no usable underlying price")
+        raise ValueError(f"column {col('underlying_price')}: no usable underlying price "
+                         f"(got {price})")
     if not isinstance(strike, float) or strike <= 0:
-        raise ValueError("no usable strike")
+        raise ValueError(f"column {col('strike')}: no usable strike (got {strike})")
     if bid is None:
-        raise ValueError("no option bid (N/A): a sale's premium is unknown")
+        raise ValueError(f"column {col('bid')}: no option bid (N/A): a sale's premium is "
+                         "unknown")
     if isinstance(bid, float) and bid < 0:
-        raise ValueError(f"negative bid {bid}")
+        raise ValueError(f"column {col('bid')}: negative bid {bid}")
     return out
 
 

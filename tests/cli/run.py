@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 
-def putdesk(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60):
+def putdesk(env: dict[str, str], *args: str, stdin: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "console", *args], env=env, text=True,
                           capture_output=True, input=stdin, timeout=timeout)

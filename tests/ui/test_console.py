@@ -115,3 +115,48 @@ async def test_engine_failure_is_shown_not_crashed(tmp_path):
         await pilot.press("ctrl+k")  # no engine: says so instead of crashing
         await pilot.pause()
         assert app.is_running
+
+
+async def test_the_halt_shows_on_every_screen_and_dialog(tmp_path):
+    from console.app import SCREENS
+    from screens.help import HelpScreen
+    from widgets.status_bar import StatusBar
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+k")
+        for mode in SCREENS:
+            await app.run_action(f"switch_mode('{mode}')")
+            await pilot.pause()
+            assert app.screen.query_one(HaltBanner).has_class("-halted"), mode
+            assert "HALTED" in str(app.screen.query_one(StatusBar).render()), mode
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert app.screen.query_one(HaltBanner).has_class("-halted")
+        await pilot.press("escape", "ctrl+r")  # a dialog: the banner stays on top of it
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.query_one(HaltBanner).has_class("-halted")
+
+
+def test_a_crash_report_leaves_local_variables_out(tmp_path):
+    """Textual's crash report prints every frame's locals; a local can hold a secret."""
+    app = make_app(tmp_path)
+    app.bell = lambda: None
+    app._close_messages_no_wait = lambda: None  # not running: only the report is wanted
+
+    def explode() -> None:
+        # built at run time so only the frame's locals, not its source line, hold it
+        smtp_password = "-".join(["SENTINEL", "CRASH", "LOCAL"])  # noqa: F841
+        raise RuntimeError("boom")
+
+    try:
+        explode()
+    except RuntimeError:
+        app._fatal_error()
+    shown = "".join(segment.text for renderable in app._exit_renderables
+                    for segment in renderable.segments)
+    assert "RuntimeError" in shown and "boom" in shown and "explode" in shown
+    assert "SENTINEL-CRASH-LOCAL" not in shown

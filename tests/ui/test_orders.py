@@ -71,9 +71,14 @@ async def test_dry_run_toggle_sends_nothing(tmp_path):
             await pilot.pause()
         screen = app.screen
         await pilot.press("d", "e", "y")
-        for _ in range(100):
+        for _ in range(100):  # until the dry run has reported (it notifies each order)
             await app.workers.wait_for_complete()
             await pilot.pause()
+            if any("DRY_RUN" in n.message for n in app._notifications):
+                break
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert any("DRY_RUN" in n.message for n in app._notifications)
         assert [r.status for r in screen.rows] == ["STAGED"]
         assert app.engine.broker._orders == {}
 

@@ -1,6 +1,6 @@
 """The IBKR adapter without TWS: connection failures as an operator sees them, and the
-mapping of real ib_async objects (sentinels included). The full adapter is proven
-against a wire-protocol peer in a later issue."""
+mapping of real ib_async objects (sentinels included). The adapter end to end runs
+against the wire-protocol peer in test_ibkr_adapter.py."""
 
 import asyncio
 import socket
@@ -69,12 +69,16 @@ async def test_a_peer_that_does_not_speak_tws_fails_within_the_timeout(behaviour
         server.close()
 
 
-async def test_requests_while_disconnected_and_methods_not_there_yet():
+async def test_requests_while_disconnected_fail_at_once_with_nothing_sent():
     b = broker(free_port())
     with pytest.raises(BrokerDisconnected):
         await b.account_values()
-    with pytest.raises(BrokerError, match="not available on the IBKR adapter yet"):
+    with pytest.raises(BrokerDisconnected):
         await b.option_quote(OptionContract("AAPL", date(2026, 12, 18), 200.0))
+    with pytest.raises(BrokerDisconnected):
+        await b.place_order(OrderRequest("SELL", 1, "r", OptionContract(
+            "AAPL", date(2026, 12, 18), 200.0), limit_price=1.0))
+    assert b.pacer.sent == 0
     assert b.info().kind == "ibkr" and "127.0.0.1" in b.info().description
 
 

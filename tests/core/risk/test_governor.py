@@ -13,8 +13,9 @@ from core.db.repos import EquityRepo
 from core.models import Opportunity
 from tests.core.risk.worlds import short_put, world
 
-CHAIN = ["kill_switch", "broker", "duplicate", "earnings", "daily_loss", "weekly_loss", "max_drawdown",
-         "max_positions", "sector_concentration", "margin", "excess_liquidity", "vix_halt"]
+CHAIN = ["kill_switch", "broker", "duplicate", "earnings", "daily_loss", "weekly_loss",
+         "max_drawdown", "max_positions", "sector_concentration", "margin",
+         "excess_liquidity", "vix_halt"]
 
 
 
