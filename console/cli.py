@@ -1033,9 +1033,17 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
+        from sqlalchemy.exc import DBAPIError
+
+        from core.db.session import error_text
         from core.engine import ReadOnlyError
 
-        if not isinstance(exc, ReadOnlyError):
-            raise
-        typer.echo(f"putdesk: {exc}", err=True)  # PUTDESK_READ_ONLY or --read-only
-        sys.exit(1)
+        if isinstance(exc, ReadOnlyError):
+            typer.echo(f"putdesk: {exc}", err=True)  # PUTDESK_READ_ONLY or --read-only
+            sys.exit(1)
+        if isinstance(exc, DBAPIError):  # locked or gone after the command had started
+            typer.echo(f"putdesk: database unavailable: {error_text(exc)}. Once it "
+                       "answers, `putdesk status` and `putdesk orders` show where things "
+                       "stand", err=True)
+            sys.exit(1)
+        raise

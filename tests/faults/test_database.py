@@ -275,3 +275,25 @@ async def test_postgres_refusing_connections_mid_run_halts_until_it_answers(
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
+
+
+def test_a_database_failure_inside_a_cli_command_is_named_not_a_traceback(
+        monkeypatch, capsys) -> None:
+    """A command whose own database read fails after it started (e.g. `putdesk execute`
+    listing staged orders) exits 1 with the driver's reason."""
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    import console.cli as cli
+
+    def locked() -> None:
+        raise OperationalError("SELECT * FROM staged_orders", {},
+                               Exception("database is locked"))
+
+    monkeypatch.setattr(cli, "app", locked)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("putdesk: database unavailable: database is locked.")
+    assert "Traceback" not in err and "SELECT" not in err
