@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,3 +58,28 @@ async def wait_engine_started(pilot: Any) -> None:
         if app.engine_failure or (app.engine is not None and app.engine.state.started):
             return
     raise AssertionError("the console's engine did not start")
+
+
+@contextlib.asynccontextmanager
+async def engines_on_worlds(tmp_path: Path, defaults: dict[str, str]
+                            ) -> AsyncIterator[Callable[..., Awaitable[Engine]]]:
+    """make(world dict = the default world, **settings) -> an opened, connected engine
+    on a simulator (no loops); every engine made is stopped on the way out. The `desk`
+    fixtures of tests/core, tests/faults and tests/soak are this with their defaults."""
+    from tests.core.risk.worlds import world, write
+
+    engines: list[Engine] = []
+
+    async def make(data: dict[str, Any] | None = None, **overrides: object) -> Engine:
+        settings = make_settings(tmp_path, **{**defaults, **overrides})
+        engine = sim_engine(settings, write(tmp_path, data or world(), f"w{len(engines)}.json"))
+        engines.append(engine)
+        await engine.open()
+        await engine.broker.connect()
+        return engine
+
+    try:
+        yield make
+    finally:
+        for engine in engines:
+            await engine.stop()

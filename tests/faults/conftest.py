@@ -19,8 +19,8 @@ from core.broker.sim import SimBroker
 from core.db.tables import StagedOrder
 from core.engine import Engine
 from core.models import Opportunity
-from tests.core.risk.worlds import world, write
-from tests.factories import make_settings, sim_engine
+from tests.core.risk.worlds import world
+from tests.factories import engines_on_worlds
 
 #: tests/core/conftest.py's FAST order timings (reprice every 50 ms, a generous timeout),
 #: and reconnects 0.1 s apart instead of 1 s, 2 s ...
@@ -38,19 +38,8 @@ KO_PUT = OptionContract("KO", date(2026, 12, 31), 68.0, "P")
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
     """make(world dict, **settings) -> an opened, connected engine on a simulator (no
     loops; its own reconnect does run when the link drops). As tests/core's `desk`."""
-    engines: list[Engine] = []
-
-    async def make(data: dict[str, Any] | None = None, **overrides: str) -> Engine:
-        settings = make_settings(tmp_path, **{**FAULTS, **overrides})
-        engine = sim_engine(settings, write(tmp_path, data or world(), f"w{len(engines)}.json"))
-        engines.append(engine)
-        await engine.open()
-        await engine.broker.connect()
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
+    async with engines_on_worlds(tmp_path, FAULTS) as make:
+        yield make
 
 
 @pytest.fixture(autouse=True)

@@ -10,27 +10,16 @@ import pytest
 
 from core.broker.base import ComboLeg, OptionContract, OrderRequest, OrderStatus, OrderType
 from tests.core.monitoring.test_monitoring import position, pressured_amd, quote
-from tests.core.risk.worlds import world, write
-from tests.factories import make_settings, sim_engine
+from tests.core.risk.worlds import world
+from tests.factories import engines_on_worlds
 
 FAST = {"ORDER_REPRICE_INTERVAL_SECONDS": "0.05", "ORDER_TIMEOUT_SECONDS": "5"}
 
 
 @pytest.fixture
 async def desk(tmp_path):
-    engines = []
-
-    async def make(data, **overrides):
-        settings = make_settings(tmp_path, **{**FAST, **overrides})
-        engine = sim_engine(settings, write(tmp_path, data, f"w{len(engines)}.json"))
-        engines.append(engine)
-        await engine.open()
-        await engine.broker.connect()
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
+    async with engines_on_worlds(tmp_path, FAST) as make:
+        yield make
 
 
 async def test_a_roll_approved_while_halted_is_not_sent(desk):
