@@ -82,7 +82,7 @@ async def rig():
         await r.peer.stop()
 
 
-async def until(condition, seconds: float = 5.0) -> None:
+async def until(condition, seconds: float = 10.0) -> None:  # generous on a loaded CI box
     for _ in range(int(seconds / 0.02)):
         if condition():
             return
