@@ -628,7 +628,6 @@ def close(
         import signal
 
         from core.actor import whoami
-
         from core.engine import EngineError
 
         engine.install_signal_handlers(interrupted.append, halt=False,

@@ -13,7 +13,6 @@ as real `putdesk` processes (tests/faults/putdesk_at.py) on one database and one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -245,7 +244,7 @@ async def test_two_processes_closing_one_position_send_one_close(gateway):
                             for po in gw.peer._by_sim.values()), proc=one)
     two = await putdesk(gw.env(35), "close", "KO 20261231 68 P", "--yes", "--json")
     rc2, out2, err2 = await finished(two)
-    rc1, out1, err1 = await finished(one)
+    _rc1, out1, err1 = await finished(one)
     assert rc2 == 1, err2[-2000:]
     assert "A close for this position is already working" in json.loads(out2)["reason"]
     buys = [po for po in gw.peer._by_sim.values() if po.action == "BUY"]
