@@ -337,7 +337,7 @@ async def test_postgres_lost_during_execute_exits_named_and_the_row_converges(
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               f"WHERE datname = '{name}'"))
-        rc, out, err = await finished(proc, 90)
+        rc, _out, err = await finished(proc, 90)
         assert rc == 1, err[-3000:]
         assert gw.fills(row.order_ref) == [] and not working_at_peer(gw, row.order_ref)
         assert "database unavailable" in err.lower()
@@ -359,3 +359,41 @@ async def test_postgres_lost_during_execute_exits_named_and_the_row_converges(
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --- a cancel from another process ---------------------------------------------------------
+
+
+async def test_putdesk_cancel_from_another_process_reaches_the_sender(gateway):
+    """At IBKR only the client that placed an order may cancel it: `putdesk cancel` in
+    another SSH session asks, and the process following the order cancels it at its next
+    heartbeat."""
+    gw = await gateway(quoted(1.00, 1.20))
+    row = await staged_ko(gw)
+    sender = await putdesk(gw.env(37, ORDER_REPRICE_INTERVAL_SECONDS=120,
+                                  ORDER_TIMEOUT_SECONDS=600, PUTDESK_ORDER_LEASE_SECONDS=3),
+                           "execute", "--json")
+    await until(lambda: working_at_peer(gw, row.order_ref), proc=sender)
+    rc, out, err = await finished(await putdesk(gw.env(38), "cancel", row.order_ref, "--json"))
+    assert rc == 0, err[-2000:]
+    assert "cancels it at its next heartbeat" in json.loads(out)["result"]
+    rc, out, err = await finished(sender, 60)
+    assert rc == 1, err[-2000:]
+    [order] = gw.orders(row.order_ref)
+    assert order.status == "Cancelled"
+    done = row_of(gw, row.id)
+    assert done.status == "CANCELLED" and "cancelled by cli cancel" in done.message
+
+
+async def test_putdesk_cancel_of_an_orphan_adopts_and_cancels_it(gateway):
+    gw = await gateway(quoted(1.00, 1.20))
+    row = await staged_ko(gw)
+    env = gw.env(39, ORDER_REPRICE_INTERVAL_SECONDS=120, ORDER_TIMEOUT_SECONDS=600)
+    first = await putdesk(env, "execute", "--json")
+    await until(lambda: working_at_peer(gw, row.order_ref), proc=first)
+    first.kill()
+    await first.wait()
+    rc, _out, err = await finished(await putdesk(env, "cancel", row.order_ref, "--json"))
+    assert rc == 0, err[-2000:]
+    assert not working_at_peer(gw, row.order_ref) and len(gw.orders(row.order_ref)) == 1
+    assert row_of(gw, row.id).status == "CANCELLED"
