@@ -13,6 +13,7 @@ scheduler, exits or reconciliation in that process.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,6 +151,11 @@ class PutDeskApp(App[None]):
             await engine.start()
         except Exception as exc:
             self.post_message(EngineFailed(_readable(exc)))
+            return
+        # The heap built so far (modules, settings, engine, calendars) lives as long as
+        # the console: out of the collector's sight, so a full collection no longer walks
+        # it and stalls a frame (or the halt key) for 100+ ms.
+        gc.freeze()
 
     def _forward(self, state: EngineState) -> None:
         self.post_message(EngineUpdated(state))

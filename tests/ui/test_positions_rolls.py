@@ -43,7 +43,7 @@ async def test_alerts_sorted_by_severity_and_updates_keep_the_cursor(tmp_path):
         screen = app.screen
         assert isinstance(screen, PositionsScreen)
         table = screen.query_one("#positions")
-        order = [str(k.value) for k in table.rows]
+        order = table.row_keys
         assert order[:2] == ["JNJ 20261218 150 P", "XOM 20261218 100 P"]  # CRITICAL first
         await pilot.press("down", "down")
         before = table.cursor_row
@@ -52,7 +52,7 @@ async def test_alerts_sorted_by_severity_and_updates_keep_the_cursor(tmp_path):
         for _ in range(10):
             await pilot.pause()
         assert table.cursor_row == before
-        assert [str(k.value) for k in table.rows] == order
+        assert table.row_keys == order
         await pilot.press("enter")
         assert isinstance(app.screen, PositionDetail)
 
