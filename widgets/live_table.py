@@ -277,16 +277,13 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         cached = self._lines.get(key)
         if cached is None or cached[0] != kind or cached[1] != width:
             style = base
-            if kind == "even":
-                style = base + self.get_component_rich_style("live-table--even-row")
-            row_style = style
+            if kind != "odd":
+                # Cell colours stay on top of the stripe and the cursor, as in DataTable.
+                style = base + self.get_component_rich_style(f"live-table--{kind}"
+                                                             if kind == "cursor"
+                                                             else "live-table--even-row")
             strip = self._draw(self.format_row(self._items[key]), style)
-            if kind == "cursor":
-                # The cursor wins over cell colours, as in DataTable: visible on any cell.
-                row_style = base + self.get_component_rich_style("live-table--cursor")
-                strip = Strip(Segment.apply_style(strip, post_style=row_style),
-                              strip.cell_length)
-            strip = strip.extend_cell_length(max(width, self._row_width), row_style)
+            strip = strip.extend_cell_length(max(width, self._row_width), style)
             cached = (kind, width, strip)
             self._lines[key] = cached
         return cached[2].crop(scroll_x, scroll_x + width)
