@@ -277,7 +277,7 @@ def scan(
     """Screening pipeline: accepted candidates with scores, rejected ones with reasons."""
     if (csv_file is None) == (not api):
         fail("give exactly one of --csv FILE or --api")
-    if csv_file is not None and not csv_file.is_file():
+    if csv_file is not None and not csv_file.exists():  # not a regular file: named later
         fail(f"--csv: file not found: {csv_file}")
     settings = load()
     engine = build_engine(settings, scenario)

@@ -88,6 +88,9 @@ class ScreenerSettings(_Group):
                                 "Minimum option open interest", ge=0)
     stale_file_hours: float = _f("BARCHART_STALE_FILE_HOURS", 24.0,
                                  "Warn when a CSV export is older than this", gt=0)
+    csv_max_mb: float = _f("PUTDESK_CSV_MAX_MB", 50.0,
+                           "Largest Barchart CSV export read, in MB (a bigger file is refused "
+                           "with its size)", gt=0, le=10_000)
 
 
 class ValidationSettings(_Group):

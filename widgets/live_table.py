@@ -244,17 +244,21 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
             self._refresh_row(self.cursor_row)
 
     def _draw(self, cells: Sequence[Cell], style: Style) -> Strip:
-        line = Text(no_wrap=True, end="")
+        """One segment run per cell (padding apart), as DataTable draws them."""
+        console = self.app.console
+        segments: list[Segment] = []
+        pad = Segment(" " * PAD, style)
         for (_key, _label, width), cell in zip(self.columns, cells, strict=True):
             text = cell if isinstance(cell, Text) else Text(cell)
             if text.cell_len > width:
                 text = text.copy()
                 text.truncate(width, overflow=text.overflow or "ellipsis")
-            line.append(" " * PAD)
-            line.append_text(text)
-            line.append(" " * (width - text.cell_len + PAD))
-        segments = [Segment(s.text, style + s.style if s.style else style)
-                    for s in line.render(self.app.console)]
+            segments.append(pad)
+            # Text.render leaves out the Text's own style (its spans only).
+            cell_style = style + console.get_style(text.style) if text.style else style
+            segments.extend(Segment(s.text, cell_style + s.style if s.style else cell_style)
+                            for s in text.render(console, end=""))
+            segments.append(Segment(" " * (width - text.cell_len + PAD), style))
         return Strip(segments, self._row_width)
 
     def render_line(self, y: int) -> Strip:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.widgets import Static
 
 
@@ -42,5 +43,5 @@ class QuietStatic(Static):
         text = content if isinstance(content, Text) else Text(content)
         return len(text.wrap(self.app.console, width))
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         self._height = -1  # the next change re-measures (the resize itself lays out)

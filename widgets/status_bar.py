@@ -10,8 +10,8 @@ from rich.text import Text
 from textual import events
 
 from widgets.format import hm, ny_time
-from widgets.quiet import QuietStatic
 from widgets.palette import BOLD_GREEN, BOLD_RED, BOLD_YELLOW, ON_GREEN, ON_RED
+from widgets.quiet import QuietStatic
 
 if TYPE_CHECKING:
     from core.engine import EngineState

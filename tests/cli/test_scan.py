@@ -59,7 +59,11 @@ def test_scan_csv_end_to_end(env):
     scores = [c["score"] for c in data["accepted"]]
     assert scores == sorted(scores, reverse=True)
     log = Path(env["PUTDESK_LOG_FILE"]).read_text()
-    assert "OTM% 2.2% outside range 10-25%" in log
+    # Filter rejections: one line per rule with its count (each row is at DEBUG; every
+    # one is in the JSON above).
+    otm = sum(1 for x in data["rejected"] if x["reason"].startswith("OTM%"))
+    assert f"Filtered {otm} candidate{'s' if otm != 1 else ''}: OTM%" in log
+    assert "OTM% 2.2% outside range 10-25%" not in log
     assert "BLOCKED: NVDA has earnings on 2026-12-02, within DTE window" in log
 
 
