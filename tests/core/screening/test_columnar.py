@@ -7,8 +7,8 @@ a size limit, duplicates collapsed, one log line per reason."""
 from __future__ import annotations
 
 import logging
-import re
 import os
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from tests.fuzz.test_csv_fuzz import csv_files
 
 DATA = Path(__file__).parents[2] / "data"
 SHIPPED = Path(__file__).parents[3] / "core" / "data" / "scenarios" / "demo-barchart.csv"
-FILES = sorted(DATA.glob("*.csv")) + [SHIPPED]
+FILES = [*sorted(DATA.glob("*.csv")), SHIPPED]
 SETTINGS = load_settings({}).screener
 KW = {"today": date(2025, 8, 25), "now": datetime(2025, 8, 26, 12, tzinfo=UTC),
       "stale_hours": 24.0, "settings": SETTINGS}
@@ -173,5 +173,5 @@ def test_only_a_regular_file_is_read(tmp_path, kind):
         path = Path("/dev/zero")  # reading it would never end
     else:
         path = tmp_path
-    with pytest.raises(BarchartCsvError, match="not a regular file|cannot read"):
+    with pytest.raises(BarchartCsvError, match=r"not a regular file|cannot read"):
         screen_csv_file(path, max_bytes=10_000_000, **KW)
