@@ -785,10 +785,12 @@ def stress_test(
             if shift is not None:
                 results.append(test.run_scenario(Scenario(
                     "custom", shift, iv_shift / 100.0,
-                    description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts")))
+                    description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts",
+                    label=f"Custom {shift:+.0%}, IV {iv_shift:+g} pts")))
             return {"net_liquidation": book.net_liquidation,
                     "maint_margin": book.maint_margin, "vix": book.vix,
-                    "assumptions": list(book.notes),
+                    "risk_free_rate": book.rate,
+                    "assumptions": [*book.notes, *test.notes],
                     "scenarios": [r.as_dict() for r in results]}
         finally:
             await engine.stop()
@@ -800,13 +802,15 @@ def stress_test(
         from rich.table import Table
 
         out = Console()
+        out.print(f"Priced from each put's mark, implied vols at a {data['risk_free_rate']:.2%} "
+                  "risk-free rate (STRESS_RISK_FREE_RATE)", markup=False)
         for note in data["assumptions"]:
             out.print(f"[bold yellow]ASSUMED[/] {note}")
         for sc in data["scenarios"]:
             p = sc["portfolio"]
             flag = ("[bold white on red] MARGIN CALL [/]" if p["margin_call"]
                     else "[bold black on green] no margin call [/]")
-            t = Table(title=f"{sc['name']} — {sc['description']}  {flag}",
+            t = Table(title=f"{sc['label']} ({sc['name']}) — {sc['description']}  {flag}",
                       title_justify="left")
             for col in ("Position", "Price now", "New price", "P&L", "New Δ", "New margin"):
                 t.add_column(col, justify="left" if col == "Position" else "right")

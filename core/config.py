@@ -269,6 +269,10 @@ class StressSettings(_Group):
                                 lt=1)
     crisis_iv_mult: float = _f("STRESS_CRISIS_IV_MULT", 1.8,
                                "correlation_crisis: IVs multiply by this", ge=1)
+    risk_free_rate: float = _f("STRESS_RISK_FREE_RATE", 0.04,
+                               "Risk-free rate the stress test prices with (0.04 = 4%); "
+                               "implied vols are solved from the marks at this rate",
+                               ge=-0.05, le=0.25)
 
 
 class NotifySettings(_Group):
