@@ -8,7 +8,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import ndtr
 
 Array = NDArray[np.float64]
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
@@ -17,7 +16,10 @@ BROAD_INDEX_ETFS = frozenset({"SPY", "QQQ", "IWM", "DIA"})
 
 
 def _n(x: Array) -> Array:
-    """Standard normal CDF."""
+    """Standard normal CDF. scipy is imported on first use: it costs ~0.25 s, and
+    `putdesk status` or `emergency-stop` import this module without pricing anything."""
+    from scipy.special import ndtr
+
     return np.asarray(ndtr(x), dtype=np.float64)
 
 
