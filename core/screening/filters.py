@@ -9,6 +9,7 @@ CSV screener's path); the reasons come from the same functions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -44,13 +45,17 @@ def _dte_high(dte: int, s: ScreenerSettings) -> str:
     return f"DTE {dte} above maximum {s.dte_max}"
 
 
+@functools.lru_cache(maxsize=64)
+def _pct_range(low: float, high: float) -> str:
+    return f"{_pct(low)}-{_pct(high)}%"
+
+
 def _otm(otm: float, s: ScreenerSettings) -> str:
-    return (f"OTM% {otm * 100:.1f}% outside range "
-            f"{_pct(s.otm_pct_min)}-{_pct(s.otm_pct_max)}%")
+    return f"OTM% {otm * 100:.1f}% outside range {_pct_range(s.otm_pct_min, s.otm_pct_max)}"
 
 
 def _iv(iv: float, s: ScreenerSettings) -> str:
-    return f"Raw IV {iv * 100:.1f}% outside range {_pct(s.raw_iv_min)}-{_pct(s.raw_iv_max)}%"
+    return f"Raw IV {iv * 100:.1f}% outside range {_pct_range(s.raw_iv_min, s.raw_iv_max)}"
 
 
 def _delta(delta: float, s: ScreenerSettings) -> str:
