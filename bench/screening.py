@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from bench.report import Result, ms, production_settings, report
 
@@ -64,7 +65,8 @@ def bench_parse() -> list[Result]:
     world = load_scenario(demo_scenario_path())
     settings = production_settings()
     today = world.now.date()
-    kw = {"today": today, "now": None, "stale_hours": 24.0, "settings": settings.screener}
+    kw: dict[str, Any] = {"today": today, "now": None, "stale_hours": 24.0,
+                          "settings": settings.screener}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "export.csv"
         generate(path, 5000, {s: u.price for s, u in world.underlyings.items()}, today)
