@@ -68,7 +68,19 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
+class SettingsProblem(Exception):
+    """A setting that stops start-up, named (exit code 2)."""
+
+
 def load(stderr_logs: bool = True) -> Settings:
+    try:
+        return read_settings(stderr_logs)
+    except SettingsProblem as exc:
+        fail(str(exc))
+
+
+def read_settings(stderr_logs: bool = True) -> Settings:
+    """The settings, validated, and the log set up; SettingsProblem names what is wrong."""
     import logging
 
     from core.config import ConfigError, load_settings
@@ -77,11 +89,12 @@ def load(stderr_logs: bool = True) -> Settings:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        fail(str(exc))
+        raise SettingsProblem(str(exc)) from None
     try:
         setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
     except OSError as exc:  # PUTDESK_LOG_FILE is a directory, unwritable ...
-        fail(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: {exc.strerror}")
+        raise SettingsProblem(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
+                              f"{exc.strerror}") from None
     return settings
 
 
@@ -141,10 +154,14 @@ def main_callback(
 def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> None:
     """Open the console (the default)."""
     read_only_mode(read_only)
-    settings = load(stderr_logs=False)
     from console.app import PutDeskApp
 
-    PutDeskApp(settings=settings, scenario=scenario).run()
+    # The settings are read after the first frame (see PutDeskApp); a bad one still
+    # ends here with exit code 2 and the variable's name, once the terminal is back.
+    app = PutDeskApp(scenario=scenario, settings_loader=lambda: read_settings(stderr_logs=False))
+    app.run()
+    if app.settings_error:
+        fail(app.settings_error)
 
 
 @app.command()
