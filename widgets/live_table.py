@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -249,16 +250,23 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         segments: list[Segment] = []
         pad = Segment(" " * PAD, style)
         for (_key, _label, width), cell in zip(self.columns, cells, strict=True):
-            text = cell if isinstance(cell, Text) else Text(cell)
-            if text.cell_len > width:
-                text = text.copy()
-                text.truncate(width, overflow=text.overflow or "ellipsis")
             segments.append(pad)
-            # Text.render leaves out the Text's own style (its spans only).
-            cell_style = style + console.get_style(text.style) if text.style else style
-            segments.extend(Segment(s.text, cell_style + s.style if s.style else cell_style)
-                            for s in text.render(console, end=""))
-            segments.append(Segment(" " * (width - text.cell_len + PAD), style))
+            plain, own = (cell, "") if isinstance(cell, str) else (cell.plain, cell.style)
+            length = cell_len(plain)
+            cell_style = style + console.get_style(own) if own else style
+            if length <= width and (isinstance(cell, str) or not cell.spans) \
+                    and "\n" not in plain and "\t" not in plain:
+                # The common cell: one run of one style, no Rich rendering needed.
+                segments.append(Segment(plain, cell_style))
+            else:
+                text = cell.copy() if isinstance(cell, Text) else Text(cell)
+                if length > width:
+                    text.truncate(width, overflow=text.overflow or "ellipsis")
+                length = text.cell_len
+                # Text.render leaves out the Text's own style (its spans only).
+                segments.extend(Segment(s.text, cell_style + s.style if s.style else cell_style)
+                                for s in text.render(console, end=""))
+            segments.append(Segment(" " * (width - length + PAD), style))
         return Strip(segments, self._row_width)
 
     def render_line(self, y: int) -> Strip:
