@@ -115,3 +115,20 @@ def test_unusable_input_exits_2_with_the_reason(env, args, message):
     r, _ = scan(env, *args, "--scenario", str(WORLD))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_scan_refuses_a_fifo_a_device_and_an_oversized_export_by_name(env, tmp_path):
+    """Issue 17 item 5: a CSV must be a regular file under PUTDESK_CSV_MAX_MB; each case
+    exits 2 at once with a named error (a FIFO nobody writes to used to hang the scan,
+    /dev/zero to read until memory ran out)."""
+    import os
+
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    for path, extra, message in (
+            (fifo, {}, "is not a regular file"),
+            (Path("/dev/zero"), {}, "is not a regular file"),
+            (CSV, {"PUTDESK_CSV_MAX_MB": "0.001"}, "over the 0.001 MB limit (PUTDESK_CSV_MAX_MB)")):
+        r, _data = scan(env, "--csv", str(path), "--scenario", str(WORLD), **extra)
+        assert r.returncode == 2, (path, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr
