@@ -643,7 +643,8 @@ def close(
         engine.install_signal_handlers(interrupted.append, halt=False,
                                        signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
-            await engine.start()  # its heartbeat keeps this process's claim on the close
+            # Its heartbeat keeps this process's claim on the close while it works.
+            await engine.start(trading_desk=False)
         except EngineError as exc:
             fail(str(exc), code=1)
         try:
@@ -704,7 +705,7 @@ def execute(
         engine.install_signal_handlers(interrupted.append, halt=False,
                                        signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
-            await engine.start()
+            await engine.start(trading_desk=False)
         except EngineError as exc:
             fail(str(exc), code=1)
         try:
@@ -871,11 +872,25 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
                  scenario: Path | None) -> None:
     settings = load()
     engine = build_engine(settings, scenario)
+    engine.identify(f"cli roll {'approve' if approve else 'reject'}")
 
     async def go() -> dict[str, Any]:
-        from core.actor import whoami
+        import signal
 
-        await _connected(engine)
+        from core.actor import whoami
+        from core.engine import EngineError
+
+        # The roll combo (or the close a rejection leads to) is cancelled on ctrl-c or a
+        # lost session, and its claim is renewed while it works.
+        engine.install_signal_handlers(lambda _name: None, halt=False,
+                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        try:
+            await engine.start(trading_desk=False)
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        if not engine.broker.connected:
+            await engine.stop()
+            fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
         try:
             rows = await asyncio.to_thread(engine.rolls.find)
             match = [r for r in rows if r.id == proposal_id or r.id.startswith(proposal_id)]
