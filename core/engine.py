@@ -720,7 +720,7 @@ class Engine:
                                  f"{DEFAULT_IV:.0%} assumed")
             assert v.underlying_price is not None
             lines.append(BookLine(v.symbol, v.contract.strike, v.contract.expiration,
-                                  v.contracts, v.underlying_price, iv))
+                                  v.contracts, v.underlying_price, iv, v.mark))
         stocks = []
         for p in self.monitor.stocks:
             price = await self.broker.underlying_price(p.symbol)
@@ -732,7 +732,7 @@ class Engine:
             log.warning("Stress test: %s", note)
         return Book(tuple(lines), tuple(stocks), nlv, elv, maint,
                     new_york(self.clock.now()).date(), await self.governor.vix(),
-                    notes=tuple(notes))
+                    rate=self.settings.stress.risk_free_rate, notes=tuple(notes))
 
     async def journal(self) -> Journal:
         from core.analysis.performance import build_journal
