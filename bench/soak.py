@@ -433,6 +433,9 @@ class Soak:
         self.doomed = SoakEngine(load_settings(
             {**values, "ORDER_REPRICE_INTERVAL_SECONDS": "60", "ORDER_TIMEOUT_SECONDS": "600"}),
             self.broker, Database(db_url), self.clock, self.calendar, wall_clock=self.clock)
+        # The other processes see a halt as they would within a kill-switch sync.
+        self.engine.kill_switch.add_listener(
+            lambda _state: [e.kill_switch.sync() for e in (self.second, self.doomed)])
         self.engine.identify("soak: first process")
         self.second.identify("soak: second process")
         self.doomed.identify("soak: third process (killed mid-order)")
