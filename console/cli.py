@@ -1011,6 +1011,56 @@ def resume_trading(
     emit(new.as_dict(), json_out, lambda: typer.echo("Trading resumed."))
 
 
+@app.command()
+def paper(
+    port: Annotated[int, typer.Option("--port", help="Listen on this port of 127.0.0.1 "
+                                      "(default: any free one, found per data directory).",
+                                      min=0, max=65535)] = 0,
+    scenario: ScenarioOpt = None,
+    speed: Annotated[float, typer.Option("--speed", help="World time runs this many times "
+                                         "faster than the wall clock (closed hours are "
+                                         "skipped at any speed).")] = 1.0,
+    reset: Annotated[bool, typer.Option("--reset", help="Discard this data directory's "
+                                        "world and start again from the scenario.")] = False,
+) -> None:
+    """Run the paper gateway (a simulated IBKR TWS) in the foreground with a status line."""
+    from core.broker.scenario import ScenarioError
+    from core.paper.clock import MAX_SPEED
+    from core.paper.gateway import GatewayError, open_gateway, run_gateway
+
+    settings = load()
+    if not 0 < speed <= MAX_SPEED:
+        fail(f"--speed: must be above 0 and at most {MAX_SPEED:g}, got {speed:g}")
+    if scenario is not None and not scenario.exists():
+        fail(f"--scenario: file not found: {scenario}")
+    try:
+        gateway = open_gateway(settings, scenario=scenario, speed=speed, port=port, reset=reset)
+    except ScenarioError as exc:
+        fail(f"scenario: {exc}")
+    except GatewayError as exc:
+        fail(str(exc), code=1)
+    tty = sys.stdout.isatty()
+    last: tuple[int, int] | None = None
+
+    def show(status: Any) -> None:
+        # On a terminal one line rewritten in place; into a pipe a line whenever the
+        # clients or working orders change (not every world second).
+        nonlocal last
+        if tty:
+            typer.echo(f"\r{status.line()}\x1b[K", nl=False)
+        elif (status.clients, status.working_orders) != last:
+            typer.echo(status.line())
+        last = (status.clients, status.working_orders)
+
+    try:
+        run(run_gateway(gateway, on_status=show))
+    except GatewayError as exc:
+        fail(str(exc), code=1)
+    if tty:
+        typer.echo("")
+    typer.echo("Paper gateway stopped; the world is kept for the next start.")
+
+
 @db_app.command("upgrade")
 def db_upgrade(json_out: JsonOpt = False) -> None:
     """Apply Alembic migrations up to the newest revision."""

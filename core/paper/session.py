@@ -19,7 +19,7 @@ from .orders import ComboLegSpec, MarginState, OrderView
 if TYPE_CHECKING:
     from core.broker.sim import SimBroker
 
-log = logging.getLogger("tests.tws_peer")
+log = logging.getLogger("core.paper")
 
 
 def error_msg(version: int, req_id: int, code: int, text: str) -> list[Field]:

@@ -35,10 +35,10 @@ from core.broker.base import OptionContract, OrderRequest
 from core.broker.scenario import demo_scenario_path, load_scenario
 from core.broker.sim import SimBroker
 from core.clock import ManualClock
-from tests.tws_peer import TwsPeer
-from tests.tws_peer.codec import field_text, split_fields
-from tests.tws_peer.contracts import Instrument
-from tests.tws_peer.orders import (
+from core.paper import TwsPeer
+from core.paper.codec import field_text, split_fields
+from core.paper.contracts import Instrument
+from core.paper.orders import (
     ComboLegSpec,
     MarginState,
     OrderView,

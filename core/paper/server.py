@@ -57,11 +57,13 @@ class TwsPeer(OrderDesk):
     """A TWS API server for ib_async, driven by a SimBroker (see module docstring)."""
 
     def __init__(self, sim: SimBroker, server_version: int = 178,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(sim)
         self.server_version = server_version
         self.host = host
-        self.port = 0
+        self.port = port  # 0: any free port (the bound one is here after start())
+        #: Every request as received, for tests' count() and wait_for().
+        self.record = True
         self.received: list[tuple[float, str, list[str]]] = []
         self._cues: list[str] = []  # per received request: the name fault cues match
         self.pacing_violations = 0
@@ -69,6 +71,7 @@ class TwsPeer(OrderDesk):
         self._drops: list[str] = []
         self._errors: dict[str, list[tuple[int, str]]] = {}
         self._serving: set[asyncio.Task[Any]] = set()
+        self._arrival = asyncio.Event()  # set on every request (wait_for)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -77,7 +80,7 @@ class TwsPeer(OrderDesk):
         self.sim.add_listener(self._on_sim_event)
         for p in await self.sim.positions():
             self._instrument(p)  # held contracts get their conIds first
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -127,7 +130,8 @@ class TwsPeer(OrderDesk):
         """Until `count` requests named `msg_name` have arrived (bound it with
         asyncio.timeout)."""
         while self.count(msg_name) < count:
-            await asyncio.sleep(0.005)
+            self._arrival.clear()
+            await self._arrival.wait()
 
     @property
     def client_ids(self) -> list[int]:
@@ -178,9 +182,11 @@ class TwsPeer(OrderDesk):
 
     def _on_request(self, s: Session, fields: list[str]) -> None:
         name = request_name(fields)
-        self.received.append((time.monotonic(), name, list(fields)))
         cue = self._cue_name(s, name, fields)
-        self._cues.append(cue)
+        if self.record:  # off in the long-running gateway: the log would only grow
+            self.received.append((time.monotonic(), name, list(fields)))
+            self._cues.append(cue)
+            self._arrival.set()
         self._pace(s)
         if name == "startApi":
             self._start_api(s, fields)

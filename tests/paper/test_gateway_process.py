@@ -1,0 +1,84 @@
+"""`putdesk paper` as its own process, reached by the real IBKR adapter over a socket."""
+
+from __future__ import annotations
+
+import socket
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from core.broker.base import OptionContract, OrderRequest, OrderStatus
+from core.broker.ibkr import IbkrBroker
+from core.config import load_settings
+from tests.cli.run import putdesk
+from tests.paper.gateway_proc import env_for, running
+
+
+def adapter(port: int, client_id: int) -> IbkrBroker:
+    return IbkrBroker(load_settings({
+        "PUTDESK_IBKR_PORT": port, "PUTDESK_IBKR_CLIENT_ID": client_id,
+        "PUTDESK_IBKR_CONNECT_TIMEOUT": 10, "PUTDESK_IBKR_REQUEST_TIMEOUT": 10}).ibkr)
+
+
+async def test_the_gateway_process_serves_the_ibkr_adapter_and_keeps_orders(
+        tmp_path: Path) -> None:
+    """A client places a resting order and goes away; the gateway keeps it working, and
+    the client reconnecting (its fixed client id) finds it."""
+    with running(tmp_path / "a") as gw:
+        assert "world 2026-11-24 10:30" in gw.first_line and "speed x1" in gw.first_line
+        first = adapter(gw.port, 31)
+        await first.connect()
+        values = await first.account_values()
+        assert values.net_liquidation and values.net_liquidation > 0
+        put = OptionContract("KO", date(2026, 12, 18), 60.0)
+        state = await first.place_order(OrderRequest(
+            action="SELL", quantity=1, contract=put, limit_price=50.0,
+            order_ref="putdesk-rest"))  # far above the market: it rests
+        assert state.status not in (OrderStatus.FILLED, OrderStatus.INACTIVE)
+        await first.disconnect()
+        again = adapter(gw.port, 31)
+        await again.connect()
+        try:
+            working = [o for o in await again.open_orders()
+                       if o.request.order_ref == "putdesk-rest"]
+            assert len(working) == 1 and working[0].status is OrderStatus.SUBMITTED
+        finally:
+            await again.disconnect()
+        assert gw.proc.poll() is None
+        out = gw.stop()
+    assert gw.proc.returncode == 0, out
+    assert "Paper gateway stopped" in out
+
+
+def test_a_port_held_by_another_program_is_a_named_error(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        home = tmp_path / "b"
+        home.mkdir()
+        r = putdesk(env_for(home), "paper", "--port", str(port))
+    assert r.returncode == 1
+    assert f"Port {port} on 127.0.0.1 is held by another program" in r.stderr
+    assert "not a PutDesk paper gateway" in r.stderr
+
+
+def test_a_second_gateway_on_one_data_directory_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "c"
+    with running(home) as gw:
+        r = putdesk(env_for(home), "paper")
+        assert r.returncode == 1
+        assert f"A paper gateway already runs for {home}" in r.stderr
+        assert f"on port {gw.port}" in r.stderr
+
+
+def test_two_data_directories_get_two_worlds_on_two_ports(tmp_path: Path) -> None:
+    with running(tmp_path / "d1") as one, running(tmp_path / "d2") as two:
+        assert one.port != two.port
+
+
+@pytest.mark.parametrize("speed", ["0", "-1", "1000000"])
+def test_a_bad_speed_is_refused(tmp_path: Path, speed: str) -> None:
+    r = putdesk(env_for(tmp_path), "paper", "--speed", speed)
+    assert r.returncode == 2 and "--speed" in r.stderr
