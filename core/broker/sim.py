@@ -100,6 +100,9 @@ class _Underlying:
 class _Holding:
     quantity: float
     avg_cost: float
+    #: Commission paid for the quantity held (kept pro rata as it shrinks): IBKR's
+    #: average cost includes it.
+    commission: float = 0.0
 
 
 @dataclass
@@ -380,6 +383,11 @@ class SimBroker:
                 for s, h in sorted(self._stocks.items())]
         return out
 
+    def position_commission(self, contract: OptionContract) -> float:
+        """Commission paid for the option quantity held now (0 if none)."""
+        holding = self._options.get(contract)
+        return holding.commission if holding else 0.0
+
     async def underlying_price(self, symbol: str) -> float | None:
         await self._request()
         und = self._unds.get(symbol)
@@ -503,11 +511,11 @@ class SimBroker:
 
     @staticmethod
     def _apply(options: dict[OptionContract, _Holding], cash: float, contract: OptionContract,
-               side: str, qty: int, price: float) -> float:
+               side: str, qty: int, price: float, commission: float = 0.0) -> float:
         signed = qty if side == "BUY" else -qty
         holding = options.get(contract)
         if holding is None:
-            options[contract] = _Holding(signed, price)
+            options[contract] = _Holding(signed, price, commission)
         else:
             new_qty = holding.quantity + signed
             if new_qty == 0:
@@ -516,9 +524,12 @@ class SimBroker:
                 holding.avg_cost = ((holding.avg_cost * abs(holding.quantity) + price * qty)
                                     / abs(new_qty))
                 holding.quantity = new_qty
+                holding.commission += commission
             elif (holding.quantity > 0) != (new_qty > 0):
-                options[contract] = _Holding(new_qty, price)  # crossed through zero
+                # Crossed through zero: the new side keeps its share of this commission.
+                options[contract] = _Holding(new_qty, price, commission * abs(new_qty) / qty)
             else:
+                holding.commission *= abs(new_qty) / abs(holding.quantity)
                 holding.quantity = new_qty
         return cash - signed * MULTIPLIER * price
 
@@ -572,8 +583,10 @@ class SimBroker:
         self._cash -= commission
         net = 0.0
         fills = []
+        contracts = sum(n for _c, _s, n, _p in plan)
         for i, (contract, side, n, price) in enumerate(plan):
-            self._cash = self._apply(self._options, self._cash, contract, side, n, price)
+            self._cash = self._apply(self._options, self._cash, contract, side, n, price,
+                                     commission * n / contracts)
             net += (price if side == "SELL" else -price) * n / qty
             self._exec_seq += 1
             fill = Fill(f"sim.{record.order_id}.{self._exec_seq}", record.order_id,

@@ -15,11 +15,24 @@ from core.clock import NEW_YORK
 
 from .codec import UNSET_DOUBLE_TEXT
 from .contracts import Instrument
-from .session import PeerState, Session
+from .session import PeerState, Session, SummarySub
 
-#: The account tags PutDesk reads, in the order TWS happens to send them.
-ACCOUNT_TAGS = ("NetLiquidation", "AvailableFunds", "ExcessLiquidity", "InitMarginReq",
-                "MaintMarginReq", "EquityWithLoanValue", "TotalCashValue", "BuyingPower")
+#: The account-summary tags IBKR documents for reqAccountSummary, in its order (IBKR's
+#: Python AccountSummaryTags.AllTags misspells three; TWS answers these names).
+ACCOUNT_TAGS = (
+    "AccountType", "NetLiquidation", "TotalCashValue", "SettledCash", "AccruedCash",
+    "BuyingPower", "EquityWithLoanValue", "PreviousDayEquityWithLoanValue", "GrossPositionValue",
+    "RegTEquity", "RegTMargin", "SMA", "InitMarginReq", "MaintMarginReq", "AvailableFunds",
+    "ExcessLiquidity", "Cushion", "FullInitMarginReq", "FullMaintMarginReq",
+    "FullAvailableFunds", "FullExcessLiquidity", "LookAheadNextChange",
+    "LookAheadInitMarginReq", "LookAheadMaintMarginReq", "LookAheadAvailableFunds",
+    "LookAheadExcessLiquidity", "HighestSeverity", "DayTradesRemaining", "Leverage")
+#: Tags that are not amounts: TWS sends them without a currency.
+UNITLESS = frozenset({"AccountType", "Cushion", "LookAheadNextChange", "HighestSeverity",
+                      "DayTradesRemaining", "Leverage"})
+#: TWS refreshes an account-summary subscription every 3 minutes, not on fills
+#: (reqAccountUpdates values, by contrast, follow a fill at once).
+SUMMARY_REFRESH_SECONDS = 180.0
 
 
 class AccountDesk(PeerState):
@@ -42,18 +55,58 @@ class AccountDesk(PeerState):
     def _instrument(self, p: Position) -> Instrument:
         return self.book.option(p.contract) if p.contract else self.book.stock(p.symbol)
 
-    @staticmethod
-    def _avg_cost(p: Position) -> float:
-        # IBKR reports an option's average cost per contract (premium x multiplier).
-        return p.avg_cost * 100 if p.contract else p.avg_cost
+    def _avg_cost(self, p: Position) -> float:
+        """IBKR's average cost: an option's per contract (premium x multiplier), and
+        including commission (a sale's proceeds net of it, a purchase's cost plus it)."""
+        if p.contract is None or not p.quantity:
+            return p.avg_cost
+        per_contract = self.sim.position_commission(p.contract) / abs(p.quantity)
+        sign = 1 if p.quantity > 0 else -1
+        return round(p.avg_cost * 100 + sign * per_contract, 6)
 
-    async def _account_rows(self) -> list[tuple[str, str]]:
+    async def _account_rows(self) -> list[tuple[str, str, str]]:
+        """(tag, value, currency) for every tag of ACCOUNT_TAGS. The simulator has no
+        intraday margin schedule: the full and look-ahead figures equal today's."""
         v = await self.sim.account_values()
-        values = (v.net_liquidation, v.available_funds, v.excess_liquidity,
-                  v.init_margin_req, v.maint_margin_req, v.equity_with_loan, v.total_cash,
-                  v.buying_power)
-        return [(tag, UNSET_DOUBLE_TEXT if x is None else f"{x:.2f}")
-                for tag, x in zip(ACCOUNT_TAGS, values, strict=True)]
+        gross = 0.0
+        for p in await self.sim.positions():
+            gross += abs(p.quantity * await self._mark(p) * (100 if p.contract else 1))
+        day = self.sim.clock.now().astimezone(NEW_YORK).date()
+        if self._prev_equity[0] != day:
+            self._prev_equity = (day, v.equity_with_loan)
+        nlv = v.net_liquidation
+        amounts: dict[str, float | None] = {
+            "NetLiquidation": nlv, "TotalCashValue": v.total_cash, "SettledCash": v.total_cash,
+            "AccruedCash": 0.0, "BuyingPower": v.buying_power,
+            "EquityWithLoanValue": v.equity_with_loan,
+            "PreviousDayEquityWithLoanValue": self._prev_equity[1],
+            "GrossPositionValue": gross, "RegTEquity": v.equity_with_loan,
+            "RegTMargin": v.init_margin_req,
+            "SMA": None if v.equity_with_loan is None or v.init_margin_req is None
+            else max(0.0, v.equity_with_loan - v.init_margin_req),
+            "InitMarginReq": v.init_margin_req, "MaintMarginReq": v.maint_margin_req,
+            "AvailableFunds": v.available_funds, "ExcessLiquidity": v.excess_liquidity,
+            "FullInitMarginReq": v.init_margin_req, "FullMaintMarginReq": v.maint_margin_req,
+            "FullAvailableFunds": v.available_funds,
+            "FullExcessLiquidity": v.excess_liquidity,
+            "LookAheadInitMarginReq": v.init_margin_req,
+            "LookAheadMaintMarginReq": v.maint_margin_req,
+            "LookAheadAvailableFunds": v.available_funds,
+            "LookAheadExcessLiquidity": v.excess_liquidity,
+        }
+        cushion = (v.excess_liquidity / nlv) if nlv and v.excess_liquidity is not None else None
+        texts = {"AccountType": "INDIVIDUAL", "LookAheadNextChange": "0",
+                 "HighestSeverity": "", "DayTradesRemaining": "-1",
+                 "Cushion": UNSET_DOUBLE_TEXT if cushion is None else f"{cushion:.6f}",
+                 "Leverage": f"{gross / nlv:.4f}" if nlv else UNSET_DOUBLE_TEXT}
+        rows = []
+        for tag in ACCOUNT_TAGS:
+            if tag in texts:
+                rows.append((tag, texts[tag], ""))
+            else:
+                x = amounts[tag]
+                rows.append((tag, UNSET_DOUBLE_TEXT if x is None else f"{x:.2f}", "USD"))
+        return rows
 
     async def _send_positions(self, s: Session, changes_only: bool = False) -> None:
         current = {}
@@ -81,8 +134,8 @@ class AccountDesk(PeerState):
         return p.avg_cost if mid is None else mid
 
     async def _send_account_updates(self, s: Session, end: bool) -> None:
-        for tag, text in await self._account_rows():
-            s.send([6, 2, tag, text, "USD", self.account])
+        for tag, text, currency in await self._account_rows():
+            s.send([6, 2, tag, text, currency, self.account])
         held = set()
         for p in await self.sim.positions():
             inst = self._instrument(p)
@@ -126,16 +179,39 @@ class AccountDesk(PeerState):
 
     async def _h_reqAccountUpdatesMulti(self, s: Session, fields: list[str]) -> None:
         req_id, model = int(fields[2]), fields[4]
-        for tag, value in await self._account_rows():
-            s.send([73, 1, req_id, self.account, model, tag, value, "USD"])
+        for tag, value, currency in await self._account_rows():
+            s.send([73, 1, req_id, self.account, model, tag, value, currency])
         s.send([74, 1, req_id])
 
     async def _h_reqAccountSummary(self, s: Session, fields: list[str]) -> None:
-        req_id, tags = int(fields[2]), set(fields[4].split(","))
-        for tag, value in await self._account_rows():
-            if tag in tags:
-                s.send([63, 1, req_id, self.account, tag, value, "USD"])
-        s.send([64, 1, req_id])
+        req_id = int(fields[2])
+        tags = frozenset(t.strip() for t in fields[4].split(",") if t.strip())
+        sub = SummarySub(s, req_id, tags)
+        self._summaries[(id(s), req_id)] = sub
+        await self._send_summary(sub)
+
+    async def _h_cancelAccountSummary(self, s: Session, fields: list[str]) -> None:
+        self._summaries.pop((id(s), int(fields[2])), None)
+
+    async def _send_summary(self, sub: SummarySub) -> None:
+        for tag, value, currency in await self._account_rows():
+            if tag in sub.tags:
+                sub.session.send([63, 1, sub.req_id, self.account, tag, value, currency])
+        sub.session.send([64, 1, sub.req_id])
+
+    async def refresh_summaries(self) -> None:
+        """Every account-summary subscription gets fresh values (TWS: every 3 minutes)."""
+        for key, sub in list(self._summaries.items()):
+            if sub.session.closed:
+                self._summaries.pop(key, None)
+            else:
+                await self._send_summary(sub)
+
+    async def _summary_cadence(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(BrokerDisconnected):
+                await self.refresh_summaries()
 
     async def _h_reqManagedAccts(self, s: Session, fields: list[str]) -> None:
         s.send([15, 1, self.account])
