@@ -1027,6 +1027,7 @@ def paper(
     from core.broker.scenario import ScenarioError
     from core.paper.clock import MAX_SPEED
     from core.paper.gateway import GatewayError, open_gateway, run_gateway
+    from core.paper.state import ScenarioMismatch, WorldStateError
 
     settings = load()
     if not 0 < speed <= MAX_SPEED:
@@ -1037,7 +1038,9 @@ def paper(
         gateway = open_gateway(settings, scenario=scenario, speed=speed, port=port, reset=reset)
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
-    except GatewayError as exc:
+    except ScenarioMismatch as exc:
+        fail(str(exc))
+    except (GatewayError, WorldStateError) as exc:
         fail(str(exc), code=1)
     tty = sys.stdout.isatty()
     last: tuple[int, int] | None = None

@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from core.broker.base import (
     BrokerEvent,
     BrokerInfo,
     BrokerMessage,
+    ComboLeg,
     ConnectionChanged,
     EventListener,
     Fill,
@@ -764,6 +766,85 @@ class SimBroker:
             und.price = round(und.price * math.exp(-0.5 * sigma**2 * dt
                                                    + sigma * math.sqrt(dt) * shock), 2)
             self._touch(symbol)
+
+    # --- the world as data (the paper gateway persists it) ------------------------------
+
+    def world_state(self) -> dict[str, Any]:
+        """Everything that changed since the scenario was loaded, as JSON-able data:
+        cash, holdings (with their commission), prices, VIX, orders, fills, ids and the
+        random generator. `restore_world_state` on a simulator built from the same
+        scenario continues from exactly here."""
+        def request(r: OrderRequest) -> dict[str, Any]:
+            return {"action": r.action, "quantity": r.quantity, "order_ref": r.order_ref,
+                    "contract": r.contract.key if r.contract else None,
+                    "legs": [[leg.contract.key, leg.action, leg.ratio] for leg in r.legs],
+                    "order_type": r.order_type.value, "limit_price": r.limit_price,
+                    "tif": r.tif, "symbol": r.symbol, "stock": r.stock}
+
+        return {
+            "cash": self._cash, "vix": self._vix, "next_id": self._next_id,
+            "exec_seq": self._exec_seq, "rng": self._rng.bit_generator.state,
+            "underlyings": {s: {"price": u.price, "iv": u.iv} for s, u in self._unds.items()},
+            "options": [[c.key, h.quantity, h.avg_cost, h.commission]
+                        for c, h in self._options.items()],
+            "stocks": [[s, h.quantity, h.avg_cost, h.commission]
+                       for s, h in self._stocks.items()],
+            "overrides": sorted(c.key for c in self._overrides),
+            "orders": [{"id": o.order_id, "perm_id": o.perm_id, "request": request(o.request),
+                        "status": o.status.value, "filled": o.filled,
+                        "fill_value": o.fill_value, "message": o.message}
+                       for o in self._orders.values()],
+            "fills": [{"exec_id": f.exec_id, "order_id": f.order_id, "order_ref": f.order_ref,
+                       "symbol": f.symbol, "contract": f.contract.key if f.contract else None,
+                       "side": f.side, "quantity": f.quantity, "price": f.price,
+                       "time": f.time.isoformat(), "commission": f.commission,
+                       "perm_id": f.perm_id} for f in self._fills],
+        }
+
+    def order_requests(self) -> dict[int, OrderRequest]:
+        """Every order's request by order id, done or working."""
+        return {o.order_id: o.request for o in self._orders.values()}
+
+    def restore_world_state(self, data: dict[str, Any]) -> None:
+        """The inverse of world_state(); KeyError/ValueError/TypeError on bad data, and
+        then nothing of this simulator has changed."""
+        key = OptionContract.parse_key
+
+        def request(d: dict[str, Any]) -> OrderRequest:
+            return OrderRequest(
+                action=d["action"], quantity=int(d["quantity"]), order_ref=str(d["order_ref"]),
+                contract=key(d["contract"]) if d["contract"] else None,
+                legs=tuple(ComboLeg(key(k), a, int(n)) for k, a, n in d["legs"]),
+                order_type=OrderType(d["order_type"]), limit_price=d["limit_price"],
+                tif=d["tif"], symbol=str(d["symbol"]), stock=d["stock"])
+
+        unds = {s: replace(self._unds[s], price=float(u["price"]), iv=float(u["iv"]))
+                if s in self._unds else None for s, u in data["underlyings"].items()}
+        if any(u is None for u in unds.values()):
+            raise ValueError("underlyings: a symbol the scenario does not have")
+        options = {key(k): _Holding(float(q), float(a), float(c))
+                   for k, q, a, c in data["options"]}
+        stocks = {str(s): _Holding(float(q), float(a), float(c)) for s, q, a, c in data["stocks"]}
+        keep = set(data["overrides"])
+        orders = {}
+        for o in data["orders"]:
+            orders[int(o["id"])] = _Order(int(o["id"]), int(o["perm_id"]), request(o["request"]),
+                                          OrderStatus(o["status"]), int(o["filled"]),
+                                          float(o["fill_value"]), str(o["message"]))
+        fills = [Fill(str(f["exec_id"]), int(f["order_id"]), str(f["order_ref"]),
+                      str(f["symbol"]), key(f["contract"]) if f["contract"] else None,
+                      f["side"], int(f["quantity"]), float(f["price"]),
+                      datetime.fromisoformat(f["time"]), f["commission"], f["perm_id"])
+                 for f in data["fills"]]
+        rng = np.random.default_rng(self._seed)
+        rng.bit_generator.state = data["rng"]
+        # Everything parsed: only now does the simulator change.
+        self._cash, self._vix = float(data["cash"]), data["vix"]
+        self._next_id, self._exec_seq = int(data["next_id"]), int(data["exec_seq"])
+        self._rng = rng
+        self._unds = {s: u for s, u in unds.items() if u is not None}
+        self._options, self._stocks, self._orders, self._fills = options, stocks, orders, fills
+        self._overrides = {c: q for c, q in self._overrides.items() if c.key in keep}
 
     def earnings_date(self, symbol: str) -> date | None:
         und = self._unds.get(symbol)

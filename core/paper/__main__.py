@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import ConfigError, load_settings
     from core.logs import setup_logging
     from core.paper.gateway import GatewayError, open_gateway, run_gateway
+    from core.paper.state import WorldStateError
 
     parser = argparse.ArgumentParser(prog="python -m core.paper")
     parser.add_argument("--scenario", type=Path, default=None)
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway = open_gateway(settings, scenario=args.scenario, speed=args.speed,
                                port=args.port)
         asyncio.run(run_gateway(gateway))
-    except (ConfigError, GatewayError) as exc:
+    except (ConfigError, GatewayError, WorldStateError) as exc:
         print(f"paper gateway: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # ScenarioError and anything else: say it, exit non-zero

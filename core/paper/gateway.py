@@ -6,7 +6,7 @@ One gateway per data directory. Its files live beside the database:
   second one cannot start and a stale port file is recognised as stale;
 - `paper-gateway.json`: its port, pid, scenario and world-clock anchor, read by every
   PutDesk process that connects (and by their clocks: one world time for all);
-- `paper-world.json`: the world itself (see state.py).
+- `paper-world.json`: the world itself, written after every change (see state.py).
 
 The port is the operator's (`--port N`) or any free one, so two data directories never
 share a world and parallel test runs never collide.
@@ -29,10 +29,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from core.clock import NEW_YORK
+from core.paper import state
 from core.paper.clock import Anchor, WorldClock
 from core.paper.server import TwsPeer
 
 if TYPE_CHECKING:
+    from core.broker.base import BrokerEvent
+    from core.broker.scenario import Scenario
     from core.broker.sim import SimBroker
     from core.config import Settings
 
@@ -130,18 +133,22 @@ class GatewayStatus:
 
 
 class PaperGateway:
-    """Owns the lock, the simulator, the TWS server and the world's heartbeat."""
+    """Owns the lock, the simulator, the TWS server, the world's heartbeat and its
+    persistence."""
 
-    def __init__(self, home: Path, sim: SimBroker, clock: WorldClock, scenario: str,
-                 port: int = 0) -> None:
+    def __init__(self, home: Path, sim: SimBroker, clock: WorldClock, scenario_path: str,
+                 scenario: Scenario, port: int = 0) -> None:
         self.home = home
         self.sim = sim
         self.clock = clock
-        self.scenario = scenario
+        self.scenario = scenario_path
+        self._scenario = scenario
         self.peer = TwsPeer(sim, port=port)
         self.peer.record = False
         self._lock: IO[str] | None = None
         self._last_anchor: Anchor | None = None
+        self._save_pending = False
+        self.saves = 0
 
     @property
     def port(self) -> int:
@@ -151,22 +158,12 @@ class PaperGateway:
 
     def acquire(self) -> None:
         """Take the data directory's lock: GatewayRunning if another gateway has it."""
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fh = open(self.home / LOCK_FILE, "a")  # noqa: SIM115 - held for the gateway's life
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            info = GatewayInfo.read(self.home)
-            where = f" on port {info.port} (pid {info.pid})" if info else ""
-            raise GatewayRunning(f"A paper gateway already runs for {self.home}{where}; "
-                                 "stop it first (ctrl+c in its terminal, or kill its pid)"
-                                 ) from None
-        self._lock = fh
+        self._lock = _take_lock(self.home)
 
     async def start(self) -> None:
         if self._lock is None:
             self.acquire()
+        self.sim.add_listener(self._on_sim_event)
         try:
             await self.peer.start()
         except OSError as exc:
@@ -181,7 +178,9 @@ class PaperGateway:
         log.info("Paper gateway for %s listening on 127.0.0.1:%d", self.home, self.port)
 
     async def stop(self) -> None:
+        self.save()
         await self.peer.stop()
+        self.sim.remove_listener(self._on_sim_event)
         with contextlib.suppress(OSError):
             (self.home / INFO_FILE).unlink()
         self.release()
@@ -200,6 +199,29 @@ class PaperGateway:
         os.replace(tmp, self.home / INFO_FILE)
         self._last_anchor = anchor
 
+    # --- persistence ---------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the world now (atomically)."""
+        self._save_pending = False
+        doc = state.world_document(self.peer, self.scenario, self._scenario, self.clock.now())
+        state.save(self.home, doc)
+        self.saves += 1
+
+    def _on_sim_event(self, event: BrokerEvent) -> None:
+        # An order, a fill, an expiry: stored within this turn of the loop (the server's
+        # own listener has run first, so its view of the order is in the document).
+        if not self._save_pending:
+            self._save_pending = True
+            asyncio.get_running_loop().call_soon(self._save_soon)
+
+    def _save_soon(self) -> None:
+        if self._save_pending:
+            try:
+                self.save()
+            except OSError:
+                log.exception("paper gateway: the world could not be saved")
+
     # --- the world's heartbeat ------------------------------------------------------
 
     async def step(self) -> None:
@@ -208,6 +230,7 @@ class PaperGateway:
         self.sim.process_time()
         if self.clock.anchor != self._last_anchor:
             self._write_info()
+        self.save()  # the clock (and with it prices) moved
         await self.peer.push_quotes()
 
     def _skip_closed(self) -> None:
@@ -249,20 +272,80 @@ class PaperGateway:
 def open_gateway(settings: Settings, *, scenario: Path | None = None, speed: float = 1.0,
                  port: int = 0, reset: bool = False) -> PaperGateway:
     """The gateway for this data directory, its lock taken (GatewayRunning if another
-    has it), its world loaded from the scenario. Not yet listening: start() does that."""
-    from core.broker.scenario import demo_scenario_path, load_scenario
+    has it), its world restored from `paper-world.json` or created from the scenario.
+    Not yet listening: start() does that.
+
+    A scenario asked for (`scenario` or PUTDESK_SIM_SCENARIO) that differs from the one
+    the stored world was made from is ScenarioMismatch, never a silent reset; `reset`
+    discards the stored world first."""
+    from core.broker.scenario import Scenario, demo_scenario_path, load_scenario
+
+    home = paper_home(settings)
+    asked = scenario or settings.app.sim_scenario
+    gateway: PaperGateway | None = None
+    lock = _take_lock(home)
+    try:
+        if reset:
+            for name in (state.STATE_FILE, state.STATE_FILE + ".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    (home / name).unlink()
+        doc = state.load(home)
+        if doc is None:
+            path = Path(asked or demo_scenario_path())
+            world = load_scenario(path)
+            gateway = _assemble(settings, home, world, str(path.resolve()), world.now,
+                                speed, port)
+        else:
+            stored = doc["scenario"]
+            where = home / state.STATE_FILE
+            if asked is not None:
+                wanted = load_scenario(asked)
+                if state.scenario_data(wanted) != stored.get("data"):
+                    raise state.ScenarioMismatch(
+                        f"The paper world in {where} was created from the scenario "
+                        f"{stored.get('path')}, not {asked}. To start over from {asked}: "
+                        f"putdesk paper --reset --scenario {asked}")
+            try:
+                world = Scenario.from_data(stored.get("data"))
+            except Exception as exc:
+                raise state.WorldStateError(f"Paper world {where} is corrupt: scenario: "
+                                            f"{exc}. Nothing was changed") from None
+            gateway = _assemble(settings, home, world, str(stored.get("path")),
+                                state.world_time(home, doc), speed, port)
+            state.restore(home, doc, gateway.sim, gateway.peer)
+        gateway._lock = lock
+        if doc is None:
+            gateway.save()
+        return gateway
+    except BaseException:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+        raise
+
+
+def _assemble(settings: Settings, home: Path, world: Scenario, path: str, now: datetime,
+              speed: float, port: int) -> PaperGateway:
     from core.broker.sim import SimBroker
     from core.market.calendar import default_calendar
 
-    home = paper_home(settings)
-    path = Path(scenario or settings.app.sim_scenario or demo_scenario_path())
-    world = load_scenario(path)
-    clock = WorldClock(world.now, speed)
+    clock = WorldClock(now, speed)
     sim = SimBroker(world, clock=clock, calendar=default_calendar(), seed=settings.app.sim_seed,
-                    rate=settings.app.sim_rate, label=path.name)
-    gateway = PaperGateway(home, sim, clock, str(path.resolve()), port=port)
-    gateway.acquire()
-    return gateway
+                    rate=settings.app.sim_rate, label=Path(path).name)
+    return PaperGateway(home, sim, clock, path, world, port=port)
+
+
+def _take_lock(home: Path) -> IO[str]:
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fh = open(home / LOCK_FILE, "a")  # noqa: SIM115 - held for the gateway's life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        info = GatewayInfo.read(home)
+        where = f" on port {info.port} (pid {info.pid})" if info else ""
+        raise GatewayRunning(f"A paper gateway already runs for {home}{where}; stop it "
+                             "first (ctrl+c in its terminal, or kill its pid)") from None
+    return fh
 
 
 async def run_gateway(gateway: PaperGateway,

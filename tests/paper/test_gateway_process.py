@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
 import socket
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from core.broker.base import OptionContract, OrderRequest, OrderStatus
+from core.broker.base import FillReceived, OptionContract, OrderRequest, OrderStatus
 from core.broker.ibkr import IbkrBroker
 from core.config import load_settings
 from tests.cli.run import putdesk
@@ -82,3 +85,84 @@ def test_two_data_directories_get_two_worlds_on_two_ports(tmp_path: Path) -> Non
 def test_a_bad_speed_is_refused(tmp_path: Path, speed: str) -> None:
     r = putdesk(env_for(tmp_path), "paper", "--speed", speed)
     assert r.returncode == 2 and "--speed" in r.stderr
+
+
+# --- the world persists -----------------------------------------------------------------
+
+
+async def test_a_world_killed_with_a_working_order_and_a_fill_has_both_after_restart(
+        tmp_path: Path) -> None:
+    """kill -9: nothing is saved on the way out, so this proves the save after every
+    change. The restarted world has the working order (same client and order ids), the
+    fill's position, cash and execution, and a clock that went on from where it was."""
+    home = tmp_path / "w"
+    with running(home) as gw:
+        client = adapter(gw.port, 41)
+        await client.connect()
+        put = OptionContract("KO", date(2026, 12, 18), 67.0)
+        resting = await client.place_order(OrderRequest(
+            action="SELL", quantity=1, contract=put, limit_price=50.0, order_ref="keep-me"))
+        quote = await client.option_quote(put)
+        assert quote.bid
+        fill_seen = asyncio.Event()
+        client.add_listener(lambda e: fill_seen.set() if isinstance(e, FillReceived)
+                            and e.fill.order_ref == "filled-one" else None)
+        filled = await client.place_order(OrderRequest(
+            action="SELL", quantity=1, contract=put, limit_price=quote.bid,
+            order_ref="filled-one"))
+        await asyncio.wait_for(fill_seen.wait(), 20)
+        before_cash = (await client.account_values()).total_cash
+        before_positions = {(p.contract, p.quantity) for p in await client.positions()}
+        before_time = await client.current_time()
+        await client.disconnect()
+        gw.stop(signal.SIGKILL)
+    assert filled.order_ref == "filled-one"
+    with running(home) as again:
+        client = adapter(again.port, 41)
+        await client.connect()
+        try:
+            working = [o for o in await client.open_orders() if o.request.order_ref == "keep-me"]
+            assert len(working) == 1 and working[0].order_id == resting.order_id
+            assert (await client.account_values()).total_cash == before_cash
+            assert {(p.contract, p.quantity) for p in await client.positions()} == (
+                before_positions)
+            assert any(f.order_ref == "filled-one" for f in await client.fills())
+            assert await client.current_time() >= before_time
+        finally:
+            await client.disconnect()
+
+
+def test_a_different_scenario_on_an_existing_world_is_a_named_error(tmp_path: Path) -> None:
+    home = tmp_path / "s"
+    with running(home):
+        pass
+    state = home / "paper-world.json"
+    stored = state.read_bytes()
+    other = tmp_path / "other.json"
+    data = json.loads((Path(__file__).parents[2] / "core/data/scenarios/demo.json").read_text())
+    data["account"]["cash"] = 12345.0
+    other.write_text(json.dumps(data))
+    r = putdesk(env_for(home), "paper", "--scenario", str(other))
+    assert r.returncode == 2
+    assert f"The paper world in {state} was created from the scenario" in r.stderr
+    assert f"putdesk paper --reset --scenario {other}" in r.stderr
+    assert state.read_bytes() == stored
+    # The way out it names works.
+    with running(home, "--reset", "--scenario", str(other)) as gw:
+        assert gw.proc.poll() is None
+    assert json.loads(state.read_text())["sim"]["cash"] == 12345.0
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"format": "something else"}',
+                                     b"\xff\xfe garbage"])
+def test_a_corrupt_world_is_a_named_error_with_its_path_and_nothing_changes(
+        tmp_path: Path, content: bytes) -> None:
+    home = tmp_path / "x"
+    home.mkdir()
+    state = home / "paper-world.json"
+    state.write_bytes(content)
+    r = putdesk(env_for(home), "paper")
+    assert r.returncode == 1
+    assert f"Paper world {state} is " in r.stderr and "--reset" in r.stderr
+    assert state.read_bytes() == content
+    assert not (home / "paper-gateway.json").exists()
