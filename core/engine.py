@@ -299,20 +299,21 @@ class Engine:
             log.exception("first position check failed")
 
     def _seed_trades(self) -> None:
-        """The scenario's open puts become trades (with entry snapshots) the first time a
-        database meets them, so the monitor has entries to measure against."""
+        """The scenario's open puts become trades (with entry snapshots) once, in a
+        database that has no trades at all, so the monitor has entries to measure
+        against. A database with any trade is never seeded again: a trade closed since
+        must not come back as OPEN when a later command starts."""
         from datetime import time as time_of_day
 
         from core.clock import NEW_YORK
         from core.db.tables import Trade, TradeEntrySnapshot
         from core.market.sectors import get_sector
 
-        held = {(t.symbol, t.strike, t.expiration) for t in self.trades.open_trades()}
+        if self.trades.any():
+            return
         added = 0
         for s in self._trade_seed:
             c = s.contract
-            if (c.symbol, c.strike, c.expiration) in held:
-                continue
             opened = s.opened or self.clock.now().date()
             when = datetime.combine(opened, time_of_day(10, 0), NEW_YORK)
             trade = Trade(symbol=c.symbol, right=c.right, strike=c.strike,
