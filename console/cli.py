@@ -89,22 +89,34 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+#: One-shot commands on the paper gateway connect as 100..999 (from their pid), so they
+#: never take the console's PUTDESK_IBKR_CLIENT_ID (TWS refuses a client id in use).
+CLI_CLIENT_IDS = (100, 900)
+
+
 def build_engine(settings: Settings, scenario: Path | None) -> Engine:
+    import os
+
     from core.broker.scenario import ScenarioError
     from core.config import ConfigError
     from core.db.session import DatabaseError
     from core.engine import Engine
+    from core.paper.gateway import GatewayError
+    from core.paper.state import WorldStateError
 
     if scenario is not None and not scenario.exists():
         fail(f"--scenario: file not found: {scenario}")
+    first, span = CLI_CLIENT_IDS
     try:
-        return Engine.build(settings, scenario=scenario)
+        return Engine.build(settings, scenario=scenario, client_id=first + os.getpid() % span)
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     except ConfigError as exc:
         fail(str(exc))
     except DatabaseError as exc:
         fail(str(exc), code=1)
+    except (GatewayError, WorldStateError) as exc:
+        fail(f"paper gateway: {exc}", code=1)
 
 
 def kill_switch(settings: Settings) -> Any:

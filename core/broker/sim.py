@@ -64,6 +64,9 @@ log = logging.getLogger("putdesk.broker.sim")
 COMMISSION_PER_CONTRACT = 0.65
 MIN_COMMISSION = 1.00
 MULTIPLIER = 100
+#: VIX's log change per unit of the underlyings' average log return (about -5: a 1%
+#: fall lifts VIX about 5%), kept within the range VIX has traded in.
+VIX_BETA, VIX_MIN, VIX_MAX = 5.0, 9.0, 90.0
 
 
 @dataclass
@@ -393,7 +396,7 @@ class SimBroker:
     async def underlying_price(self, symbol: str) -> float | None:
         await self._request()
         und = self._unds.get(symbol)
-        return und.price if und else None
+        return round(und.price, 2) if und else None  # the walk keeps more digits
 
     async def vix(self) -> float | None:
         await self._request()
@@ -757,15 +760,25 @@ class SimBroker:
         self._vix = vix
 
     def random_walk(self, days: float, vol_scale: float = 1.0) -> None:
-        """Move every underlying by one seeded geometric-Brownian step of `days`."""
+        """Move every underlying by one seeded geometric-Brownian step of `days` at its
+        implied volatility, and VIX with the market: against the average move
+        (VIX_BETA), so a falling book comes with a rising VIX."""
         dt = days / 365.0
+        if dt <= 0:
+            return
+        moves = []
         for symbol in sorted(self._unds):
             und = self._unds[symbol]
             sigma = und.iv * vol_scale
             shock = float(self._rng.normal())
-            und.price = round(und.price * math.exp(-0.5 * sigma**2 * dt
-                                                   + sigma * math.sqrt(dt) * shock), 2)
+            step = -0.5 * sigma**2 * dt + sigma * math.sqrt(dt) * shock
+            moves.append(step)
+            und.price = max(0.01, und.price * math.exp(step))  # unrounded: steps are small
             self._touch(symbol)
+        if self._vix is not None and moves:
+            mean = sum(moves) / len(moves)
+            self._vix = round(min(VIX_MAX, max(VIX_MIN, self._vix * math.exp(-VIX_BETA * mean))),
+                              2)
 
     # --- the world as data (the paper gateway persists it) ------------------------------
 

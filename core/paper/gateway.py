@@ -85,10 +85,11 @@ class GatewayInfo:
     pid: int
     scenario: str
     anchor: Anchor
+    digest: str = ""  # the scenario's content (client.scenario_digest)
 
     def as_dict(self) -> dict[str, Any]:
         return {"port": self.port, "pid": self.pid, "scenario": self.scenario,
-                "clock": self.anchor.as_dict()}
+                "digest": self.digest, "clock": self.anchor.as_dict()}
 
     @classmethod
     def read(cls, home: Path) -> GatewayInfo | None:
@@ -98,7 +99,7 @@ class GatewayInfo:
         try:
             data = json.loads((home / INFO_FILE).read_text())
             return cls(int(data["port"]), int(data["pid"]), str(data["scenario"]),
-                       Anchor.from_dict(data["clock"]))
+                       Anchor.from_dict(data["clock"]), str(data.get("digest", "")))
         except (OSError, ValueError, KeyError, TypeError):
             return None  # being written right now: the caller asks again
 
@@ -148,6 +149,7 @@ class PaperGateway:
         self._lock: IO[str] | None = None
         self._last_anchor: Anchor | None = None
         self._save_pending = False
+        self._walked_to: datetime | None = None
         self.saves = 0
 
     @property
@@ -192,8 +194,11 @@ class PaperGateway:
             self._lock = None
 
     def _write_info(self) -> None:
+        from core.paper.client import scenario_digest
+
         anchor = self.clock.anchor
-        info = GatewayInfo(self.port, os.getpid(), self.scenario, anchor)
+        info = GatewayInfo(self.port, os.getpid(), self.scenario, anchor,
+                           scenario_digest(self._scenario))
         tmp = self.home / (INFO_FILE + ".tmp")
         tmp.write_text(json.dumps(info.as_dict()))
         os.replace(tmp, self.home / INFO_FILE)
@@ -227,11 +232,29 @@ class PaperGateway:
     async def step(self) -> None:
         """Skip closed hours, settle, work orders, move nothing else yet; push quotes."""
         self._skip_closed()
+        self._move_market()
         self.sim.process_time()
         if self.clock.anchor != self._last_anchor:
             self._write_info()
         self.save()  # the clock (and with it prices) moved
         await self.peer.push_quotes()
+
+    def _move_market(self) -> None:
+        """The session's share of world time since the last step, as a random-walk step
+        (a trading day is 1/252 of a year: nights and weekends carry no variance)."""
+        now = self.clock.now()
+        last, self._walked_to = self._walked_to, now
+        if last is None or now <= last:
+            return
+        hours = self.sim.calendar.open_close(now.astimezone(NEW_YORK).date())
+        if hours is None:
+            return
+        start, end = max(last, hours[0]), min(now, hours[1])
+        if end <= start:
+            return
+        session = (hours[1] - hours[0]).total_seconds()
+        fraction_of_day = (end - start).total_seconds() / session
+        self.sim.random_walk(fraction_of_day * 365.0 / 252.0)
 
     def _skip_closed(self) -> None:
         now = self.clock.now()
