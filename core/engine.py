@@ -346,9 +346,16 @@ class Engine:
             self._spawn(self._reconnect())
         self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds, self.sync_halt))
         self._spawn(self._loop(1.0, self.tick))
-        self._spawn(self._loop(self.settings.risk.account_health_interval_minutes * 60,
+        # Market-time cadences follow a sped-up world (the paper gateway's --speed): a
+        # 15-minute monitor runs every 1.5 s at x600, never more often than once a second.
+        speed = float(getattr(self.clock, "speed", 1.0))
+
+        def paced(minutes: float) -> float:
+            return minutes * 60 if speed <= 1 else max(1.0, minutes * 60 / speed)
+
+        self._spawn(self._loop(paced(self.settings.risk.account_health_interval_minutes),
                                self.refresh_account))
-        self._spawn(self._loop(self.settings.monitoring.interval_minutes * 60,
+        self._spawn(self._loop(paced(self.settings.monitoring.interval_minutes),
                                self.monitor_cycle))
         if not self.read_only:
             self._spawn(self._loop(self.settings.execution.order_lease_seconds / 3,

@@ -109,6 +109,11 @@ class GatewayClock:
         except OSError:
             return 0.0
 
+    @property
+    def speed(self) -> float:
+        """World seconds per wall second (the engine paces market-time loops by it)."""
+        return self._anchor.speed
+
     def now(self) -> datetime:
         if time.monotonic() - self._checked >= self.REFRESH_S:
             self._checked = time.monotonic()
