@@ -119,8 +119,24 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
         fail(f"paper gateway: {exc}", code=1)
 
 
-def kill_switch(settings: Settings) -> Any:
+def process_clock(settings: Settings) -> Any:
+    """The clock a command stamps and measures with: the paper world's when this data
+    directory's gateway runs (one clock: the world's time everywhere), else the wall's."""
     from core.clock import SystemClock
+    from core.config import BrokerKind
+
+    if settings.app.broker is BrokerKind.PAPER:
+        from core.paper.client import GatewayClock
+        from core.paper.gateway import GatewayInfo, paper_home
+
+        home = paper_home(settings)
+        info = GatewayInfo.read(home)
+        if info is not None:
+            return GatewayClock(home, info.anchor)
+    return SystemClock()
+
+
+def kill_switch(settings: Settings) -> Any:
     from core.db.session import Database, DatabaseError, database_url
     from core.risk.kill_switch import KillSwitch
 
@@ -129,7 +145,7 @@ def kill_switch(settings: Settings) -> Any:
         db.upgrade()
     except DatabaseError as exc:
         fail(str(exc), code=1)
-    switch = KillSwitch(db, SystemClock())
+    switch = KillSwitch(db, process_clock(settings))
     switch.sync()
     return switch
 
@@ -835,8 +851,8 @@ def stress_test(
     emit(data, json_out, human)
 
 
-def _parse_since(text: str) -> Any:
-    """An ISO time, or a span back from now: 30m, 12h, 7d."""
+def _parse_since(text: str, now: datetime) -> Any:
+    """An ISO time, or a span back from `now`: 30m, 12h, 7d."""
     import re
     from datetime import UTC, timedelta
 
@@ -848,7 +864,7 @@ def _parse_since(text: str) -> Any:
             n, unit = int(m.group(1)), m.group(2)
             span = {"m": timedelta(minutes=n), "h": timedelta(hours=n),
                     "d": timedelta(days=n)}[unit]
-            return datetime.now(UTC) - span
+            return now - span
         moment = datetime.fromisoformat(text)
         # in UTC, as the database compares it: year 1 or 9999 may not fit
         return (moment if moment.tzinfo else moment.replace(tzinfo=NEW_YORK)).astimezone(UTC)
@@ -874,8 +890,8 @@ def audit(
     from core.db.repos import AuditRepo
     from core.db.session import Database, DatabaseError, database_url
 
-    start = _parse_since(since) if since else None
     settings = load()
+    start = _parse_since(since, process_clock(settings).now()) if since else None
     try:
         db = Database(database_url(settings))
         db.upgrade()
@@ -959,11 +975,11 @@ def calendar(
     json_out: JsonOpt = False,
 ) -> None:
     """Market session at a time (REGULAR, PRE_MARKET, AFTER_HOURS, CLOSED), next open/close."""
-    from core.clock import NEW_YORK, SystemClock
+    from core.clock import NEW_YORK
     from core.market.calendar import default_calendar
 
     if at is None:
-        moment = SystemClock().now()
+        moment = process_clock(load()).now()
     else:
         try:
             moment = datetime.fromisoformat(at)

@@ -57,6 +57,13 @@ def test_check_stage_execute_positions_status_in_separate_processes_share_one_wo
     assert after["account"]["maint_margin_req"] > margin_before
     # One clock: the world's (the scenario's Tuesday), not this machine's date.
     assert after["now"].startswith("2026-11-24")
+    # The audit trail, the halt and `--since` run on that clock too.
+    ok(putdesk(env, "emergency-stop", "lunch", "--json"))
+    ok(putdesk(env, "resume-trading", "--yes", "--json"))
+    events = ok(putdesk(env, "audit", "--json", "--since", "1h"))["events"]
+    kinds = {e["kind"] for e in events}
+    assert {"halt", "resume", "risk_decision", "order_filled"} <= kinds, kinds
+    assert all(e["ts"].startswith("2026-11-24") for e in events), [e["ts"] for e in events]
     # Read-only commands, any number of times, leave the trades as they are.
     trades = ok(putdesk(env, "performance", "--json"))
     for _ in range(2):
