@@ -150,7 +150,6 @@ class PaperGateway:
         self._last_anchor: Anchor | None = None
         self._save_pending = False
         self._walked_to: datetime | None = None
-        self.saves = 0
 
     @property
     def port(self) -> int:
@@ -206,12 +205,12 @@ class PaperGateway:
 
     # --- persistence ---------------------------------------------------------------
 
-    def save(self) -> None:
-        """Write the world now (atomically)."""
+    def save(self, durable: bool = True) -> None:
+        """Write the world now (atomically; `durable` also waits for the disk, as after
+        an order, a fill or an expiry)."""
         self._save_pending = False
         doc = state.world_document(self.peer, self.scenario, self._scenario, self.clock.now())
-        state.save(self.home, doc)
-        self.saves += 1
+        state.save(self.home, doc, durable)
 
     def _on_sim_event(self, event: BrokerEvent) -> None:
         # An order, a fill, an expiry: stored within this turn of the loop (the server's
@@ -230,13 +229,13 @@ class PaperGateway:
     # --- the world's heartbeat ------------------------------------------------------
 
     async def step(self) -> None:
-        """Skip closed hours, settle, work orders, move nothing else yet; push quotes."""
+        """Skip closed hours, move the market, settle and work orders, save, push quotes."""
         self._skip_closed()
         self._move_market()
         self.sim.process_time()
         if self.clock.anchor != self._last_anchor:
             self._write_info()
-        self.save()  # the clock (and with it prices) moved
+        self.save(durable=False)  # the clock and prices moved: no fsync twice a second
         await self.peer.push_quotes()
 
     def _move_market(self) -> None:
@@ -332,7 +331,9 @@ def open_gateway(settings: Settings, *, scenario: Path | None = None, speed: flo
                 world = Scenario.from_data(stored.get("data"))
             except Exception as exc:
                 raise state.WorldStateError(f"Paper world {where} is corrupt: scenario: "
-                                            f"{exc}. Nothing was changed") from None
+                                            f"{exc}. Nothing was changed; fix or move the "
+                                            "file, or start over with `putdesk paper "
+                                            "--reset`") from None
             gateway = _assemble(settings, home, world, str(stored.get("path")),
                                 state.world_time(home, doc), speed, port)
             state.restore(home, doc, gateway.sim, gateway.peer)

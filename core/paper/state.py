@@ -68,13 +68,16 @@ def world_document(peer: TwsPeer, scenario_path: str, scenario: Scenario,
     }
 
 
-def save(home: Path, document: dict[str, Any]) -> None:
+def save(home: Path, document: dict[str, Any], durable: bool = True) -> None:
+    """Replace the stored world in one rename; `durable`: fsync before it, so a power
+    cut cannot lose what a client was told (an order taken, a fill)."""
     path = home / STATE_FILE
     tmp = home / (STATE_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(document, fh, separators=(",", ":"))
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -97,9 +100,13 @@ def load(home: Path) -> dict[str, Any] | None:
         if doc.get("version") != VERSION:
             raise ValueError(f"format version {doc.get('version')!r}, this PutDesk reads "
                              f"{VERSION}")
-        for key in ("scenario", "world_time", "sim", "peer"):
-            if key not in doc:
-                raise ValueError(f"'{key}' is missing")
+        for key in ("scenario", "sim", "peer"):
+            if not isinstance(doc.get(key), dict):
+                raise ValueError(f"'{key}' is missing or not an object")
+        if not isinstance(doc["scenario"].get("data"), dict):
+            raise ValueError("'scenario.data' is missing or not an object")
+        if "world_time" not in doc:
+            raise ValueError("'world_time' is missing")
     except ValueError as exc:  # JSONDecodeError is a ValueError
         raise WorldStateError(f"Paper world {path} is corrupt: {exc}. Nothing was changed; "
                               "fix or move the file, or start over with "

@@ -153,8 +153,11 @@ def test_a_different_scenario_on_an_existing_world_is_a_named_error(tmp_path: Pa
     assert json.loads(state.read_text())["sim"]["cash"] == 12345.0
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"format": "something else"}',
-                                     b"\xff\xfe garbage"])
+@pytest.mark.parametrize("content", [
+    b"{not json", b'{"format": "something else"}', b"\xff\xfe garbage",
+    b'{"format": "putdesk-paper-world", "version": 1, "scenario": 3, "sim": {}, "peer": {}}',
+    b'{"format": "putdesk-paper-world", "version": 1, "world_time": "2026-11-24T10:00Z",'
+    b' "scenario": {"data": {}}, "sim": {}, "peer": {}}'])
 def test_a_corrupt_world_is_a_named_error_with_its_path_and_nothing_changes(
         tmp_path: Path, content: bytes) -> None:
     home = tmp_path / "x"

@@ -80,3 +80,13 @@ def test_a_command_asking_for_another_scenario_than_the_running_world_is_told_ho
     assert r.returncode == 1
     assert "serves a world made from" in r.stderr
     assert f"putdesk paper --reset --scenario {other}" in r.stderr
+
+
+def test_a_command_on_a_corrupt_world_names_the_file_and_changes_nothing(home: Path) -> None:
+    state = home / "paper-world.json"
+    state.write_text("{half a world")
+    r = putdesk(paper_env(home), "status", "--json")
+    assert r.returncode == 1
+    assert f"paper gateway: Paper world {state} is corrupt" in r.stderr
+    assert state.read_text() == "{half a world"
+    assert not gateway_running(home)
