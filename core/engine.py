@@ -226,14 +226,15 @@ class Engine:
             trades = world.open_trades()
         elif settings.app.broker is BrokerKind.PAPER:
             from core.broker.ibkr import IbkrBroker
-            from core.broker.scenario import load_scenario
             from core.market.earnings import SimEarnings
             from core.paper.client import GatewayClock, ensure_gateway
             from core.paper.gateway import paper_home
+            from core.paper.state import stored_scenario
 
             info = ensure_gateway(settings, scenario)
-            world = load_scenario(info.scenario)
-            clock = clock or GatewayClock(paper_home(settings), info.anchor)
+            home = paper_home(settings)
+            world = stored_scenario(home)  # the running world's own copy
+            clock = clock or GatewayClock(home, info.anchor)
             wall_clock = clock  # one clock: the world's, in every process
             ibkr = settings.ibkr.model_copy(update={
                 "host": "127.0.0.1", "port": info.port,

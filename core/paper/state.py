@@ -114,6 +114,21 @@ def load(home: Path) -> dict[str, Any] | None:
     return doc
 
 
+def stored_scenario(home: Path) -> Scenario:
+    """The scenario the stored world was made from (a copy of it lives in the world, so
+    the world does not depend on the file staying where it was)."""
+    from core.broker.scenario import Scenario, ScenarioError
+
+    doc = load(home)
+    if doc is None:
+        raise WorldStateError(f"No paper world in {home / STATE_FILE}")
+    try:
+        return Scenario.from_data(doc["scenario"]["data"])
+    except ScenarioError as exc:
+        raise WorldStateError(f"Paper world {home / STATE_FILE} is corrupt: scenario: {exc}. "
+                              "Start over with `putdesk paper --reset`") from None
+
+
 def restore(home: Path, doc: dict[str, Any], sim: SimBroker, peer: TwsPeer) -> None:
     """Put the stored state into a simulator and server built from its scenario."""
     path = home / STATE_FILE
