@@ -17,21 +17,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ibapi.account_summary_tags import AccountSummaryTags  # ibapi-stable, a dev dependency
+from ibapi.client import EClient
+from ibapi.contract import ComboLeg, Contract
+from ibapi.execution import ExecutionFilter
+from ibapi.order import Order
+from ibapi.order_cancel import OrderCancel
+from ibapi.wrapper import EWrapper
 
-ibapi = pytest.importorskip("ibapi", reason="ibapi-stable is a dev dependency")
-
-from ibapi.account_summary_tags import AccountSummaryTags  # noqa: E402
-from ibapi.client import EClient  # noqa: E402
-from ibapi.contract import ComboLeg, Contract  # noqa: E402
-from ibapi.execution import ExecutionFilter  # noqa: E402
-from ibapi.order import Order  # noqa: E402
-from ibapi.order_cancel import OrderCancel  # noqa: E402
-from ibapi.wrapper import EWrapper  # noqa: E402
-
-from core.broker.base import OptionContract  # noqa: E402
-from core.broker.sim import SimBroker  # noqa: E402
-from core.paper import TwsPeer  # noqa: E402
-from core.paper.accounts import ACCOUNT_TAGS  # noqa: E402
+from core.broker.base import OptionContract
+from core.broker.sim import SimBroker
+from core.paper import TwsPeer
+from core.paper.accounts import ACCOUNT_TAGS
 
 DECODE_ERRORS = {505, 507, 508}  # unknown message id, bad length, bad message
 UNSET_DOUBLE = 1.7976931348623157e308
