@@ -1196,6 +1196,9 @@ def paper(
                                          "skipped at any speed).")] = 1.0,
     reset: Annotated[bool, typer.Option("--reset", help="Discard this data directory's "
                                         "world and start again from the scenario.")] = False,
+    read_only_api: Annotated[bool, typer.Option(
+        "--read-only-api", help="As TWS's 'Read-Only API' setting: every order is refused "
+                                "with error 321.")] = False,
 ) -> None:
     """Run the paper gateway (a simulated IBKR TWS) in the foreground with a status line."""
     from core.broker.scenario import ScenarioError
@@ -1210,6 +1213,7 @@ def paper(
         fail(f"--scenario: file not found: {scenario}")
     try:
         gateway = open_gateway(settings, scenario=scenario, speed=speed, port=port, reset=reset)
+        gateway.peer.read_only_api = read_only_api
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     except ScenarioMismatch as exc:

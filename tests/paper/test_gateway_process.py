@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from core.broker.base import FillReceived, OptionContract, OrderRequest, OrderStatus
+from core.broker.base import (
+    BrokerMessage,
+    FillReceived,
+    OptionContract,
+    OrderRequest,
+    OrderStatus,
+)
 from core.broker.ibkr import IbkrBroker
 from core.config import load_settings
 from tests.cli.run import putdesk
@@ -169,3 +175,24 @@ def test_a_corrupt_world_is_a_named_error_with_its_path_and_nothing_changes(
     assert f"Paper world {state} is " in r.stderr and "--reset" in r.stderr
     assert state.read_bytes() == content
     assert not (home / "paper-gateway.json").exists()
+
+
+async def test_a_read_only_api_gateway_refuses_orders_with_321(tmp_path: Path) -> None:
+    with running(tmp_path / "ro", "--read-only-api") as gw:
+        client = adapter(gw.port, 51)
+        await client.connect()
+        try:
+            refused = asyncio.Event()
+
+            def on_event(e: object) -> None:
+                if isinstance(e, BrokerMessage) and e.code == 321:
+                    refused.set()
+
+            client.add_listener(on_event)
+            await client.place_order(OrderRequest(
+                action="SELL", quantity=1, contract=OptionContract(
+                    "KO", date(2026, 12, 18), 67.0), limit_price=50.0, order_ref="ro"))
+            await asyncio.wait_for(refused.wait(), 20)
+            assert await client.open_orders() == []
+        finally:
+            await client.disconnect()
