@@ -32,11 +32,11 @@ from core.broker.sim import SimBroker
 from core.clock import ManualClock, SystemClock
 from core.db.session import Database
 from core.engine import Engine
+from core.paper import TwsPeer
 from core.risk.kill_switch import KillSwitch
 from tests.core.risk.worlds import world, write
 from tests.factories import make_settings
 from tests.faults.conftest import KO, quoted, stage
-from tests.tws_peer import TwsPeer
 
 REPO = Path(__file__).parents[2]
 KO_68 = OptionContract("KO", date(2026, 12, 31), 68.0)
