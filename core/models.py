@@ -406,6 +406,7 @@ class PositionView:
     #: could not buy it all back; "" otherwise.
     exit_state: str = ""
     campaign: Campaign | None = None  # rolled positions: the legs since the first sale
+    theta: float | None = None  # per option share per calendar day (the broker's)
 
     @property
     def symbol(self) -> str:
@@ -460,7 +461,8 @@ class PositionView:
                 "entry_date": self.entry_date.isoformat() if self.entry_date else None,
                 "entry_underlying": self.entry_underlying, "roll_count": self.roll_count,
                 "dte": self.dte, "bid": self.bid, "ask": self.ask, "mark": self.mark,
-                "delta": self.delta, "iv": self.iv, "underlying_price": self.underlying_price,
+                "delta": self.delta, "theta": self.theta, "iv": self.iv,
+                "underlying_price": self.underlying_price,
                 "drop_pct": self.drop_pct, "pnl": self.pnl,
                 "loss_multiple": self.loss_multiple,
                 "alerts": [a.as_dict() for a in self.alerts],

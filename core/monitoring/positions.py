@@ -89,10 +89,11 @@ class PositionMonitor:
             trade = match_trade(p, trades)
             snapshot = (await asyncio.to_thread(engine.trades.entry_snapshot, trade.id)
                         if trade is not None else None)
-            bid = ask = mark = delta = iv = underlying = None
+            bid = ask = mark = delta = theta = iv = underlying = None
             try:
                 quote = await broker.option_quote(c)
                 bid, ask, delta, iv = quote.bid, quote.ask, quote.delta, quote.iv
+                theta = quote.theta
                 mark = quote.mid if quote.mid is not None else quote.last
                 underlying = await broker.underlying_price(c.symbol)
             except BrokerError as exc:
@@ -111,7 +112,7 @@ class PositionMonitor:
                 entry_underlying=snapshot.underlying_price if snapshot is not None else None,
                 roll_count=trade.roll_count if trade is not None else 0,
                 dte=(c.expiration - today).days, bid=bid, ask=ask, mark=mark, delta=delta,
-                iv=iv, underlying_price=underlying)
+                iv=iv, underlying_price=underlying, theta=theta)
             views.append(replace(view, alerts=check_alerts(view, self.settings)))
         extras = await asyncio.to_thread(self._ledger_state, views)
         views = [replace(v, exit_state=extras[v.position_id][0],

@@ -1,0 +1,65 @@
+"""Money, percent, price and greek formatting: one style for the console, the CLI and
+the charts (plain strings: core imports no rich/textual).
+
+Money always reads sign first: "-$477", never "$-477"; P&L carries "+" when asked
+(`signed`). None is "—" everywhere: a missing figure is shown as missing, never as 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+DASH = "—"
+
+
+def money(value: float | None, *, cents: bool = False, signed: bool = False) -> str:
+    """Dollars with thousands separators, sign before the "$": -$1,234 / +$56.25."""
+    if value is None:
+        return DASH
+    amount = round(abs(value), 2 if cents else 0)
+    sign = "-" if value < 0 and amount else ("+" if signed and amount else "")
+    return f"{sign}${amount:,.2f}" if cents else f"{sign}${amount:,.0f}"
+
+
+def pnl(value: float | None, *, cents: bool = False) -> str:
+    """A P&L: money with its sign always shown."""
+    return money(value, cents=cents, signed=True)
+
+
+def price(value: float | None) -> str:
+    """An option or stock price per share: 2 decimals, no "$" (table cells)."""
+    return DASH if value is None else f"{value:,.2f}"
+
+
+def pct(value: float | None, digits: int = 1, *, signed: bool = False) -> str:
+    """A fraction as percent: 0.052 -> "5.2%"."""
+    if value is None:
+        return DASH
+    return f"{value * 100:+.{digits}f}%" if signed else f"{value * 100:.{digits}f}%"
+
+
+def greek(value: float | None, digits: int = 2) -> str:
+    """A per-share greek (delta -0.2502002246774673 -> "-0.25")."""
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def contracts(n: int) -> str:
+    """ "1 contract", "3 contracts"."""
+    return f"{n} contract" if abs(n) == 1 else f"{n} contracts"
+
+
+#: Decimal places kept in machine-readable output: float noise (-857.4999999999999)
+#: goes, every real figure (prices in cents, greeks to 1e-6) stays.
+JSON_DECIMALS = 6
+
+
+def clean_floats(data: Any) -> Any:
+    """`data` with every float rounded to JSON_DECIMALS places (dicts, lists, tuples)."""
+    if isinstance(data, float):
+        return round(data, JSON_DECIMALS) if math.isfinite(data) else data
+    if isinstance(data, dict):
+        return {k: clean_floats(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [clean_floats(v) for v in data]
+    return data
