@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from core import fmt
+
 if TYPE_CHECKING:
     from core.config import Settings
     from core.engine import Engine
@@ -64,7 +66,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        typer.echo(json.dumps(fmt.clean_floats(data), indent=2, default=str))
     else:
         human()
 
@@ -272,7 +274,7 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
                                ("Equity with loan", "equity_with_loan"),
                                ("Cash", "total_cash")):
                 value = a[key]
-                t.add_row(label, "—" if value is None else f"${value:,.0f}")
+                t.add_row(label, fmt.money(value))
             for label, key in (("Excess liq. / NLV", "excess_liquidity_pct"),
                                ("Margin utilisation", "margin_utilization")):
                 value = a[key]
@@ -409,9 +411,9 @@ def scan(
 def _parse_expiration(text: str) -> Any:
     from datetime import date
 
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+    for pattern in ("%Y-%m-%d", "%Y%m%d"):
         try:
-            return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a date, no time
+            return datetime.strptime(text, pattern).date()  # noqa: DTZ007 - a date, no time
         except ValueError:
             continue
     try:
@@ -448,7 +450,7 @@ def print_decision(data: dict[str, Any]) -> None:
     w = data["whatif"]
     if w:
         def m(v: float | None) -> str:
-            return "—" if v is None else f"${v:,.2f}"
+            return fmt.money(v, cents=True)
 
         source = "IBKR what-if" if w["source"] == "whatif" else "[yellow]estimate[/]"
         out.print(f"Margin ({source}): impact {m(w['margin_impact'])} (cap "
@@ -833,10 +835,8 @@ def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
             alerts = " · ".join(f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['severity']}[/]"
                                 f" {a['message']}" for a in p["alerts"])
             t.add_row(f"{p['symbol']} {p['expiration']} {p['strike']:g}P", str(p["quantity"]),
-                      "—" if p["delta"] is None else f"{p['delta']:.2f}",
-                      "—" if p["underlying_price"] is None else f"{p['underlying_price']:.2f}",
-                      "—" if p["drop_pct"] is None else f"{p['drop_pct']:.1%}",
-                      "—" if p["pnl"] is None else f"{p['pnl']:,.0f}", str(p["dte"]),
+                      fmt.greek(p["delta"]), fmt.price(p["underlying_price"]),
+                      fmt.pct(p["drop_pct"]), fmt.pnl(p["pnl"]), str(p["dte"]),
                       alerts or "")
         Console().print(t)
         for s in data["stock"]:
@@ -885,7 +885,7 @@ def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
                       f"{p['symbol']} {p['old_expiration']} {p['old_strike']:g}P",
                       f"{p['new_expiration']} {p['new_strike']:g}P ({p['new_dte']} DTE)",
                       f"{p['net_credit']:.2f}",
-                      "—" if p["margin_change"] is None else f"{p['margin_change']:,.0f}",
+                      fmt.money(p["margin_change"], signed=True),
                       p["result"] or p["reason"])
         Console().print(t)
 
@@ -1021,12 +1021,12 @@ def stress_test(
                 t.add_column(col, justify="left" if col == "Position" else "right")
             for row in sc["positions"]:
                 t.add_row(row["position"], f"{row['price_now']:.2f}", f"{row['new_price']:.2f}",
-                          f"{row['pnl']:,.0f}", f"{row['new_delta']:.2f}",
-                          f"{row['new_margin']:,.0f}")
-            t.add_row("[bold]Portfolio[/]", "", "", f"[bold]{p['pnl']:,.0f}[/]", "",
-                      f"[bold]{p['margin']:,.0f}[/]")
-            t.caption = (f"ExcessLiquidity after ${p['excess_liquidity']:,.0f} · NLV after "
-                         f"${p['net_liquidation']:,.0f}")
+                          fmt.pnl(row["pnl"]), fmt.greek(row["new_delta"]),
+                          fmt.money(row["new_margin"]))
+            t.add_row("[bold]Portfolio[/]", "", "", f"[bold]{fmt.pnl(p['pnl'])}[/]", "",
+                      f"[bold]{fmt.money(p['margin'])}[/]")
+            t.caption = (f"ExcessLiquidity after {fmt.money(p['excess_liquidity'])} · NLV "
+                         f"after {fmt.money(p['net_liquidation'])}")
             out.print(t)
 
     emit(data, json_out, human)
@@ -1129,7 +1129,7 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None
             return "—" if v is None else f"{v:.0%}"
 
         def m(v: float | None) -> str:
-            return "—" if v is None else f"${v:,.0f}"
+            return fmt.money(v)
 
         out.print(f"Closed trades {c['trades']} · win rate {pct(data['win_rate'])} · average "
                   f"{m(data['average_pnl'])} · total {m(data['total_pnl'])} · best "

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from screens.base import DeskScreen, busy
-from widgets.format import money, pct
+from widgets.format import money, pct, pnl
 from widgets.palette import GREEN, RED
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class PerformanceScreen(DeskScreen):
         text = Text()
         text.append(f"{o.trades} closed trades", style="bold")
         text.append(f" · win rate {pct(o.win_rate, 0)} · average {money(o.average)} · total ")
-        text.append(money(o.pnl), style=GREEN if o.pnl >= 0 else RED)
+        text.append(pnl(o.pnl), style=GREEN if o.pnl >= 0 else RED)
         text.append(f" · best {money(j.best)} · worst {money(j.worst)} · open {j.open_trades}"
                     f" · assigned {j.assigned} · rolled {j.rolled} · max drawdown "
                     f"{pct(j.max_drawdown)}")
@@ -91,7 +91,7 @@ class PerformanceScreen(DeskScreen):
             buckets: dict[str, Bucket] = getattr(j, key)
             for name, b in sorted(buckets.items()):
                 table.add_row(name, str(b.trades), pct(b.win_rate, 0),
-                              Text(money(b.pnl), style=RED if b.pnl < 0 else ""))
+                              Text(pnl(b.pnl), style=RED if b.pnl < 0 else ""))
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()

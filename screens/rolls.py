@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 
 from screens.base import DeskScreen
 from screens.confirm import ConfirmScreen
-from widgets.format import money
+from widgets.format import greek, money
 from widgets.palette import BOLD_CYAN, BOLD_GREEN, ON_RED, ON_YELLOW
 
 if TYPE_CHECKING:
@@ -90,8 +90,9 @@ class RollsScreen(DeskScreen):
                 Text(p.status, style=STATUS_STYLE.get(p.status, "")),
                 f"{p.symbol} {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P",
                 f"{p.new_expiration:%Y-%m-%d} {p.new_strike:g}P", f"{p.net_credit:.2f}",
-                str(p.new_dte), "—" if p.new_delta is None else f"{p.new_delta:.2f}",
-                f"{p.buyback_cost:.2f}", f"{p.new_premium:.2f}", money(p.margin_change),
+                str(p.new_dte), greek(p.new_delta),
+                f"{p.buyback_cost:.2f}", f"{p.new_premium:.2f}",
+                money(p.margin_change, signed=True),
                 Text(p.result or p.reason, overflow="ellipsis", no_wrap=True), key=p.id)
         if keep is not None and any(p.id == keep.id for p in rows):
             table.move_cursor(row=table.get_row_index(keep.id))
@@ -125,7 +126,7 @@ class RollsScreen(DeskScreen):
                  f"{p.buyback_cost:.2f}, sell {p.new_expiration:%Y-%m-%d} {p.new_strike:g}P "
                  f"at {p.new_premium:.2f} = net credit {p.net_credit:.2f} "
                  f"({money(p.net_credit * 100 * p.contracts)}); margin change "
-                 f"{money(p.margin_change)}\n")
+                 f"{money(p.margin_change, signed=True)}\n")
         t.append(p.reason + "\n")
         if p.result:
             t.append(f"{p.status}: {p.result}", style=STATUS_STYLE.get(p.status, ""))

@@ -15,7 +15,7 @@ from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
 from screens.base import DeskScreen, busy
-from widgets.format import money
+from widgets.format import greek, money, pnl, price
 from widgets.palette import GREEN, ON_RED, RED
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class StressScreen(DeskScreen):
         table.clear()
         for r in results:
             table.add_row(Text(r.label or r.name, overflow="ellipsis", no_wrap=True),
-                          Text(money(r.pnl), style=RED if r.pnl < 0 else GREEN),
+                          Text(pnl(r.pnl), style=RED if r.pnl < 0 else GREEN),
                           Text(" MARGIN CALL ", style=ON_RED) if r.margin_call
                           else Text("no", style=GREEN),
                           money(r.excess_liquidity), money(r.margin),
@@ -169,9 +169,9 @@ class StressScreen(DeskScreen):
             return
         table.border_title = f"Per position — {result.label or result.name}"
         for p in result.positions:
-            table.add_row(p.label, f"{p.price_now:.2f}", f"{p.price_after:.2f}",
-                          Text(money(p.pnl), style=RED if p.pnl < 0 else ""),
-                          f"{p.delta_after:.2f}", money(p.margin_after))
+            table.add_row(p.label, price(p.price_now), price(p.price_after),
+                          Text(pnl(p.pnl), style=RED if p.pnl < 0 else ""),
+                          greek(p.delta_after), money(p.margin_after))
 
     def _charts(self, results: list[StressResult], curve: list[float]) -> None:
         bars = self.query_one("#by-scenario", PlotextPlot)
