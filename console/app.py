@@ -50,9 +50,14 @@ SCREENS: dict[str, tuple[str, str]] = {
     "stress": ("stress", "StressScreen"), "log": ("log", "LogScreen"),
     "journal": ("performance", "PerformanceScreen"),
 }
-#: The f-keys share one footer entry ("f1 … f10 screens"): at 80 columns the footer has
-#: room for the screen's own keys, the halt and the help; `?` lists every screen's name.
+#: Screens by key: f1 and 1, ..., f10 and 0 (number keys for terminals without F-keys;
+#: f5 is refresh, so 5 is free). The footer shows one "g Screens" menu instead: at 80
+#: columns it has room for the screen's own keys, the halt and the help.
 SCREEN_KEYS = Binding.Group("screens")
+SCREEN_ORDER = ((1, "overview", "Overview"), (2, "candidates", "Candidates"),
+                (3, "positions", "Positions"), (4, "orders", "Orders"), (6, "rolls", "Rolls"),
+                (7, "margin", "Margin"), (8, "stress", "Stress"), (9, "log", "Log"),
+                (10, "journal", "Journal"))
 #: App actions a read-only console refuses (and hides).
 ORDER_ACTIONS = frozenset({"resume"})
 #: What works on the start-up screen, before the settings are read.
@@ -77,25 +82,21 @@ class PutDeskApp(App[None]):
     BINDINGS = [
         Binding("ctrl+k", "halt", "Halt trading", priority=True, id="halt",
                 tooltip="Halt all trading immediately (persisted; every PutDesk process)"),
+        # In a text field too: see on_event.
         Binding("question_mark", "help", "Help", id="help",
                 tooltip="Every key of every screen, and the command line"),
         Binding("ctrl+r", "resume", "Resume", priority=True, id="resume",
                 tooltip="Resume trading after a halt (asks for confirmation)"),
         Binding("f5", "refresh", "Refresh", id="refresh",
                 tooltip="Refresh account health from the broker now"),
-        Binding("f1", "switch_mode('overview')", "Overview", id="screen-overview",
-                group=SCREEN_KEYS),
-        Binding("f2", "switch_mode('candidates')", "Candidates", id="screen-candidates",
-                group=SCREEN_KEYS),
-        Binding("f3", "switch_mode('positions')", "Positions", id="screen-positions",
-                group=SCREEN_KEYS),
-        Binding("f4", "switch_mode('orders')", "Orders", id="screen-orders", group=SCREEN_KEYS),
-        Binding("f6", "switch_mode('rolls')", "Rolls", id="screen-rolls", group=SCREEN_KEYS),
-        Binding("f7", "switch_mode('margin')", "Margin", id="screen-margin", group=SCREEN_KEYS),
-        Binding("f8", "switch_mode('stress')", "Stress", id="screen-stress", group=SCREEN_KEYS),
-        Binding("f9", "switch_mode('log')", "Log", id="screen-log", group=SCREEN_KEYS),
-        Binding("f10", "switch_mode('journal')", "Journal", id="screen-journal",
-                group=SCREEN_KEYS),
+        Binding("g", "screens_menu", "Screens", id="screens-menu",
+                tooltip="Go to a screen (or 1-4, 6-9, 0; f1-f4, f6-f10)"),
+        *(Binding(f"f{n},{n % 10}", f"switch_mode('{mode}')", name, id=f"screen-{mode}",
+                  group=SCREEN_KEYS, show=False)
+          for n, mode, name in SCREEN_ORDER),
+        # In a text field digits and letters type; Esc leaves the field, so that the
+        # number keys and g work again (a screen's own Esc, e.g. Back, comes first).
+        Binding("escape", "leave_field", "Leave the field", id="leave-field", show=False),
         Binding("ctrl+a", "acknowledge", "Ack", id="acknowledge", priority=True, show=False,
                 tooltip="Acknowledge EMERGENCY notifications (stops their repeats)"),
     ]
@@ -283,16 +284,72 @@ class PutDeskApp(App[None]):
 
     # --- actions ---------------------------------------------------------------
 
+    async def on_event(self, event: events.Event) -> None:
+        """`?` in a text field opens help, unless the field already holds text: then it
+        is a typed "?" (a search for "what?"). An empty field, or one that only takes
+        numbers, has no use for a "?". (A text field takes every printable key before
+        any binding, priority ones included, so this is decided here.)"""
+        if (isinstance(event, events.Key) and event.key == "question_mark"
+                and not event.is_forwarded and self.settings_loaded and self._help_key_in_field()):
+            event.stop()
+            self.action_help()
+            return
+        await super().on_event(event)
+
+    def _help_key_in_field(self) -> bool:
+        from textual.widgets import Input
+
+        focused = self.focused
+        return isinstance(focused, Input) and (not focused.value
+                                               or focused.restrict is not None)
+
     def action_help(self) -> None:
+        """Help; on the help screen, `?` closes it."""
         from screens.help import HelpScreen
 
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.help_sections(), cli_reference(), CLI_NOTE))
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        self.push_screen(HelpScreen(self.help_sections(), cli_reference(), CLI_NOTE))
+
+    def action_leave_field(self) -> None:
+        from textual.actions import SkipAction
+        from textual.widgets import Input
+
+        if not isinstance(self.focused, Input):
+            raise SkipAction()
+        self.screen.set_focus(None)
+
+    def action_screens_menu(self) -> None:
+        from screens.menu import ScreensMenu
+
+        if isinstance(self.screen, ScreensMenu):
+            return
+
+        def chosen(mode: str | None) -> None:
+            if mode:
+                self.call_later(self.switch_mode, mode)
+
+        keys = {mode: f"{n % 10} f{n}" for n, mode, _ in SCREEN_ORDER}
+        self.push_screen(ScreensMenu([(mode, name, keys[mode])
+                                      for _, mode, name in SCREEN_ORDER]), chosen)
+
+    async def palette_scan(self) -> None:
+        from textual.widgets import Button
+
+        await self.switch_mode("candidates")
+        self.screen.query_one("#scan-csv", Button).press()
+
+    async def run_on_screen(self, mode: str, action: str) -> None:
+        """A palette command: open the screen, then run its action (its own checks,
+        confirmations and read-only refusal apply)."""
+        await self.switch_mode(mode)
+        await self.screen.run_action(action)
 
     def help_sections(self) -> list[HelpSection]:
         """The app's keys (with Textual's quit and palette), then the f-key screens in
         their order, then every other screen; all from BINDINGS."""
-        from screens.help import HelpSection, own_bindings, screen_title, sections_for
+        from screens.help import HelpSection, key_text, own_bindings, screen_title, sections_for
 
         everywhere = [*own_bindings(type(self)),
                       Binding(self.COMMAND_PALETTE_BINDING, "command_palette",
@@ -308,7 +365,7 @@ class PutDeskApp(App[None]):
             if b.group is SCREEN_KEYS:
                 mode = b.action.removeprefix("switch_mode('").removesuffix("')")
                 cls = _screen_class(mode)
-                screens.append((f"{screen_title(cls)} ({b.key})", cls))
+                screens.append((f"{screen_title(cls)} ({key_text(b.key)})", cls))
         return sections_for(app_section, screens, self.read_only)
 
     def action_halt(self) -> None:
@@ -367,7 +424,24 @@ class PutDeskApp(App[None]):
             await self.engine.refresh_account()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":
+                command = SystemCommand("Quit (does not halt)", "Close this console; "
+                                        "trading is NOT halted (ctrl+k halts)", command.callback)
+            yield command
+        yield SystemCommand("Scan the CSV", "Candidates: scan the Barchart export in the "
+                            "path field", self.palette_scan)
+        if not self.read_only:
+            yield SystemCommand("Send all staged orders", "Orders: re-check and send every "
+                                "staged order (asks first)",
+                                lambda: self.run_on_screen("orders", "execute_all"))
+            yield SystemCommand("Exit all positions", "Positions: buy back every short put "
+                                "(asks first)", lambda: self.run_on_screen("positions",
+                                                                          "exit_all"))
+            yield SystemCommand("Dry run on/off", "Orders: every step except sending",
+                                lambda: self.run_on_screen("orders", "toggle_dry_run"))
+        yield SystemCommand("Screens menu (g)", "Every screen with its keys",
+                            self.action_screens_menu)
         yield SystemCommand("Screen: Overview (f1)", "Account, broker, market and kill switch",
                             lambda: self.switch_mode("overview"))
         yield SystemCommand("Screen: Candidates (f2)",

@@ -22,7 +22,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from screens.base import DeskScreen
+from screens.base import DeskModal, DeskScreen
 
 #: Textual key names as the operator types them.
 KEY_NAMES = {"escape": "esc", "question_mark": "?", "slash": "/", "space": "space",
@@ -67,7 +67,7 @@ def discover_screens() -> list[type[Screen[object]]]:
         module = importlib.import_module(f"screens.{info.name}")
         for _name, cls in inspect.getmembers(module, inspect.isclass):
             if (issubclass(cls, Screen) and cls.__module__ == module.__name__
-                    and cls is not DeskScreen):
+                    and cls not in (DeskScreen, DeskModal)):  # bases, not screens
                 found.append(cls)
     return found
 
