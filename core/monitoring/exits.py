@@ -164,8 +164,11 @@ class ExitManager:
             return OrderResult("REJECTED", f"A close for this position is already "
                                f"working{who}", "", v.contracts, action="BUY")
         engine.orders_changed()
-        log.warning("Closing %s x%d: %s (%s, %s)", v.position_id, v.contracts, reason, actor,
-                    row.order_ref)
+        # A profit target or time exit is the plan working (INFO); a stop, or closing
+        # everything, is what a trader must notice (WARNING).
+        log.log(logging.WARNING if _urgent(reason) else logging.INFO,
+                "Closing %s x%d: %s (%s, %s)", v.position_id, v.contracts, reason, actor,
+                row.order_ref)
         try:
             result = await engine.adaptive.place_order(
                 c, v.contracts, None, row.order_ref, action="BUY",
@@ -187,7 +190,8 @@ class ExitManager:
         saved = await engine.executor.settle_row(row_id, result)
         text = f"Close {v.position_id}: {result.outcome} — {result.reason} ({reason})"
         await asyncio.to_thread(engine.audit_event, "exit", text,
-                                "INFO" if result.success else "WARNING", actor, v.symbol,
+                                "INFO" if result.success or result.outcome == "WORKING"
+                                else "WARNING", actor, v.symbol,
                                 {**result.as_dict(), "rule": reason})
         if result.filled > 0 and v.trade_id is not None:
             realized = await asyncio.to_thread(self._close_trade, v, result, reason)
@@ -195,8 +199,7 @@ class ExitManager:
                 saved.realized_pnl = realized
                 await asyncio.to_thread(engine.staged.save, saved)
         if result.filled > 0:
-            urgent = "stop" in reason or "exit-all" in reason
-            engine.alert("CRITICAL" if urgent else "INFO",
+            engine.alert("CRITICAL" if _urgent(reason) else "INFO",
                          f"Closed {v.position_id} x{result.filled} at "
                          f"${result.avg_fill_price or 0:.2f}: {reason}", "exit", symbol=v.symbol)
         # Stuck: said once per streak (unless the previous close of this position already
@@ -249,3 +252,8 @@ class ExitManager:
         results = await asyncio.gather(*(self.close(v, "emergency exit-all", actor)
                                          for v in views))
         return list(zip(views, results, strict=True))
+
+
+def _urgent(reason: str) -> bool:
+    """A close a trader must notice: a stop (or its approach), or exit-all."""
+    return "stop" in reason or "exit-all" in reason

@@ -11,6 +11,7 @@ the notifier when it first appears or escalates, not on every cycle.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from core.engine import Engine
 
 log = logging.getLogger("putdesk.monitoring.positions")
+
+#: system_state key: the position alerts raised, [position, kind, severity] rows.
+RAISED_ALERTS_KEY = "monitor.raised_alerts"
 
 
 def check_alerts(view: PositionView, s: MonitoringSettings) -> tuple[Alert, ...]:
@@ -70,7 +74,9 @@ class PositionMonitor:
         self.settings = engine.settings.monitoring
         self.views: tuple[PositionView, ...] = ()
         self.stocks: tuple[Position, ...] = ()
-        self._raised: dict[tuple[str, str], str] = {}  # (position, kind) -> severity
+        #: (position, kind) -> severity last raised; None until read from the database,
+        #: where it is kept so that a restart does not raise every alert again.
+        self._raised: dict[tuple[str, str], str] | None = None
         self._no_greeks: set[str] = set()  # positions last seen without a delta
 
     async def refresh(self, notify: bool = True) -> tuple[PositionView, ...]:
@@ -126,8 +132,33 @@ class PositionMonitor:
         if saved:
             log.info("Position snapshots saved: %d of %d", saved, len(views))
         if notify:
+            if self._raised is None:
+                self._raised = await asyncio.to_thread(self._load_raised)
+            before = self._raised
             self._raise_alerts(views)
+            if self._raised != before:
+                await asyncio.to_thread(self._store_raised, self._raised)
         return self.views
+
+    def _load_raised(self) -> dict[tuple[str, str], str]:
+        try:
+            stored = self.engine.state_repo.get(RAISED_ALERTS_KEY)
+            rows = json.loads(stored[0]) if stored is not None else []
+            return {(str(p), str(k)): str(sev) for p, k, sev in rows
+                    if sev in SEVERITY_ORDER}
+        except Exception:
+            # Unreadable memory: every current alert is raised once more (named, not lost).
+            log.exception("Raised position alerts not read: current ones are raised again")
+            return {}
+
+    def _store_raised(self, raised: dict[tuple[str, str], str]) -> None:
+        try:
+            self.engine.state_repo.set(
+                RAISED_ALERTS_KEY, json.dumps(sorted([p, k, sev] for (p, k), sev
+                                                     in raised.items())),
+                self.engine.wall_clock.now())
+        except Exception:
+            log.exception("Raised position alerts not saved: a restart may raise them again")
 
     def _ledger_state(self, views: list[PositionView]
                       ) -> dict[str, tuple[str, Campaign | None]]:
@@ -194,7 +225,7 @@ class PositionMonitor:
             for a in v.alerts:
                 key = (v.position_id, a.kind)
                 current[key] = a.severity
-                before = self._raised.get(key)
+                before = (self._raised or {}).get(key)
                 if before is None or SEVERITY_ORDER[a.severity] > SEVERITY_ORDER[before]:
                     self.engine.alert(a.severity, a.message, "alert", symbol=v.symbol,
                                       data={"position_id": v.position_id, "kind": a.kind})

@@ -29,8 +29,9 @@ async def test_number_keys_and_f_keys_reach_every_screen(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await wait_engine_started(pilot)
-        for key, mode in (("2", "candidates"), ("escape", "candidates"), ("3", "positions"), ("4", "orders"),
-                          ("6", "rolls"), ("7", "margin"), ("8", "stress"), ("9", "log"),
+        for key, mode in (("2", "candidates"), ("escape", "candidates"), ("3", "positions"),
+                          ("4", "orders"), ("6", "rolls"), ("7", "margin"), ("8", "stress"),
+                          ("9", "log"),
                           ("0", "journal"), ("1", "overview"), ("f4", "orders"),
                           ("f10", "journal"), ("f1", "overview")):
             await pilot.press(key)
