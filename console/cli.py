@@ -56,14 +56,32 @@ def read_only_mode(on: bool) -> None:
         os.environ["PUTDESK_READ_ONLY"] = "true"
 
 
+def redact(text: str) -> str:
+    from core.redaction import redact as core_redact
+
+    return core_redact(text)
+
+
+def install_redacting_output() -> None:
+    """Everything this process prints from here on (tables, JSON, messages, a traceback)
+    goes through core.redaction, like the log (idempotent; typer's test runner puts its
+    own streams back after each command)."""
+    from core.redaction import RedactingStream
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"putdesk: {message}", err=True)
+    typer.echo(redact(f"putdesk: {message}"), err=True)
     raise typer.Exit(code)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        typer.echo(redact(json.dumps(data, indent=2, default=str)))
     else:
         human()
 
@@ -82,6 +100,7 @@ def load(stderr_logs: bool = True) -> Settings:
         setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
     except OSError as exc:  # PUTDESK_LOG_FILE is a directory, unwritable ...
         fail(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: {exc.strerror}")
+    install_redacting_output()
     return settings
 
 
@@ -155,10 +174,13 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
 
     async def gather() -> dict[str, Any]:
         from core.broker.base import BrokerError
+        from core.db.session import DatabaseError
 
         try:
             await asyncio.to_thread(engine.db.upgrade)
             halt = await engine.sync_halt()
+        except DatabaseError as exc:  # it names the database and the cause
+            fail(str(exc), code=1)
         except Exception as exc:
             fail(f"database {engine.db.redacted_url}: {exc}", code=1)
         account = None
@@ -285,11 +307,15 @@ def scan(
     async def go() -> Any:
         from core.actor import whoami
         from core.broker.base import BrokerError
+        from core.db.session import DatabaseError
         from core.screening.barchart_csv import BarchartCsvError
 
         try:
             await asyncio.to_thread(engine.db.upgrade)
             await engine.broker.connect()
+        except DatabaseError as exc:
+            await engine.stop()
+            fail(str(exc), code=1)
         except BrokerError as exc:
             await engine.stop()
             fail(f"broker: {exc}", code=1)
@@ -974,14 +1000,72 @@ def emergency_stop(
     reason: Annotated[str, typer.Argument(help="Why (shown to whoever resumes).")] = "",
     json_out: JsonOpt = False,
 ) -> None:
-    """Halt trading now, in every PutDesk process on this database."""
-    from core.actor import whoami
+    """Halt trading now, in every PutDesk process on this database. Works at any schema
+    revision (no upgrade first); prints HALTED, or NOT HALTED with the reason and exits 1."""
+    import logging
 
-    settings = load()
-    switch = kill_switch(settings)
-    state = switch.halt(reason or "Manual emergency stop (CLI)", whoami("cli"))
-    emit(state.as_dict(), json_out,
-         lambda: typer.echo(f"TRADING HALTED: {state.reason} (since {state.since}, by {state.by})"))
+    from core.actor import whoami
+    from core.clock import SystemClock
+    from core.config import ConfigError, load_settings
+    from core.db.session import Database, DatabaseError, database_url, error_text
+    from core.logs import setup_logging
+    from core.risk.kill_switch import emergency_halt
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(f"NOT HALTED: {exc}")
+    try:
+        setup_logging(settings, stderr_level=logging.WARNING)
+    except OSError as exc:  # the halt matters more than the log
+        typer.echo(redact(f"putdesk: log unavailable ({exc.strerror}); halting anyway"),
+                   err=True)
+    install_redacting_output()
+    actor = whoami("cli")
+    why = ""
+    try:
+        db = Database(database_url(settings))
+    except DatabaseError as exc:
+        why = str(exc)
+    else:
+        try:
+            state, already = emergency_halt(db, reason or "Manual emergency stop (CLI)",
+                                            actor, SystemClock().now())
+        except Exception as exc:  # whatever it is, the operator must read that it failed
+            why = str(exc) if isinstance(exc, DatabaseError) else (
+                f"Database {db.redacted_url}: {error_text(exc)}")
+        finally:
+            db.dispose()
+    if why:
+        logging.getLogger("putdesk.cli").critical("NOT HALTED: %s", why)
+        run(_send_notification(settings, "CRITICAL", "halt_failed",
+                               f"EMERGENCY STOP FAILED, NOT HALTED: {why}"))
+        fail(f"NOT HALTED: {why}", code=1)
+    if not already:
+        from core.risk.kill_switch import announce
+
+        run(_send_notification(settings, announce=lambda n: announce(n, state)))
+    data = state.as_dict() | {"already_halted": already}
+    emit(data, json_out, lambda: typer.echo(
+        f"HALTED{' (already)' if already else ''}: {state.reason} (since {state.since}, "
+        f"by {state.by})"))
+
+
+async def _send_notification(settings: Settings, severity: str = "", kind: str = "",
+                             message: str = "", announce: Callable[[Any], None] | None = None
+                             ) -> None:
+    """Send one notification the way the console does (email/webhook by severity) and
+    wait for it, up to the channels' timeout."""
+    from core.clock import SystemClock
+    from core.notify import TIMEOUT_SECONDS, Notifier
+
+    notifier = Notifier(settings.notify, SystemClock())
+    if announce is not None:
+        announce(notifier)
+    else:
+        notifier.notify(severity, kind, message)
+    await notifier.drain(within=TIMEOUT_SECONDS + 5)
+    await notifier.close()
 
 
 @app.command("resume-trading")

@@ -44,7 +44,7 @@ from core.db.repos import (
     SystemStateRepo,
     TradeRepo,
 )
-from core.db.session import Database, database_url, error_text
+from core.db.session import Database, DatabaseError, database_url, error_text
 from core.db.tables import EquitySnapshot, StagedOrder
 from core.execution.adaptive import AdaptiveOrderExecutor
 from core.execution.orders import OPEN_STATUSES, READ_ONLY_REASON, OrderExecutor
@@ -59,7 +59,7 @@ from core.monitoring.positions import PositionMonitor
 from core.monitoring.rolls import RollManager
 from core.notify import Notifier
 from core.risk.governor import RiskGovernor
-from core.risk.kill_switch import HaltState, KillSwitch
+from core.risk.kill_switch import HaltState, KillSwitch, announce
 from core.risk.margin import AccountHealth, MarginChecker
 
 if TYPE_CHECKING:
@@ -239,8 +239,7 @@ class Engine:
         self._publish(last_message=f"TRADING HALTED: {state.reason}" if state.halted
                       else "Trading active")
         if state.halted:
-            self.notifier.notify("CRITICAL", "halt", f"TRADING HALTED: {state.reason}",
-                                 data={"by": state.by, "persisted": state.persisted})
+            announce(self.notifier, state)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
         if isinstance(event, ConnectionChanged):
@@ -266,6 +265,8 @@ class Engine:
         self._loop_ref = asyncio.get_running_loop()
         try:
             await asyncio.to_thread(self.db.upgrade)
+        except DatabaseError as exc:  # names the URL and the cause (an unknown revision)
+            raise EngineError(str(exc)) from exc
         except Exception as exc:
             raise EngineError(f"Database {self.db.redacted_url} unusable: {exc}") from exc
         await asyncio.to_thread(self.kill_switch.sync)

@@ -21,7 +21,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -137,3 +137,26 @@ def _url_credentials(url: str) -> list[str]:
     found += [v for k, v in parse_qsl(parts.query, keep_blank_values=False)
               if k.lower() in names]
     return [v for v in found if v]
+
+
+class RedactingStream:
+    """A text stream that passes what is written through redact() (the CLI's stdout and
+    stderr: tables, JSON, messages, a traceback). Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    @property
+    def wrapped(self) -> Any:
+        return self._stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
