@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -438,6 +437,12 @@ def print_decision(data: dict[str, Any]) -> None:
             out.print(f"  [yellow]{w['fallback_reason']}[/]")
 
 
+#: Sane ranges of the numbers `check` takes (the dearest US underlyings trade in the
+#: thousands; one order of more than 10,000 contracts is no naked-put book's).
+MAX_STRIKE = 100_000
+MAX_CONTRACTS = 10_000
+
+
 @app.command()
 def check(
     symbol: Annotated[str, typer.Argument(help="Underlying symbol, e.g. AAPL.")],
@@ -459,12 +464,13 @@ def check(
 
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.\- ]{0,9}", symbol.strip()):
         fail(f"SYMBOL: {symbol!r} is not a ticker symbol")
-    if not 0 < strike < math.inf:
-        fail(f"STRIKE: {strike:g} must be greater than 0 and finite")
-    if premium is not None and not 0 < premium < math.inf:
-        fail(f"--premium: {premium:g} must be greater than 0 and finite")
-    if contracts is not None and contracts < 1:
-        fail(f"--contracts: {contracts} must be at least 1")
+    # Bounded, not just finite: 1e308 overflowed the sizing arithmetic.
+    if not 0 < strike <= MAX_STRIKE:
+        fail(f"STRIKE: {strike:g} must be greater than 0 and at most {MAX_STRIKE:,}")
+    if premium is not None and not 0 < premium <= MAX_STRIKE:
+        fail(f"--premium: {premium:g} must be greater than 0 and at most {MAX_STRIKE:,}")
+    if contracts is not None and not 1 <= contracts <= MAX_CONTRACTS:
+        fail(f"--contracts: {contracts} must be between 1 and {MAX_CONTRACTS:,}")
     exp = _parse_expiration(expiration)
     settings = load()
     engine = build_engine(settings, scenario)

@@ -198,7 +198,7 @@ class Engine:
             from core.broker.sim import SimBroker
 
             path = scenario or settings.app.sim_scenario or demo_scenario_path()
-            world = load_scenario(path)
+            world = load_scenario(path, round(settings.app.scenario_max_mb * 1024 * 1024))
             clock = clock or ShiftedClock(world.now)
             broker = SimBroker(world, clock=clock, calendar=calendar, seed=settings.app.sim_seed,
                                rate=settings.app.sim_rate, label=Path(path).name)
