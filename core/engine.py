@@ -58,6 +58,7 @@ from core.monitoring.exits import ExitManager
 from core.monitoring.positions import PositionMonitor
 from core.monitoring.rolls import RollManager
 from core.notify import Notifier
+from core.redaction import redact
 from core.risk.governor import RiskGovernor
 from core.risk.kill_switch import HaltState, KillSwitch, announce
 from core.risk.margin import AccountHealth, MarginChecker
@@ -227,6 +228,8 @@ class Engine:
             self._listeners.remove(listener)
 
     def _publish(self, **changes: object) -> None:
+        if isinstance(changes.get("last_message"), str):  # on every screen: redacted
+            changes["last_message"] = redact(str(changes["last_message"]))
         self._state = replace(self._state, now=self.clock.now(), broker=self.broker.info(),
                               halt=self.kill_switch.state, **changes)  # type: ignore[arg-type]
         for listener in list(self._listeners):

@@ -23,6 +23,7 @@ from core.db.tables import (
     Trade,
     TradeEntrySnapshot,
 )
+from core.redaction import redact
 
 
 def _table(model: type[Any]) -> Any:
@@ -62,9 +63,11 @@ class AuditRepo:
     def record(self, kind: str, message: str, *, ts: datetime, severity: str = "INFO",
                actor: str = "", source: str = "", symbol: str | None = None,
                data: dict[str, Any] | None = None) -> AuditEvent:
+        # Audit rows are output too (the Log screen, `putdesk audit`): one redaction path.
         event = AuditEvent(ts=ts, kind=kind, severity=severity, actor=actor[:200],
-                           source=source, symbol=symbol, message=message,
-                           data=json.dumps(data, default=str) if data is not None else None)
+                           source=source, symbol=symbol, message=redact(message),
+                           data=(redact(json.dumps(data, default=str)) if data is not None
+                                 else None))
         with self.db.session() as session:
             session.add(event)
             session.flush()
