@@ -1024,8 +1024,8 @@ def emergency_stop(
     try:
         setup_logging(settings, stderr_level=logging.WARNING)
     except OSError as exc:  # the halt matters more than the log
-        typer.echo(redact(f"putdesk: log unavailable ({exc.strerror}); halting anyway"),
-                   err=True)
+        typer.echo(redact(f"putdesk: PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
+                          f"{exc.strerror}; halting anyway"), err=True)
     install_redacting_output()
     actor = whoami("cli")
     why = ""

@@ -54,7 +54,7 @@ def test_a_seed_reproduces_its_examples_and_another_seed_draws_others(tmp_path):
 
 def test_without_a_seed_each_run_differs_and_prints_the_seed_it_used(tmp_path):
     one, out_one, _ = fuzz_run(tmp_path, "a")
-    two, out_two, _ = fuzz_run(tmp_path, "b")
+    two, _, _ = fuzz_run(tmp_path, "b")
     assert one != two
     used = re.search(r"reproduce with PUTDESK_FUZZ_SEED=(\d+)", out_one)
     assert used
@@ -63,7 +63,7 @@ def test_without_a_seed_each_run_differs_and_prints_the_seed_it_used(tmp_path):
 
 
 def test_a_failure_names_its_seed_and_the_budget_scales(tmp_path):
-    drawn, out, code = fuzz_run(tmp_path, "a", PUTDESK_FUZZ_SEED="5", FAIL_ON="7")
+    _, out, code = fuzz_run(tmp_path, "a", PUTDESK_FUZZ_SEED="5", FAIL_ON="7")
     assert code == 1
     assert "fuzz seed 5, budget x1; reproduce with PUTDESK_FUZZ_SEED=5" in out.split(
         "short test summary")[0]
