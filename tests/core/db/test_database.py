@@ -29,7 +29,7 @@ def test_migrations_match_the_models(db):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                 SQLModel.metadata)
     assert diff == []
-    assert db.current_revision() == "0008"
+    assert db.current_revision() == "0010"
 
 
 def columns(db: Database, table: str) -> set[str]:
@@ -51,7 +51,7 @@ def test_each_spec_migration_is_its_own_revision(tmp_path):
     db.downgrade("base")
     assert inspect(db.engine).get_table_names() == ["alembic_version"]
     db.upgrade()
-    assert db.current_revision() == "0008"
+    assert db.current_revision() == "0010"
 
 
 def test_sqlite_is_wal_and_user_only(tmp_path):
