@@ -469,8 +469,10 @@ def check(
         fail(f"STRIKE: {strike:g} must be greater than 0 and at most {MAX_STRIKE:,}")
     if premium is not None and not 0 < premium <= MAX_STRIKE:
         fail(f"--premium: {premium:g} must be greater than 0 and at most {MAX_STRIKE:,}")
-    if contracts is not None and not 1 <= contracts <= MAX_CONTRACTS:
-        fail(f"--contracts: {contracts} must be between 1 and {MAX_CONTRACTS:,}")
+    if contracts is not None and contracts < 1:
+        fail(f"--contracts: {contracts} must be at least 1")
+    if contracts is not None and contracts > MAX_CONTRACTS:
+        fail(f"--contracts: {contracts} must be at most {MAX_CONTRACTS:,}")
     exp = _parse_expiration(expiration)
     settings = load()
     engine = build_engine(settings, scenario)

@@ -299,8 +299,10 @@ class Engine:
         self._loop_ref = asyncio.get_running_loop()
         try:
             await asyncio.to_thread(self.db.upgrade)
-        except DatabaseError as exc:  # names the URL and the cause (an unknown revision)
-            raise EngineError(str(exc)) from exc
+        except DatabaseError as exc:  # it names the URL already: say it once
+            url = self.db.redacted_url
+            cause = str(exc).removeprefix(f"Database {url}: ")
+            raise EngineError(f"Database {url} unusable: {cause}") from exc
         except Exception as exc:
             raise EngineError(f"Database {self.db.redacted_url} unusable: {exc}") from exc
         await asyncio.to_thread(self.kill_switch.sync)

@@ -187,7 +187,7 @@ class Database:
         if current is None or current in known_revisions():
             return
         raise UnknownRevisionError(
-            f"Database {self.redacted_url} is at schema revision {current}, which this "
+            f"Database {self.redacted_url}: at schema revision {current}, which this "
             f"PutDesk does not know (it knows up to {head_revision()}): a newer PutDesk "
             "upgraded it. Run that version, or restore the copy taken before the upgrade "
             "(putdesk.db.pre-* next to a SQLite file)", current)

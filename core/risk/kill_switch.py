@@ -136,11 +136,13 @@ class KillSwitch:
         self._set(state)
         if self._db.current_file_identity() is not None:
             # A restart opens the file now at the path: the halt must be in it.
+            fresh = Database(self._db.url)
             try:
-                emergency_halt(Database(self._db.url), reason, "kill switch",
-                               self._clock.now())
+                emergency_halt(fresh, reason, "kill switch", self._clock.now())
             except Exception as exc:
                 log.error("Could not write the halt into the new database file: %s", exc)
+            finally:
+                fresh.dispose()
         return state
 
     def sync(self) -> HaltState:

@@ -19,7 +19,7 @@ from tests.cli.run import putdesk
                                                  "at most 100,000"),
     (["check", "BA", "150", "2026-12-18", "--premium", "1e308"], {}, "--premium: 1e+308"),
     (["check", "BA", "150", "2026-12-18", "--contracts", "100000000"], {},
-     "--contracts: 100000000 must be between 1 and 10,000"),
+     "--contracts: 100000000 must be at most 10,000"),
     (["status"], {"PUTDESK_SIM_SEED": "-1"},
      "invalid setting: PUTDESK_SIM_SEED='-1': Input should be greater than or equal to 0"),
     (["status"], {"ORDER_TIMEOUT_SECONDS": "1e300"},
