@@ -431,7 +431,13 @@ def load_settings(overrides: dict[str, Any] | None = None, env_file: str | None 
             values[key] = group(_env_file=env_path, **mine)
         except ValidationError as err:
             raise ConfigError(f"invalid setting: {_describe(group, err)}") from None
-    return Settings(**values)
+    settings = Settings(**values)
+    # Secrets known to this process are redacted from every output from now on, whether
+    # or not this process set up logging (core.redaction).
+    from core.redaction import register, secret_values
+
+    register(secret_values(settings))
+    return settings
 
 
 def all_settings_defaults() -> list[tuple[str, str, Any, str]]:

@@ -75,7 +75,7 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        redaction.register(secrets)
+        redaction.register(secrets, source="log")
 
     def redact(self, text: str) -> str:
         return redaction.redact(text)

@@ -89,7 +89,7 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self.emergencies: dict[str, Notification] = {}
         self.sent: list[tuple[str, str]] = []  # (channel, notification id): for the screen
-        register(_secrets(settings))
+        register(_secrets(settings), source="notifier")
 
     @property
     def email_enabled(self) -> bool:

@@ -47,6 +47,7 @@ _SMTP_AUTH = re.compile(r"(?P<head>\bAUTH\s+(?:PLAIN|LOGIN|XOAUTH2|CRAM-MD5)\s+)
                         re.IGNORECASE)
 
 _lock = threading.Lock()
+_sources: dict[str, set[str]] = {}
 _secrets: tuple[str, ...] = ()
 
 
@@ -65,20 +66,15 @@ def smtp_auth_payloads(user: str, password: str) -> list[str]:
     return [base64.b64encode(plain).decode(), base64.b64encode(password.encode()).decode()]
 
 
-def register(values: Iterable[str]) -> None:
-    """Add secret values (and their variants) to the process-wide redaction list."""
+def register(values: Iterable[str], source: str = "settings") -> None:
+    """Set the secret values (and their variants) `source` knows: the settings loaded,
+    a log handler's, a notifier's. A source's new list replaces its old one, so settings
+    loaded again (tests do it thousands of times) do not pile up."""
     global _secrets
-    new = {v for value in values if value for v in variants(value)}
     with _lock:
-        merged = set(_secrets) | new
+        _sources[source] = {v for value in values if value for v in variants(value)}
+        merged = set().union(*_sources.values())
         _secrets = tuple(sorted(merged, key=len, reverse=True))
-
-
-def forget_all() -> None:
-    """Tests: start from no configured secrets."""
-    global _secrets
-    with _lock:
-        _secrets = ()
 
 
 def redact(text: str, extra: Iterable[str] = ()) -> str:

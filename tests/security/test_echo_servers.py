@@ -203,3 +203,38 @@ def test_a_query_password_on_a_live_postgres_is_not_printed(env, tmp_path, pg_ur
         assert r.returncode == 0, (args, r.stderr)
     assert "?password=***" in "".join(text for _where, text in out.items)
     assert_clean(out, PG_PW)
+
+
+# --- in the engine: status line, audit rows, notifications --------------------------
+
+
+async def test_an_echoed_secret_in_an_alert_is_redacted_everywhere_it_goes(tmp_path):
+    """A message carrying an echoed secret (a server's error text) reaches the status
+    line, the audit trail and the webhook redacted: the same path as the log."""
+    from core.db.repos import AuditRepo
+    from tests.factories import make_settings, sim_engine
+
+    with http_server({"/hook": lambda req: Reply(200, {})}) as hook:
+        settings = make_settings(tmp_path, BARCHART_API_KEY=BARCHART_KEY,
+                                 NOTIFY_WEBHOOK_URL=f"{hook.url}/hook",
+                                 NOTIFY_WEBHOOK_KIND="json")
+        engine = sim_engine(settings)
+        await engine.open()
+        states = []
+        engine.add_listener(states.append)
+        engine.alert("CRITICAL", f"Barchart said: bad key {BARCHART_KEY}; db "
+                     f"postgresql://u:{PG_PW}@db/x and https://h/x?password={PG_PW}",
+                     kind="test_echo")
+        await engine.notifier.drain(within=10)
+        sent = [q.body.decode() for q in hook.requests]
+        audit = [e.message for e in AuditRepo(engine.db).list(kinds=["test_echo"])]
+        await engine.stop()
+    out = Outputs()
+    out.add("status line", states[-1].last_message)
+    out.add("audit", "\n".join(audit))
+    out.add("webhook", "\n".join(sent))
+    assert sent and audit
+    assert "bad key ***" in states[-1].last_message
+    assert "u:***@db" in audit[0] and "?password=***" in audit[0]
+    assert_clean(out, BARCHART_KEY)
+    assert_clean(out, PG_PW)
