@@ -86,7 +86,21 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
+class SettingsProblem(Exception):
+    """A setting that stops start-up, named (exit code 2)."""
+
+
 def load(stderr_logs: bool = True) -> Settings:
+    try:
+        settings = read_settings(stderr_logs)
+    except SettingsProblem as exc:
+        fail(str(exc))
+    install_redacting_output()
+    return settings
+
+
+def read_settings(stderr_logs: bool = True) -> Settings:
+    """The settings, validated, and the log set up; SettingsProblem names what is wrong."""
     import logging
 
     from core.config import ConfigError, load_settings
@@ -95,12 +109,12 @@ def load(stderr_logs: bool = True) -> Settings:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        fail(str(exc))
+        raise SettingsProblem(str(exc)) from None
     try:
         setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
     except OSError as exc:  # PUTDESK_LOG_FILE is a directory, unwritable ...
-        fail(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: {exc.strerror}")
-    install_redacting_output()
+        raise SettingsProblem(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
+                              f"{exc.strerror}") from None
     return settings
 
 
@@ -160,11 +174,14 @@ def main_callback(
 def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> None:
     """Open the console (the default)."""
     read_only_mode(read_only)
-    settings = load(stderr_logs=False)
     from console.app import PutDeskApp
 
-    app = PutDeskApp(settings=settings, scenario=scenario)
+    # The settings are read after the first frame (see PutDeskApp); a bad one still
+    # ends here with exit code 2 and the variable's name, once the terminal is back.
+    app = PutDeskApp(scenario=scenario, settings_loader=lambda: read_settings(stderr_logs=False))
     app.run()
+    if app.settings_error:
+        fail(app.settings_error)
     if app.return_code:
         raise typer.Exit(app.return_code)
 
@@ -302,7 +319,7 @@ def scan(
     """Screening pipeline: accepted candidates with scores, rejected ones with reasons."""
     if (csv_file is None) == (not api):
         fail("give exactly one of --csv FILE or --api")
-    if csv_file is not None and not csv_file.is_file():
+    if csv_file is not None and not csv_file.exists():  # not a regular file: named later
         fail(f"--csv: file not found: {csv_file}")
     settings = load()
     engine = build_engine(settings, scenario)
@@ -661,7 +678,8 @@ def close(
         engine.install_signal_handlers(interrupted.append, halt=False,
                                        signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
-            await engine.start()  # its heartbeat keeps this process's claim on the close
+            # Its heartbeat keeps this process's claim on the close while it works.
+            await engine.start(trading_desk=False)
         except EngineError as exc:
             fail(str(exc), code=1)
         try:
@@ -722,7 +740,7 @@ def execute(
         engine.install_signal_handlers(interrupted.append, halt=False,
                                        signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
-            await engine.start()
+            await engine.start(trading_desk=False)
         except EngineError as exc:
             fail(str(exc), code=1)
         try:
@@ -889,11 +907,25 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
                  scenario: Path | None) -> None:
     settings = load()
     engine = build_engine(settings, scenario)
+    engine.identify(f"cli roll {'approve' if approve else 'reject'}")
 
     async def go() -> dict[str, Any]:
-        from core.actor import whoami
+        import signal
 
-        await _connected(engine)
+        from core.actor import whoami
+        from core.engine import EngineError
+
+        # The roll combo (or the close a rejection leads to) is cancelled on ctrl-c or a
+        # lost session, and its claim is renewed while it works.
+        engine.install_signal_handlers(lambda _name: None, halt=False,
+                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        try:
+            await engine.start(trading_desk=False)
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        if not engine.broker.connected:
+            await engine.stop()
+            fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
         try:
             rows = await asyncio.to_thread(engine.rolls.find)
             match = [r for r in rows if r.id == proposal_id or r.id.startswith(proposal_id)]
@@ -965,10 +997,12 @@ def stress_test(
             if shift is not None:
                 results.append(test.run_scenario(Scenario(
                     "custom", shift, iv_shift / 100.0,
-                    description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts")))
+                    description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts",
+                    label=f"Custom {shift:+.0%}, IV {iv_shift:+g} pts")))
             return {"net_liquidation": book.net_liquidation,
                     "maint_margin": book.maint_margin, "vix": book.vix,
-                    "assumptions": list(book.notes),
+                    "risk_free_rate": book.rate,
+                    "assumptions": [*book.notes, *test.notes],
                     "scenarios": [r.as_dict() for r in results]}
         finally:
             await engine.stop()
@@ -980,13 +1014,15 @@ def stress_test(
         from rich.table import Table
 
         out = Console()
+        out.print(f"Priced from each put's mark, implied vols at a {data['risk_free_rate']:.2%} "
+                  "risk-free rate (STRESS_RISK_FREE_RATE)", markup=False)
         for note in data["assumptions"]:
             out.print(f"[bold yellow]ASSUMED[/] {note}")
         for sc in data["scenarios"]:
             p = sc["portfolio"]
             flag = ("[bold white on red] MARGIN CALL [/]" if p["margin_call"]
                     else "[bold black on green] no margin call [/]")
-            t = Table(title=f"{sc['name']} — {sc['description']}  {flag}",
+            t = Table(title=f"{sc['label']} ({sc['name']}) — {sc['description']}  {flag}",
                       title_justify="left")
             for col in ("Position", "Price now", "New price", "P&L", "New Δ", "New margin"):
                 t.add_column(col, justify="left" if col == "Position" else "right")
