@@ -102,7 +102,9 @@ class EngineState:
     @property
     def excess_liquidity_ratio(self) -> float | None:
         a = self.account
-        if a is None or a.excess_liquidity is None or not a.net_liquidation:
+        # No ratio over a NetLiquidation that is missing, zero or negative.
+        if a is None or a.excess_liquidity is None or a.net_liquidation is None \
+                or not 0 < a.net_liquidation < float("inf"):
             return None
         return a.excess_liquidity / a.net_liquidation
 

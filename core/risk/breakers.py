@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from core.config import RiskSettings
 from core.models import CheckResult
+from core.risk.figures import pct_vs
 from core.risk.margin import Baselines, money
 
 
@@ -38,8 +39,9 @@ def _check(breaker: Breaker, nlv: float | None, base: float | None, limit: float
                            "yet: this equity becomes the baseline", figures)
     change = (nlv - base) / base
     figures["change_pct"] = change
-    text = (f"{breaker.label} {change:+.2%} ({money(nlv)} vs {base_label.replace('_', ' ')} "
-            f"{money(base)}; limit {limit:.0%})")
+    sign = "+" if change >= 0 else "-"
+    text = (f"{breaker.label} {sign}{pct_vs(abs(change), abs(limit), 2)} ({money(nlv)} vs "
+            f"{base_label.replace('_', ' ')} {money(base)}; limit {limit:.0%})")
     if change < limit:
         return CheckResult(breaker.name, "fail", f"{breaker.halt_reason}: {text}", figures)
     return CheckResult(breaker.name, "pass", text, figures)

@@ -32,6 +32,7 @@ from core.config import Settings
 from core.db.repos import EquityRepo
 from core.market.pricing import ibkr_short_option_margin, is_broad_index
 from core.models import CheckResult, Opportunity, WhatIfResult
+from core.risk.figures import pct_vs
 
 log = logging.getLogger("putdesk.risk.margin")
 
@@ -47,6 +48,12 @@ def clean(value: float | None) -> float | None:
     if value is None or math.isnan(value) or math.isinf(value) or abs(value) >= _IMPLAUSIBLE:
         return None
     return value
+
+
+def positive(value: float | None) -> float | None:
+    """A figure that can be divided by: set, finite and above zero (NetLiquidation)."""
+    value = clean(value)
+    return value if value is not None and value > 0 else None
 
 
 def money(value: float | None) -> str:
@@ -72,17 +79,25 @@ class AccountHealth:
 
     @property
     def net_liquidation(self) -> float | None:
-        return clean(self.values.net_liquidation)
+        """NetLiquidation when it is a usable figure (set, finite, above zero), else None:
+        nothing is measured against an account worth nothing or less."""
+        return positive(self.values.net_liquidation)
+
+    @property
+    def nlv_text(self) -> str:
+        raw = self.values.net_liquidation
+        return "not reported" if raw is None else (
+            money(raw) if clean(raw) is not None else repr(raw))
 
     @property
     def excess_ratio(self) -> float | None:
         el, nlv = clean(self.values.excess_liquidity), self.net_liquidation
-        return el / nlv if el is not None and nlv else None
+        return el / nlv if el is not None and nlv is not None else None
 
     @property
     def utilization(self) -> float | None:
-        init, elv = clean(self.values.init_margin_req), clean(self.values.equity_with_loan)
-        return init / elv if init is not None and elv else None
+        init, elv = clean(self.values.init_margin_req), positive(self.values.equity_with_loan)
+        return init / elv if init is not None and elv is not None else None
 
     @property
     def status(self) -> HealthStatus:
@@ -174,10 +189,13 @@ class MarginChecker:
         log.info("Post-trade margin: AvailFunds=%s, ExcessLiq=%s, Util=%s", money(avail),
                  money(excess), "n/a" if util is None else f"{util:.1%}")
         if ratio is None:
-            return PostTradeMargin(avail, excess, health.net_liquidation, util, False,
-                                   "ExcessLiquidity or NetLiquidation not reported")
+            why = ("ExcessLiquidity not reported" if health.net_liquidation is not None
+                   else f"NetLiquidation {health.nlv_text} is not a usable positive figure")
+            log.error("Post-trade margin: %s", why)
+            return PostTradeMargin(avail, excess, health.net_liquidation, util, False, why)
         if ratio < self.risk.excess_liquidity_reject_pct:
-            text = (f"ExcessLiquidity {ratio:.1%} of NLV after the fill (danger below "
+            text = (f"ExcessLiquidity {pct_vs(ratio, self.risk.excess_liquidity_reject_pct)} "
+                    f"of NLV after the fill (danger below "
                     f"{self.risk.excess_liquidity_reject_pct:.0%})")
             log.critical("Post-trade margin danger: %s", text)
             return PostTradeMargin(avail, excess, health.net_liquidation, util, False, text)
@@ -218,7 +236,9 @@ class MarginChecker:
         available = clean(values.available_funds) if values else None
         cap = nlv * limits.max_margin_per_trade_pct if nlv is not None else None
         if nlv is None:
-            return self._fail("NetLiquidation unavailable: the per-trade margin cap cannot be "
+            what = ("unavailable" if health is None or health.values.net_liquidation is None
+                    else f"{health.nlv_text} is not a usable positive figure")
+            return self._fail(f"NetLiquidation {what}: the per-trade margin cap cannot be "
                               "checked", estimate, cap, init_now)
         if estimate is None:
             why = ("no premium (the option has no quote)" if opportunity.premium is None
@@ -265,7 +285,7 @@ class MarginChecker:
         impact = after - before
         elv_after = clean(wi.equity_with_loan_after)
         elv_after = elv_after if elv_after is not None else elv_now
-        util_after = after / elv_after if elv_after else None
+        util_after = after / elv_after if elv_after is not None and elv_after > 0 else None
         log.info("WhatIf margin: estimated=%s, actual=%s, delta=%s", money(estimate),
                  money(impact), money(impact - estimate))
         result = WhatIfResult("whatif", estimate, before, after, impact,
@@ -302,19 +322,23 @@ class MarginChecker:
             return text
         if available is not None and impact > available:
             return f"Margin impact {money(impact)} exceeds AvailableFunds {money(available)}"
+        if elv is not None and elv <= 0:
+            return (f"EquityWithLoanValue {money(elv)} is not positive: margin utilisation "
+                    "cannot be measured")
         if util_after is None and init_before is not None and elv:
             util_after = (init_before + impact) / elv
         if util_after is not None and util_after > limits.max_margin_utilization:
-            return (f"Margin utilisation after the trade {util_after:.0%} exceeds "
+            return (f"Margin utilisation after the trade "
+                    f"{pct_vs(util_after, limits.max_margin_utilization, 0)} exceeds "
                     f"{limits.max_margin_utilization:.0%} limit")
         return None
 
     def _estimate_result(self, estimate: float, cap: float | None, init_now: float | None,
                          elv_now: float | None, why: str) -> WhatIfResult:
         after = init_now + estimate if init_now is not None else None
+        util = after / elv_now if after is not None and elv_now and elv_now > 0 else None
         return WhatIfResult("estimate", estimate, init_now, after, estimate, None, elv_now, None,
-                            cap, after / elv_now if after is not None and elv_now else None,
-                            fallback_reason=why)
+                            cap, util, fallback_reason=why)
 
     def _fail(self, reason: str, estimate: float | None, cap: float | None,
               init_now: float | None, fallback: str = "") -> tuple[CheckResult, WhatIfResult]:
