@@ -329,10 +329,11 @@ class Engine:
             log.info("Seeded %d open trades from the scenario", added)
 
     def _seed_equity(self) -> None:
-        if self._equity.has_history():
+        account = self.broker.info().account_id
+        if self._equity.has_history(account):
             return
         for moment, nlv in self._equity_seed:
-            self._equity.record(moment, nlv, source="scenario")
+            self._equity.record(moment, nlv, source="scenario", account=account)
         log.info("Seeded %d equity history points from the scenario", len(self._equity_seed))
 
     async def stop(self) -> None:
@@ -634,7 +635,7 @@ class Engine:
 
         def build() -> Journal:
             return build_journal(self.trades.all(), self.trades.entry_snapshot,
-                                 self._equity.history())
+                                 self._equity.history(account=self.broker.info().account_id))
 
         return await asyncio.to_thread(build)
 

@@ -128,9 +128,11 @@ class RiskGovernor:
             if (opportunity.premium is None or opportunity.bid is None
                     or opportunity.ask is None or opportunity.delta is None):
                 quote = await self.broker.option_quote(opportunity.contract)
-                changes.update(bid=quote.bid if opportunity.bid is None else opportunity.bid,
-                               ask=quote.ask if opportunity.ask is None else opportunity.ask,
-                               delta=quote.delta if opportunity.delta is None
+                # Live figures win over the ones the opportunity carried (a staged
+                # order's delta is as old as its approval).
+                changes.update(bid=quote.bid if quote.bid is not None else opportunity.bid,
+                               ask=quote.ask if quote.ask is not None else opportunity.ask,
+                               delta=quote.delta if quote.delta is not None
                                else opportunity.delta)
                 if opportunity.premium is None:
                     price = quote.mid if quote.mid is not None else quote.bid
@@ -168,10 +170,12 @@ class RiskGovernor:
         self._iv_ranks[symbol] = (rank, note, now)
         return rank, note
 
-    async def entry_checks(self, opp: Opportunity, dte_max: int | None = None
-                           ) -> list[CheckResult]:
+    async def entry_checks(self, opp: Opportunity, dte_max: int | None = None,
+                           spread_at_send: bool = False) -> list[CheckResult]:
         """The entry bounds for `opp` (bid, ask, delta and underlying as given): what every
-        new short put meets, whether from the CLI, the console, a candidate or a roll."""
+        new short put meets, whether from the CLI, the console, a candidate or a roll.
+        `dte_max`: a roll's own horizon; `spread_at_send`: the executor measures the
+        spread (MAX_EXECUTION_SPREAD_PCT) right before sending."""
         dte = (opp.expiration - new_york(self.clock.now()).date()).days
         u = opp.underlying_price
         otm = (u - opp.strike) / u if u is not None and u > 0 else None
@@ -182,7 +186,8 @@ class RiskGovernor:
         return entry_bounds(dte=dte, otm_pct=otm, delta=opp.delta, iv_rank=rank,
                             iv_rank_note=note, bid=opp.bid, ask=opp.ask,
                             screener=self.settings.screener,
-                            validation=self.settings.validation, dte_max=dte_max)
+                            validation=self.settings.validation, dte_max=dte_max,
+                            spread_at_send=spread_at_send)
 
     # --- the chain ---------------------------------------------------------------------
 
@@ -207,7 +212,9 @@ class RiskGovernor:
         opportunity = opportunity.but(contracts=sizing.contracts)
 
         checks: list[CheckResult] = [self._kill_switch(), self._connection()]
-        checks += await self.entry_checks(opportunity)
+        # Re-validating a staged order at send time: the order executor judges the live
+        # spread by its own limit (spec 3.2A: quotes at the open are wider).
+        checks += await self.entry_checks(opportunity, spread_at_send=exclude_ref is not None)
         checks += [self._duplicate(opportunity, book), await self._earnings(opportunity)]
         loss_checks = breakers.evaluate(nlv, health.baselines if health else None, self.limits)
         checks += loss_checks

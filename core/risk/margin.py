@@ -16,7 +16,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from core.broker.base import (
@@ -27,9 +27,10 @@ from core.broker.base import (
     OrderType,
     WhatIfMargin,
 )
-from core.clock import Clock
+from core.clock import NEW_YORK, Clock
 from core.config import Settings
 from core.db.repos import EquityRepo
+from core.market.calendar import MarketCalendar, default_calendar
 from core.market.pricing import ibkr_short_option_margin, is_broad_index
 from core.models import CheckResult, Opportunity, WhatIfResult
 from core.risk.figures import pct_vs
@@ -50,6 +51,10 @@ def clean(value: float | None) -> float | None:
     return value
 
 
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), NEW_YORK)
+
+
 def positive(value: float | None) -> float | None:
     """A figure that can be divided by: set, finite and above zero (NetLiquidation)."""
     value = clean(value)
@@ -62,11 +67,18 @@ def money(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class Baselines:
-    """Equity reference points from the database (spec 6.1A; DESIGN spec hazards)."""
+    """One account's equity reference points from the database (spec 6.1A): the previous
+    session's closing NetLiquidation (daily), the last close of the previous week
+    (weekly) and the highest equity recorded (drawdown). Where no close was recorded the
+    first equity seen since stands in, and `day_note` / `week_note` say so."""
 
     day_start: float | None
     week_start: float | None
     peak: float | None
+    day_label: str = "previous close"
+    week_label: str = "previous week's close"
+    day_note: str = ""
+    week_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,8 +143,10 @@ class PostTradeMargin:
 
 class MarginChecker:
     def __init__(self, broker: Broker, settings: Settings, clock: Clock, equity: EquityRepo,
-                 on_fallback: Callable[[str], None] | None = None) -> None:
+                 on_fallback: Callable[[str], None] | None = None,
+                 calendar: MarketCalendar | None = None) -> None:
         self.broker = broker
+        self.calendar = calendar or default_calendar()
         self.risk = settings.risk
         self.clock = clock
         self.equity = equity
@@ -147,19 +161,54 @@ class MarginChecker:
         Raises BrokerError when the broker cannot answer (the cache is kept)."""
         values = await self.broker.account_values()
         now = self.clock.now()
-        nlv = clean(values.net_liquidation)
-        baselines = await asyncio.to_thread(self._record_and_load, now, nlv,
-                                            clean(values.excess_liquidity))
+        baselines = await asyncio.to_thread(self._record_and_load, now, values)
         self.health = AccountHealth(values, now, baselines, self.risk.excess_liquidity_reject_pct,
                                     self.risk.excess_liquidity_warn_pct)
         return self.health
 
-    def _record_and_load(self, now: datetime, nlv: float | None,
-                         excess: float | None) -> Baselines:
+    def _record_and_load(self, now: datetime, values: AccountValues) -> Baselines:
+        """Record this equity (as the session's close when it is the first figure at or
+        after today's close) and load the account's baselines."""
+        account = values.account_id or ""
+        nlv = positive(values.net_liquidation)
+        ny = now.astimezone(NEW_YORK)
+        today = ny.date()
+        cal = self.calendar
+        hours = cal.open_close(today)
         if nlv is not None:
-            self.equity.record(now, nlv, excess_liquidity=excess)
-        return Baselines(self.equity.day_start_equity(now), self.equity.week_start_equity(now),
-                         self.equity.peak_equity())
+            closing = (hours is not None and ny >= hours[1]
+                       and self.equity.last_close(account, today, today) is None)
+            self.equity.record(now, nlv, source="close" if closing else "broker",
+                               excess_liquidity=clean(values.excess_liquidity), account=account)
+        # The session whose P&L this is: today's (also after its close), else the next.
+        session = today
+        while not cal.is_session(session):
+            session += timedelta(days=1)
+        previous = cal.previous_session(session - timedelta(days=1))
+        prev_hours = cal.open_close(previous)
+        since_prev = prev_hours[1] if prev_hours else _midnight(previous + timedelta(days=1))
+        day, day_note = self._baseline(account, previous, previous, since_prev,
+                                       f"session {previous}")
+        monday = session - timedelta(days=session.weekday())
+        week, week_note = self._baseline(account, monday - timedelta(days=7),
+                                         monday - timedelta(days=1), _midnight(monday),
+                                         f"the week before {monday}")
+        return Baselines(day, week, self.equity.peak_equity(account),
+                         day_label=f"{previous} close", week_label="previous week's close",
+                         day_note=day_note, week_note=week_note)
+
+    def _baseline(self, account: str, first: date, last: date, since: datetime,
+                  period: str) -> tuple[float | None, str]:
+        close = self.equity.last_close(account, first, last)
+        if close is not None:
+            return close[1], ""
+        seen = self.equity.first_since(account, since)
+        if seen is None:
+            return None, f"no close recorded for {period} and no equity seen since"
+        at = seen[0].astimezone(NEW_YORK)
+        note = (f"no close recorded for {period}: baseline is the first equity seen since, "
+                f"{money(seen[1])} at {at:%Y-%m-%d %H:%M} ET")
+        return seen[1], note
 
     async def account_health(self) -> AccountHealth | None:
         """The cached health if younger than ACCOUNT_HEALTH_INTERVAL_MINUTES, else a fresh

@@ -64,22 +64,23 @@ def spread_problem(bid: float | None, ask: float | None, v: ValidationSettings
                    ) -> tuple[float | None, str | None]:
     """(spread = (ask - bid) / bid, reason it is refused). No bid (or 0) refuses: nobody
     would pay for the put; no ask (or one under the bid) cannot be measured."""
+    top = v.max_spread_pct
     if bid is None or bid <= 0:
         return None, f"No live bid (bid {bid}, ask {ask})"
     if ask is None or ask < bid:
         return None, f"No usable live ask (bid {bid}, ask {ask})"
     spread = (ask - bid) / bid
-    if spread > v.max_spread_pct:
-        return spread, (f"Spread {pct_vs(spread, v.max_spread_pct, 0)} exceeds "
-                        f"{v.max_spread_pct:.0%} max (bid ${bid:.2f}, ask ${ask:.2f})")
+    if spread > top:
+        return spread, (f"Spread {pct_vs(spread, top, 0)} exceeds {top:.0%} max "
+                        f"(bid ${bid:.2f}, ask ${ask:.2f})")
     return spread, None
 
 
 def entry_bounds(*, dte: int, otm_pct: float | None, delta: float | None,
                  iv_rank: float | None, iv_rank_note: str, bid: float | None,
                  ask: float | None, screener: ScreenerSettings,
-                 validation: ValidationSettings, dte_max: int | None = None
-                 ) -> list[CheckResult]:
+                 validation: ValidationSettings, dte_max: int | None = None,
+                 spread_at_send: bool = False) -> list[CheckResult]:
     """The entry bounds as named checks. An unmeasurable OTM% (no underlying price) or
     spread (no quote) fails: the trade cannot be shown to be inside them. An unknown
     delta or IV rank warns and passes, as screening does with a source that lacks it
@@ -119,6 +120,11 @@ def entry_bounds(*, dte: int, otm_pct: float | None, delta: float | None,
         out.append(CheckResult("iv_rank", "fail" if problem else "pass", problem or
                                f"IV rank {iv_rank:.0%} at or above minimum "
                                f"{v.iv_rank_min:.0%}", figures))
+    if spread_at_send:
+        out.append(CheckResult("spread", "pass", "Spread measured by the order executor on "
+                               "the live quote right before sending (MAX_EXECUTION_SPREAD_PCT)",
+                               {"bid": bid, "ask": ask}))
+        return out
     spread, problem = spread_problem(bid, ask, v)
     out.append(CheckResult("spread", "fail" if problem else "pass", problem or
                            f"Spread {spread or 0:.0%} within {v.max_spread_pct:.0%} max "
