@@ -29,6 +29,7 @@ UNDERLYINGS: dict[str, dict[str, Any]] = {
     "DUK": {"price": 120.0, "iv": 0.17, "earnings": "2027-02-05"},
     "CAT": {"price": 500.0, "iv": 0.30, "earnings": "2027-01-29"},
     "INTC": {"price": 30.0, "iv": 0.45, "earnings": "2027-01-28"},
+    "BA": {"price": 218.0, "iv": 0.35, "earnings": "2027-01-27"},  # its 240 put: deep ITM
     # not in the sector table
     "ZZZQ": {"price": 50.0, "iv": 0.40},
     "ZZZR": {"price": 40.0, "iv": 0.40},
