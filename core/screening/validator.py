@@ -84,7 +84,7 @@ class Validator:
         spread, problem = spread_problem(bid, ask, s)
         if problem is not None:
             return Rejection.of(c, "validation", problem)
-        c = c.but(live_bid=bid, live_ask=ask, spread_pct=spread,
+        c = c.but(live_bid=bid, live_ask=ask, spread_pct=spread, option_iv=quote.iv,
                   delta=quote.delta if quote.delta is not None else c.delta)
         try:
             history = await self._once(self._history, c.symbol,
