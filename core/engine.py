@@ -699,7 +699,9 @@ class Engine:
         self._publish(**changes)
 
     async def equity_history(self, since: datetime | None = None) -> list[EquitySnapshot]:
-        return await asyncio.to_thread(self._equity.history, since)
+        """This account's equity history (one database may hold several accounts')."""
+        return await asyncio.to_thread(self._equity.history, since,
+                                       self.broker.info().account_id)
 
     def audit_event(self, kind: str, message: str, severity: str, actor: str,
                symbol: str | None = None, data: dict[str, Any] | None = None) -> None:
