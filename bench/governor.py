@@ -49,6 +49,7 @@ async def run(n: int) -> None:
         opportunities.append(Opportunity(
             symbol, world.now.date() + timedelta(days=37), round(price * 0.88),
             quote.mid or 0.5, underlying_price=price, bid=quote.bid, ask=quote.ask,
+            delta=quote.delta,
             requested_contracts=1 + i % 5))
     # Warm the caches: account health, earnings (database + memo), VIX.
     for opp in opportunities:
