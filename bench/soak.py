@@ -680,11 +680,13 @@ class Soak:
         self.broker.process_time()
         await self.settle()
         await self.engine.monitor_cycle()
+        await self.engine.exits.settled()
 
     async def holiday(self) -> None:
         self.broker.process_time()
         await self.settle()
         await self.engine.monitor_cycle()
+        await self.engine.exits.settled()
 
     async def weekend_stage(self) -> None:
         await self.autopilot(self.config.autopilot_weekly, send_now=False)
@@ -847,6 +849,7 @@ class Soak:
     async def monitor(self) -> None:
         async with self.timed("monitor"):
             await self.engine.monitor_cycle()
+            await self.engine.exits.settled()
             await self.settle()
         async with self.timed("roll decisions"):
             await self.decide_rolls()
@@ -1109,13 +1112,22 @@ class Soak:
         if earnings is not None and today <= earnings <= c.expiration:
             self.violation("earnings", f"{label}: earnings on {earnings} before expiration")
 
+    async def _proposal_of(self, order_ref: str) -> str | None:
+        """The roll proposal an order was sent for, from its order-ledger row."""
+        row = await asyncio.to_thread(self.engine.staged.by_ref, order_ref)
+        if row is None or row.kind not in ("roll", "close"):
+            return None
+        proposal = json.loads(row.decision or "{}").get("proposal_id")
+        return str(proposal) if proposal else None
+
     async def _inspect_roll_open(self, order: OrderRequest, label: str) -> None:
         """The second leg of a roll done as close-then-open (no combos): an approved
         proposal for this very put, no earnings up to its expiration."""
         assert order.contract is not None
         c, today = order.contract, new_york(self.clock.now()).date()
         proposals = await asyncio.to_thread(self.engine.rolls.find, ("APPROVED",))
-        match = [p for p in proposals if order.order_ref == f"putdesk-rollo-{p.id[:16]}"
+        proposal_id = await self._proposal_of(order.order_ref)
+        match = [p for p in proposals if p.id == proposal_id
                  and p.new_strike == c.strike and p.new_expiration == c.expiration
                  and order.quantity <= p.contracts]
         if not match:
@@ -1128,7 +1140,8 @@ class Soak:
     async def _inspect_roll(self, order: OrderRequest, label: str) -> None:
         today = new_york(self.clock.now()).date()
         proposals = await asyncio.to_thread(self.engine.rolls.find, ("APPROVED",))
-        match = [p for p in proposals if order.order_ref == f"putdesk-roll-{p.id[:16]}"]
+        proposal_id = await self._proposal_of(order.order_ref)
+        match = [p for p in proposals if p.id == proposal_id]
         if not match:
             self.violation("roll approved", f"{label}: no approved proposal")
             return

@@ -497,38 +497,64 @@ def check(
 
 
 def _staged_dict(r: Any) -> dict[str, Any]:
-    return {"id": r.id, "order_ref": r.order_ref, "symbol": r.symbol, "strike": r.strike,
-            "expiration": r.expiration.isoformat(), "contracts": r.contracts,
+    return {"id": r.id, "order_ref": r.order_ref, "kind": r.kind, "action": r.action,
+            "symbol": r.symbol, "strike": r.strike,
+            "expiration": r.expiration.isoformat() if r.expiration else None,
+            "contracts": r.contracts,
             "limit_price": r.limit_price, "status": r.status, "message": r.message,
             "filled": r.filled, "avg_fill_price": r.avg_fill_price,
             "last_limit": r.last_limit, "limit_deviation": r.limit_deviation,
+            "reprices": r.reprices, "commission": r.commission,
+            "realized_pnl": r.realized_pnl, "position_id": r.position_id,
+            "sender": r.sender, "cancel_requested": r.cancel_requested,
             "created_at": r.created_at.isoformat(), "actor": r.actor}
+
+
+def _contract_text(r: dict[str, Any]) -> str:
+    if r["strike"] is None:
+        return f"{r['symbol']} shares"
+    return f"{r['symbol']} {r['expiration']} {r['strike']:g}P"
 
 
 def _orders_table(rows: list[dict[str, Any]], title: str) -> Any:
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
-    for col in ("Contract", "Qty", "Staged", "Status", "Filled", "Avg", "Reason"):
+    for col in ("Kind", "Contract", "Side", "Qty", "Limit", "Status", "Filled", "Avg",
+                "Reason"):
         t.add_column(col, no_wrap=col != "Reason")
     for r in rows:
-        t.add_row(f"{r['symbol']} {r['expiration']} {r['strike']:g}P", str(r["contracts"]),
-                  f"{r['limit_price']:.2f}", r["status"], str(r["filled"] or ""),
+        limit = r["last_limit"] if r["last_limit"] is not None else r["limit_price"]
+        t.add_row(r["kind"], _contract_text(r), r["action"], str(r["contracts"]),
+                  "MKT" if r["kind"] == "stock" else f"{limit:.2f}", r["status"],
+                  str(r["filled"] or ""),
                   "" if r["avg_fill_price"] is None else f"{r['avg_fill_price']:.2f}",
                   r.get("reason") or r["message"] or "")
     return t
 
 
+KINDS_HELP = "Only these kinds: open, close, roll, stock (repeatable; default all)."
+
+
 @app.command()
-def orders(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
-    """Staged orders and their status, newest first."""
+def orders(
+    kind: Annotated[list[str] | None, typer.Option("--kind", help=KINDS_HELP)] = None,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+) -> None:
+    """Every order PutDesk has staged or sent (opening sells, closes, rolls, stock sales),
+    newest first."""
+    from core.execution.ledger import KINDS
+
+    bad = [k for k in kind or [] if k not in KINDS]
+    if bad:
+        fail(f"--kind: {', '.join(bad)} is not one of {', '.join(KINDS)}")
     settings = load()
     engine = build_engine(settings, scenario)
 
     async def go() -> list[dict[str, Any]]:
 
         await _opened(engine)
-        rows = await asyncio.to_thread(engine.staged.list, None)
+        rows = await asyncio.to_thread(engine.staged.list, None, tuple(kind) if kind else None)
         await engine.stop()
         return [_staged_dict(r) for r in sorted(rows, key=lambda r: r.created_at,
                                                 reverse=True)]
@@ -538,9 +564,119 @@ def orders(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
     def human() -> None:
         from rich.console import Console
 
-        Console().print(_orders_table(data, f"Staged orders ({len(data)})"))
+        Console().print(_orders_table(data, f"Orders ({len(data)})"))
 
     emit({"orders": data}, json_out, human)
+
+
+@app.command()
+def cancel(
+    order: Annotated[str, typer.Argument(metavar="ID", help="Order id or orderRef.")],
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+) -> None:
+    """Cancel an order: a staged one at once; a working one by the process that follows
+    it (at IBKR only the client that placed an order may cancel it), or here when its
+    sender is gone. Exit 0 when it is cancelled or the cancel is on its way."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+    engine.identify("cli cancel")
+
+    async def go() -> dict[str, Any]:
+        from core.actor import whoami
+        from core.execution.staging import StagingError
+
+        who = whoami("cli cancel")
+        await _opened(engine)
+        try:
+            row = await asyncio.to_thread(engine.staged.get, order) or await \
+                asyncio.to_thread(engine.staged.by_ref, order)
+            if row is None:
+                fail(f"no order {order} (see `putdesk orders`)")
+            orphans = {r.id for r in await asyncio.to_thread(engine.ledger.orphans)}
+            if row.status in ("SENDING", "WORKING", "UNKNOWN") and row.id not in orphans:
+                await asyncio.to_thread(engine.ledger.request_cancel, row.id, who)
+                text = (f"Cancel of {row.order_ref} asked: {row.sender} cancels it at its "
+                        "next heartbeat")
+                await asyncio.to_thread(engine.audit_event, "order_cancel_requested", text,
+                                        "INFO", who, row.symbol)
+                return {"order": _staged_dict(row), "result": text}
+            if row.status in ("SENDING", "WORKING", "UNKNOWN"):
+                # Its sender is gone: adopt it here, then cancel it.
+                await _connected(engine)
+                await engine.adopt_orphans()
+                engine.adaptive.stop_all(f"cancelled by {who}")
+                engine.roll_manager.stop_all(f"cancelled by {who}")
+                await engine.adoptions_settled()
+            else:
+                try:
+                    await engine.cancel_staged(row.id, who)
+                except StagingError as exc:
+                    fail(str(exc), code=1)
+            fresh = await asyncio.to_thread(engine.staged.get, row.id)
+            return {"order": _staged_dict(fresh or row), "result": (fresh or row).status}
+        finally:
+            await engine.stop()
+
+    data = run(go())
+    emit(data, json_out, lambda: typer.echo(f"{data['order']['order_ref']}: {data['result']}"))
+
+
+@app.command()
+def close(
+    position: Annotated[str, typer.Argument(
+        metavar="POSITION", help="The position as `putdesk positions` names it, e.g. "
+        "'KO 20261218 66 P'.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+) -> None:
+    """Buy back one short put now (the operator's close: it goes out even while trading
+    is halted, since it only reduces risk). Exit 0 when it is bought back."""
+    settings = load()
+    engine = build_engine(settings, scenario)
+    engine.identify("cli close")
+    interrupted: list[str] = []
+
+    async def go() -> dict[str, Any]:
+        import signal
+
+        from core.actor import whoami
+        from core.engine import EngineError
+
+        engine.install_signal_handlers(interrupted.append, halt=False,
+                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        try:
+            await engine.start()  # its heartbeat keeps this process's claim on the close
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        try:
+            if not engine.broker.connected:
+                fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
+            engine.refuse_if_read_only("closing a position")
+            views = await engine.monitor.refresh(notify=False)
+            wanted = " ".join(position.upper().split())
+            view = next((v for v in views if v.position_id == wanted), None)
+            if view is None:
+                fail(f"no short put {position!r}; held: "
+                     + (", ".join(v.position_id for v in views) or "none"))
+            if not yes and not typer.confirm(f"Buy back {view.contracts} {view.position_id} "
+                                             "now?", default=False):
+                fail("not closed", code=1)
+            result = await engine.exits.close(view, "operator close", whoami("cli close"))
+            return {"position": view.position_id, "result": result.as_dict(),
+                    "reason": result.reason, "interrupted": interrupted[0] if interrupted
+                    else None}
+        except ReadOnlyError as exc:
+            fail(str(exc), code=1)
+        finally:
+            await engine.stop()
+
+    from core.engine import ReadOnlyError
+
+    data = run(go())
+    emit(data, json_out, lambda: typer.echo(
+        f"{data['position']}: {data['result']['outcome']} — {data['reason']}"))
+    if data["result"]["outcome"] != "FILLED":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -556,10 +692,19 @@ def execute(
     or dry-ran; 1 when any was rejected, cancelled or left unknown."""
     settings = load()
     engine = build_engine(settings, scenario)
+    engine.identify("cli execute")
+    interrupted: list[str] = []
 
     async def go() -> dict[str, Any]:
+        import signal
+
         from core.engine import EngineError
 
+        # ctrl-c, a closed SSH session or a kill: the orders this command works are
+        # cancelled at the broker before it exits (never left working with nobody
+        # following them). Only the console halts the book on a signal.
+        engine.install_signal_handlers(interrupted.append, halt=False,
+                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
             await engine.start()
         except EngineError as exc:
@@ -574,12 +719,16 @@ def execute(
                 if missing:
                     fail(f"not a STAGED order: {', '.join(missing)} (see `putdesk orders`)")
             results = await engine.execute(list(ids) if ids else None, dry_run=dry_run or None)
+            # Orders a killed PutDesk left working were adopted at the connect: followed
+            # to their end before this command exits.
+            await engine.adoptions_settled()
             out = []
             for row, result in results:
                 out.append({**_staged_dict(await asyncio.to_thread(engine.staged.get, row.id)
                                            or row), "result": result.as_dict(),
                             "reason": result.reason})
-            return {"dry_run": dry_run or settings.execution.dry_run, "orders": out}
+            return {"dry_run": dry_run or settings.execution.dry_run, "orders": out,
+                    "interrupted": interrupted[0] if interrupted else None}
         finally:
             await engine.stop()
 
@@ -596,6 +745,9 @@ def execute(
         out.print(_orders_table(data["orders"], f"{title} ({len(data['orders'])})"))
 
     emit(data, json_out, human)
+    if data["interrupted"]:
+        typer.echo(f"putdesk: {data['interrupted']}: working orders cancelled", err=True)
+        raise typer.Exit(130 if data["interrupted"] == "SIGINT" else 1)
     if any(not o["result"]["success"] for o in data["orders"]):
         raise typer.Exit(1)
 

@@ -202,6 +202,10 @@ class ExecutionSettings(_Group):
     dry_run: bool = _f("DRY_RUN", False, "Go through every step but never send orders")
     auto_execute: bool = _f("EXECUTION_AUTO_AT_OPEN", True,
                             "Send orders staged before the open at EXECUTION_OPEN_TIME")
+    order_lease_seconds: float = _f("PUTDESK_ORDER_LEASE_SECONDS", 15.0,
+                                    "How long a working order's claim holds without its "
+                                    "sender's heartbeat; past it another process adopts it",
+                                    ge=3, le=600)
 
     _ranges = (("price_deviation_warn_pct", "price_deviation_reject_pct"),)
 
@@ -231,6 +235,10 @@ class ExitSettings(_Group):
     stop_loss_pct: float = _f("STOP_LOSS_PCT", 2.00,
                               "Close when the loss reaches this multiple of premium", gt=0)
     time_exit_dte: int = _f("TIME_EXIT_DTE", 2, "Close at or below this DTE", ge=0)
+    zero_bid_action: str = _f("EXIT_ZERO_BID_ACTION", "buy",
+                              "A put bid at 0: buy it back (walking to the ask) or let_expire "
+                              "(profit and time exits only; stops always buy)",
+                              pattern=r"^(buy|let_expire)$")
 
 
 class RollSettings(_Group):

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import signal
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ from core.db.repos import (
 from core.db.session import Database, database_url, error_text
 from core.db.tables import EquitySnapshot, StagedOrder
 from core.execution.adaptive import AdaptiveOrderExecutor
+from core.execution.ledger import RISK_ADDING, OrderLedger
 from core.execution.orders import OPEN_STATUSES, READ_ONLY_REASON, OrderExecutor
 from core.execution.reconcile import Reconciler, ReconcileReport
 from core.execution.staging import Staging
@@ -135,6 +137,7 @@ class Engine:
         #: A watcher's process: monitoring reads only. Every order-sending command refuses
         #: (ReadOnlyError), and the loops never stage, send, close, roll or reconcile.
         self.read_only = settings.app.read_only
+        self.process = "engine"  # the front end names it (identify)
         self.broker = broker
         self.db = db
         self.clock = clock
@@ -158,7 +161,13 @@ class Engine:
         # One pacer for every order-path request, so concurrent orders stay under IBKR's
         # message rate together.
         self.pacer = Pacer(settings.validation.pacing_msgs_per_sec)
-        self.adaptive = AdaptiveOrderExecutor(broker, settings.execution, self.pacer)
+        self.adaptive = AdaptiveOrderExecutor(broker, settings.execution, self.pacer,
+                                              halted=self._risk_halt)
+        #: Every order this process sends is a ledger row it claims under this name.
+        self._instance = uuid.uuid4().hex[:6]  # two engines in one process are two senders
+        self.ledger = OrderLedger(self.staged, clock, self.wall_clock,
+                                  f"{whoami('engine')} [{self._instance}]",
+                                  settings.execution.order_lease_seconds)
         self.executor = OrderExecutor(self)
         self.staging = Staging(self)
         self.reconciler = Reconciler(self)
@@ -170,6 +179,7 @@ class Engine:
         self._trade_seed = list(trade_seed)
         self._listeners: list[StateListener] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._adoptions: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._reconnecting = False
         self._loop_ref: asyncio.AbstractEventLoop | None = None  # set by open()
@@ -237,10 +247,31 @@ class Engine:
             except Exception:
                 log.exception("engine listener failed")
 
+    def identify(self, process: str) -> None:
+        """Name this process in the orders it sends and the halts it makes ('console',
+        'cli execute' ...): a ledger row's sender says who follows the order."""
+        self.process = process
+        self.ledger.sender = f"{whoami(process)} [{self._instance}]"
+
+    def _risk_halt(self) -> str | None:
+        halted, why = self.kill_switch.is_halted()
+        if not halted:
+            return None
+        return why or "halted"
+
     def _on_halt_changed(self, state: HaltState) -> None:
         self._publish(last_message=f"TRADING HALTED: {state.reason}" if state.halted
                       else "Trading active")
         if state.halted:
+            # New risk stops at once: every opening order this process works is cancelled
+            # now (other processes do the same when the halt reaches them); closes go on.
+            stopped = self.adaptive.stop_all(f"Trading halted ({state.reason}): an opening "
+                                             "order is cancelled, not repriced",
+                                             action="SELL")
+            stopped += self.roll_manager.stop_all(f"Trading halted ({state.reason})")
+            if stopped:
+                log.warning("Halt: cancelling %d working opening order(s): %s", len(stopped),
+                            ", ".join(stopped))
             self.notifier.notify("CRITICAL", "halt", f"TRADING HALTED: {state.reason}",
                                  data={"by": state.by, "persisted": state.persisted})
 
@@ -289,6 +320,9 @@ class Engine:
                                self.refresh_account))
         self._spawn(self._loop(self.settings.monitoring.interval_minutes * 60,
                                self.monitor_cycle))
+        if not self.read_only:
+            self._spawn(self._loop(self.settings.execution.order_lease_seconds / 3,
+                                   self.follow_orders))
         if self.broker.connected:
             await self._first_look()
         self._publish(started=True)
@@ -336,15 +370,19 @@ class Engine:
             self._equity.record(moment, nlv, source="scenario", account=account)
         log.info("Seeded %d equity history points from the scenario", len(self._equity_seed))
 
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "PutDesk process stopping") -> None:
+        """Stop the loops and disconnect. Every order this process still works is
+        cancelled first (and its outcome recorded): none is left with nobody following."""
+        if not self._stopping.is_set():
+            await self.cancel_working(reason)
         self._stopping.set()
         await self.notifier.drain(within=2.0)
         await self.notifier.close()
         with contextlib.suppress(Exception):
             await self.earnings.close()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._adoptions]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._adoptions]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
@@ -396,6 +434,7 @@ class Engine:
             await self.refresh_account()
             if not self.read_only:  # reconciling rewrites order records: the trading job
                 await self.reconcile()
+                await self.adopt_orphans()
         except SQLAlchemyError as exc:
             # Connected, not reconciled: halted until the database answers, then reconciled
             # (sync_halt). The reconnect itself is done.
@@ -440,6 +479,70 @@ class Engine:
                 delay = min(delay * 2, cap)
         finally:
             self._reconnecting = False
+
+    # --- orders this process follows ------------------------------------------------
+
+    async def cancel_working(self, reason: str, within: float = 10.0) -> list[str]:
+        """Cancel every order this process is working (shutdown, a signal) and wait, up
+        to `within` seconds, for their outcomes to be recorded."""
+        refs = self.adaptive.stop_all(reason) + self.roll_manager.stop_all(reason)
+        if not refs:
+            return []
+        log.warning("Cancelling %d working order(s) before stopping: %s", len(refs),
+                    ", ".join(refs))
+        try:
+            await asyncio.wait_for(asyncio.gather(self.adaptive.idle.wait(),
+                                                  self.roll_manager.idle.wait(),
+                                                  self.exits.settled()), within)
+        except TimeoutError:
+            log.error("Orders %s: cancels not confirmed within %g s; the next PutDesk "
+                      "process adopts them when their claim runs out",
+                      ", ".join(self.adaptive.working() + self.roll_manager.working()), within)
+        return refs
+
+    async def follow_orders(self) -> None:
+        """The ledger heartbeat: renew the claims of the orders this process follows, act
+        on cancels other processes asked for, and adopt orders whose sender is gone."""
+        rows = await asyncio.to_thread(self.ledger.heartbeat)
+        for row in rows:
+            why = f"cancelled by {row.cancel_requested}"
+            if row.cancel_requested and (self.adaptive.stop(row.order_ref, why)
+                                         or self.roll_manager.stop(row.order_ref, why)):
+                log.warning("Order %s: cancel asked by %s", row.order_ref,
+                            row.cancel_requested)
+        if self.broker.connected:
+            await self.adopt_orphans()
+
+    async def adopt_orphans(self) -> list[str]:
+        """Orders whose sender stopped renewing its claim (killed, crashed, its machine
+        lost): take each over (one adopter wins) and follow it to its end."""
+        if self.read_only or not self.broker.connected:
+            return []
+        from core.execution.adopt import follow_adopted
+
+        adopted = []
+        for row in await asyncio.to_thread(self.ledger.orphans):
+            if await asyncio.to_thread(self.ledger.take_over, row):
+                adopted.append(row.order_ref)
+                await asyncio.to_thread(
+                    self.audit_event, "order_adopted",
+                    f"{row.order_ref} ({row.kind}) adopted from {row.sender or 'unknown'}: "
+                    "its sender is gone", "WARNING", self.ledger.sender, row.symbol)
+                task = asyncio.ensure_future(follow_adopted(self, row))
+                task.set_name(f"adopted {row.order_ref}")
+                self._adoptions.add(task)
+                task.add_done_callback(self._adoption_done)
+        return adopted
+
+    def _adoption_done(self, task: asyncio.Task[None]) -> None:
+        self._adoptions.discard(task)
+        self._task_done(task)
+
+    async def adoptions_settled(self) -> None:
+        """Wait until every adopted order is followed to its end (a one-shot command
+        that adopted orders does not exit before)."""
+        while self._adoptions:
+            await asyncio.gather(*list(self._adoptions), return_exceptions=True)
 
     # --- periodic steps --------------------------------------------------------
 
@@ -514,9 +617,10 @@ class Engine:
                     actor: str | None = None, revalidating: str | None = None) -> RiskDecision:
         """Size and run the pre-trade checks; the decision is an audit event. Staged
         orders count as part of the book, except `revalidating` (a staged order's id)."""
-        staged = await asyncio.to_thread(self.staged.list, OPEN_STATUSES)
+        staged = await asyncio.to_thread(self.staged.list, OPEN_STATUSES, RISK_ADDING)
         pending = [OptionContract(o.symbol, o.expiration, o.strike, "P") for o in staged
-                   if o.id != revalidating]
+                   if o.id != revalidating and o.expiration is not None
+                   and o.strike is not None]
         own_ref = next((o.order_ref for o in staged if o.id == revalidating), None)
         decision = await self.governor.pre_trade_check(opportunity, whatif=whatif,
                                                        pending=pending, exclude_ref=own_ref)
@@ -690,7 +794,11 @@ class Engine:
                 log.warning("Exit %s (%s) not sent: trading halted", v.position_id,
                             decision.reason)
                 continue
-            await self.exits.close(v, f"{decision.rule}: {decision.reason}", "exit manager")
+            hold = self.exits.zero_bid_hold(v, decision.rule)
+            if hold is not None:
+                log.info("Exit %s (%s): %s", v.position_id, decision.reason, hold)
+                continue
+            self.exits.start_close(v, f"{decision.rule}: {decision.reason}", "exit manager")
 
     def orders_changed(self, message: str = "") -> None:
         changes: dict[str, object] = {"orders_version": self._state.orders_version + 1}
@@ -744,17 +852,30 @@ class Engine:
         self.refuse_if_read_only("resuming trading")
         return self.kill_switch.resume(actor or whoami("engine"))
 
-    def install_signal_handlers(self, on_signal: Callable[[str], None] | None = None) -> None:
-        """SIGTERM and SIGHUP (SSH session dropped) halt trading, persisted, then call
-        `on_signal` so the front end can shut down."""
+    def install_signal_handlers(self, on_signal: Callable[[str], None] | None = None, *,
+                                halt: bool = True,
+                                signals: Sequence[signal.Signals] = (signal.SIGTERM,
+                                                                     signal.SIGHUP)) -> None:
+        """On these signals: halt trading, persisted (`halt`: the trading console; a
+        watcher or a one-shot command does not halt the book), stop every order this
+        process works (they are cancelled at the broker before it exits: none is left
+        working with nobody following it), then call `on_signal` so the front end shuts
+        down (and awaits stop(), which waits for those cancels)."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, self._on_signal, sig.name, on_signal)
+        for sig in signals:
+            loop.add_signal_handler(sig, self._on_signal, sig.name, on_signal, halt)
 
-    def _on_signal(self, name: str, on_signal: Callable[[str], None] | None) -> None:
-        try:
-            self.halt(f"Signal {name} received", whoami("signal"))
-        except Exception:
-            log.exception("could not persist the halt on %s", name)
+    def _on_signal(self, name: str, on_signal: Callable[[str], None] | None,
+                   halt: bool = True) -> None:
+        if halt:
+            try:
+                self.halt(f"Signal {name} received", whoami(f"signal to {self.process}"))
+            except Exception:
+                log.exception("could not persist the halt on %s", name)
+        refs = self.adaptive.stop_all(f"Signal {name}: PutDesk stopping") + \
+            self.roll_manager.stop_all(f"Signal {name}: PutDesk stopping")
+        if refs:
+            log.warning("Signal %s: cancelling working order(s) %s before exiting", name,
+                        ", ".join(refs))
         if on_signal is not None:
             on_signal(name)

@@ -345,6 +345,54 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class CampaignLeg:
+    """One put of a rolled position's campaign: sold at `premium`, bought back at
+    `buyback` (None: the open leg)."""
+
+    strike: float
+    expiration: date
+    contracts: int
+    premium: float
+    buyback: float | None
+    realized_pnl: float | None
+    commission: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"strike": self.strike, "expiration": self.expiration.isoformat(),
+                "contracts": self.contracts, "premium": self.premium,
+                "buyback": self.buyback, "realized_pnl": self.realized_pnl,
+                "commission": self.commission}
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A rolled position from its first sale: every leg, what the closed ones realised
+    (after commissions) and, with the open leg's P&L, the campaign's P&L."""
+
+    legs: tuple[CampaignLeg, ...]
+
+    @property
+    def original_premium(self) -> float:
+        return self.legs[0].premium
+
+    @property
+    def realized(self) -> float:
+        return sum(leg.realized_pnl or 0.0 for leg in self.legs if leg.buyback is not None)
+
+    @property
+    def commissions(self) -> float:
+        return sum(leg.commission for leg in self.legs)
+
+    def pnl(self, open_leg_pnl: float | None) -> float | None:
+        return None if open_leg_pnl is None else self.realized + open_leg_pnl
+
+    def as_dict(self, open_leg_pnl: float | None) -> dict[str, Any]:
+        return {"legs": [leg.as_dict() for leg in self.legs],
+                "original_premium": self.original_premium, "realized": self.realized,
+                "commissions": self.commissions, "pnl": self.pnl(open_leg_pnl)}
+
+
+@dataclass(frozen=True)
 class PositionView:
     """One short put as the monitor sees it. Any market figure may be None (the broker
     did not say); P&L is against the entry premium, per the whole position."""
@@ -365,10 +413,18 @@ class PositionView:
     iv: float | None
     underlying_price: float | None
     alerts: tuple[Alert, ...] = ()
+    #: "CLOSING at $x" while a close works, "EXIT STUCK: reason" when the last one
+    #: could not buy it all back; "" otherwise.
+    exit_state: str = ""
+    campaign: Campaign | None = None  # rolled positions: the legs since the first sale
 
     @property
     def symbol(self) -> str:
         return self.contract.symbol
+
+    @property
+    def campaign_pnl(self) -> float | None:
+        return self.campaign.pnl(self.pnl) if self.campaign is not None else self.pnl
 
     @property
     def contracts(self) -> int:
@@ -418,4 +474,7 @@ class PositionView:
                 "delta": self.delta, "iv": self.iv, "underlying_price": self.underlying_price,
                 "drop_pct": self.drop_pct, "pnl": self.pnl,
                 "loss_multiple": self.loss_multiple,
-                "alerts": [a.as_dict() for a in self.alerts]}
+                "alerts": [a.as_dict() for a in self.alerts],
+                "exit_state": self.exit_state, "campaign_pnl": self.campaign_pnl,
+                "campaign": (self.campaign.as_dict(self.pnl) if self.campaign is not None
+                             else None)}

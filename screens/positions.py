@@ -40,14 +40,26 @@ def cells(v: PositionView) -> tuple[Any, ...]:
         str(v.quantity),
         str(v.dte),
         "—" if v.delta is None else f"{v.delta:.2f}",
-        Text(money(v.pnl), style=RED if (v.pnl or 0) < 0 else GREEN),
+        Text(money(v.campaign_pnl), style=RED if (v.campaign_pnl or 0) < 0 else GREEN),
         Text("—" if loss is None else f"{-loss:+.0%}",
              style="" if loss is None or loss < 1 else BOLD_RED),
         Text(pct(v.drop_pct), style=RED if (v.drop_pct or 0) > 0.05 else ""),
         "—" if v.underlying_price is None else f"{v.underlying_price:,.2f}",
         str(v.roll_count),
-        Text(" · ".join(a.message for a in v.alerts), overflow="ellipsis", no_wrap=True),
+        alerts_text(v),
     )
+
+
+def alerts_text(v: PositionView) -> Text:
+    """The exit state first (EXIT STUCK is the one a trader must act on), then alerts."""
+    t = Text(overflow="ellipsis", no_wrap=True)
+    if v.exit_state:
+        t.append(v.exit_state, style=BOLD_RED if v.exit_state.startswith("EXIT STUCK")
+                 else YELLOW)
+        if v.alerts:
+            t.append(" · ")
+    t.append(" · ".join(a.message for a in v.alerts))
+    return t
 
 
 class PositionsScreen(DeskScreen):
@@ -234,9 +246,23 @@ class PositionDetail(DeskModal[None]):
         t.append(f"  x{v.contracts} · entry {v.entry_price:.2f} · now "
                  f"{'—' if v.mark is None else f'{v.mark:.2f}'} · P&L {money(v.pnl)} · "
                  f"{v.dte} DTE · Δ {'—' if v.delta is None else f'{v.delta:.2f}'}\n")
+        if v.exit_state:
+            t.append(f"{v.exit_state}\n", style=BOLD_RED)
         for a in v.alerts:
             t.append(f"{a.severity} {a.message}\n",
                      style=BOLD_RED if a.severity == "CRITICAL" else YELLOW)
+        if v.campaign is not None:
+            c = v.campaign
+            t.append(f"\nCampaign since the first sale: original premium "
+                     f"{c.original_premium:.2f} · realised {money(c.realized)} · "
+                     f"commissions {money(c.commissions)} · campaign P&L "
+                     f"{money(v.campaign_pnl)}\n", style="bold")
+            for leg in c.legs:
+                bought = "open" if leg.buyback is None else f"bought back {leg.buyback:.2f}"
+                t.append(f"  {leg.expiration} {leg.strike:g}P x{leg.contracts}: sold "
+                         f"{leg.premium:.2f}, {bought}"
+                         + (f" ({money(leg.realized_pnl)})" if leg.realized_pnl is not None
+                            else "") + "\n")
         return t
 
     def on_mount(self) -> None:

@@ -38,7 +38,8 @@ class HaltBanner(Static):
         stored = "" if halt.persisted else "  [NOT PERSISTED: database unavailable]"
         self.update(
             f"TRADING HALTED — {halt.reason}\n"
-            f"since {since} by {halt.by or 'unknown'}{stored} · no new orders · "
+            f"since {since} by {halt.by or 'unknown'}{stored} · no new risk: opening orders "
+            "cancelled, closes still work · "
             + ("resume from a trading console (this one is read-only)" if self.read_only
                else "ctrl+r resumes after review")
         )

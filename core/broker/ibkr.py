@@ -59,6 +59,7 @@ from core.broker.base import (
 from core.broker.ibkr_mapping import (
     IB_CODES,
     NO_MARKET_DATA,
+    SUMMARY_TAGS,
     combo_to_ib,
     commission_of,
     describe_code,
@@ -92,6 +93,10 @@ POSITIONS_SETTLE_S = 0.3
 #: calls a repeat inside 15 s a pacing violation).
 HISTORY_REPEAT_S = 15.0
 
+#: Messages per second to TWS, every message counted: IBKR's limit is 50 (error 100 past
+#: it); bursts arrive bunched at TWS, so the throttle keeps a margin.
+MAX_MSGS_PER_SEC = 40.0
+
 READ_ONLY = ("The IBKR connection is read-only (PUTDESK_IBKR_READONLY): orders and "
              "what-if requests are disabled")
 
@@ -107,13 +112,23 @@ class IbkrBroker:
         # Request errors (200, 321, 162 ...) as exceptions with their code, not as empty
         # results that would look like "no data".
         self.ib.RaiseRequestErrors = True
-        self.pacer = Pacer(min(pacing_msgs_per_sec, 50.0))
+        # IBKR allows 50 messages a second; ib_async's throttle is the one place that sees
+        # every message (its own startup and subscription traffic as well as ours), so it
+        # is set with a margin under the limit, and the Pacer spaces our requests below it.
+        rate = min(pacing_msgs_per_sec, MAX_MSGS_PER_SEC)
+        self.ib.client.MaxRequests = int(rate)
+        self.ib.client.RequestsInterval = 1
+        self.pacer = Pacer(rate)
+        # ib_async keys some requests by a fixed name ("positions", "openOrders"): two at
+        # once would share one future and time out. One at a time per name.
+        self._key_locks: dict[str, asyncio.Lock] = {}
         self.history_pacer = HistoryPacer()
         self._listeners: list[EventListener] = []
         self._last_error = ""
         self._account = settings.account
         self._closing = False
         self._link_down = False  # 1100: socket up, TWS cut off from IBKR
+        self._data_lost = False  # 1101: subscriptions to be made again at connect()
         self._ready = False  # connect() completed since the last drop
         self._contracts: dict[object, Any] = {}  # qualified ib Contracts by our key
         self._by_conid: dict[int, OptionContract] = {}
@@ -157,6 +172,8 @@ class IbkrBroker:
             if self._link_down:
                 raise BrokerError("TWS is up but has lost its connection to IBKR (1100); "
                                   "waiting for it to come back", code=1100)
+            if self._data_lost:
+                await self._resubscribe()
             if not self._ready:
                 self._ready = True
                 self._emit(ConnectionChanged(True))
@@ -200,6 +217,17 @@ class IbkrBroker:
                  self.where, s.client_id, self._account or "?",
                  "read-only" if s.read_only else "orders enabled")
         self._emit(ConnectionChanged(True))
+
+    async def _resubscribe(self) -> None:
+        """After 1101 ("data lost") IBKR's subscriptions are gone: the account summary
+        (re-requested on next use: its cache would otherwise freeze at the outage) and
+        the account updates stream are asked again."""
+        self._data_lost = False
+        self.ib.wrapper.acctSummary.clear()
+        await self.pacer.wait()
+        client: Any = self.ib.client  # untyped
+        client.reqAccountUpdates(True, self._account)
+        log.warning("IBKR 1101 (data lost): account subscriptions requested again")
 
     async def _connect_or_refused(self, s: IBKRSettings) -> None:
         """connectAsync, cut short by error 326 (client id in use): ib_async would
@@ -273,6 +301,8 @@ class IbkrBroker:
         elif code in (1101, 1102) and self._link_down:
             # Back, but reconcile first: connected again only once connect() has run.
             self._link_down = False
+            if code == 1101:
+                self._data_lost = True
 
     def add_listener(self, listener: EventListener) -> None:
         self._listeners.append(listener)
@@ -294,8 +324,17 @@ class IbkrBroker:
                                      + (f" ({self._last_error})" if self._last_error else ""))
 
     async def _call(self, what: str, make: Callable[[], Awaitable[T]],
-                    within: float | None = None) -> T:
-        """One request: connected, paced, bounded, and IBKR's failures as BrokerErrors."""
+                    within: float | None = None, key: str | None = None) -> T:
+        """One request: connected, paced, bounded, and IBKR's failures as BrokerErrors.
+        `key`: ib_async's fixed request key, if it has one (one such request at a time)."""
+        if key is None:
+            return await self._call_now(what, make, within)
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._call_now(what, make, within)
+
+    async def _call_now(self, what: str, make: Callable[[], Awaitable[T]],
+                        within: float | None) -> T:
         from ib_async import RequestError
 
         self._require()
@@ -387,16 +426,39 @@ class IbkrBroker:
     # --- account ---------------------------------------------------------------
 
     async def current_time(self) -> datetime:
-        moment: datetime = await self._call("server time", self.ib.reqCurrentTimeAsync)
+        moment: datetime = await self._call("server time", self.ib.reqCurrentTimeAsync,
+                                            key="currentTime")
         return moment
 
-    async def account_values(self) -> AccountValues:
-        rows = await self._call("account summary",
-                                lambda: self.ib.accountSummaryAsync(self._account))
+    async def account_values(self, fresh: bool = False) -> AccountValues:
+        """The account summary. IBKR refreshes a summary subscription only every 3
+        minutes, so `fresh` (after a fill) asks a new one-shot summary instead."""
+        rows: Any
+        if fresh:
+            await self._call("account summary", self._one_shot_summary)
+            rows = self.ib.wrapper.acctSummary.values()
+        else:
+            rows = await self._call("account summary",
+                                    lambda: self.ib.accountSummaryAsync(self._account),
+                                    key="accountSummary")
         return map_account_values(list(rows), self._account, self.clock.now())
 
+    async def _one_shot_summary(self) -> None:
+        """reqAccountSummary under its own id, cancelled at its end: the answer is the
+        account as of now (it also refreshes ib_async's summary cache)."""
+        client: Any = self.ib.client
+        wrapper: Any = self.ib.wrapper
+        req_id = client.getReqId()
+        future = wrapper.startReq(req_id)
+        client.reqAccountSummary(req_id, "All", ",".join(SUMMARY_TAGS))
+        try:
+            await future
+        finally:
+            if self.ib.isConnected():
+                client.cancelAccountSummary(req_id)
+
     async def positions(self) -> list[Position]:
-        rows = await self._call("positions", self.ib.reqPositionsAsync)
+        rows = await self._call("positions", self.ib.reqPositionsAsync, key="positions")
         mapped = (map_position(p) for p in rows
                   if not self._account or p.account == self._account)
         return [p for p in mapped if p is not None and p.quantity != 0]
@@ -625,7 +687,11 @@ class IbkrBroker:
         return request
 
     async def open_orders(self) -> list[OrderState]:
-        trades = await self._call("open orders", self.ib.reqOpenOrdersAsync)
+        """Every client's open orders (reqAllOpenOrders): at IBKR reqOpenOrders answers
+        only this client id's, so a second PutDesk on its own id would see none of the
+        first one's and call them missing, or send a duplicate."""
+        trades = await self._call("open orders", self.ib.reqAllOpenOrdersAsync,
+                                  key="openOrders")
         states = []
         for trade in trades:
             if trade.order.whatIf or trade.isDone():

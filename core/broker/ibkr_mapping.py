@@ -125,6 +125,8 @@ ACCOUNT_TAGS = {
     "TotalCashValue": "total_cash",
     "BuyingPower": "buying_power",
 }
+#: The tags of a one-shot account summary: what PutDesk reads, nothing more.
+SUMMARY_TAGS = tuple(ACCOUNT_TAGS)
 
 
 def map_account_values(values: list[Any], account: str, as_of: datetime) -> AccountValues:
@@ -232,7 +234,19 @@ def map_status(trade: Any) -> tuple[OrderStatus, str]:
         message = describe_code(last.errorCode, str(last.message)).message
         if status is OrderStatus.CANCELLED and last.errorCode not in (202, 10148, 10147):
             status = OrderStatus.INACTIVE
+        if (trade.orderStatus.status == "ValidationError" and last.errorCode == 321
+                and not _was_live(trade)):
+            # ib_async keeps a 321 as a warning ("the order may still be live"), which is
+            # true of a modify; a new order TWS refused (e.g. its API is read-only) never
+            # reached the book: a rejection, with IBKR's text.
+            status = OrderStatus.INACTIVE
     return status, message
+
+
+def _was_live(trade: Any) -> bool:
+    """The order was acknowledged by TWS (PreSubmitted/Submitted) at some point."""
+    return any(getattr(e, "status", "") in ("PreSubmitted", "Submitted", "Filled")
+               for e in trade.log) or bool(getattr(trade.order, "permId", 0))
 
 
 def combo_to_ib(order: OrderRequest) -> tuple[str, float | None]:

@@ -368,8 +368,8 @@ class SimBroker:
         await self._request()
         return self.clock.now()
 
-    async def account_values(self) -> AccountValues:
-        await self._request()
+    async def account_values(self, fresh: bool = False) -> AccountValues:
+        await self._request()  # the simulator's figures are always as of now
         return self._account(self._cash, self._options, self._stocks)
 
     async def positions(self) -> list[Position]:

@@ -273,10 +273,72 @@ class StagedOrderRepo:
             session.refresh(merged)
             return merged
 
-    def claim(self, order_id: str, now: datetime, message: str) -> bool:
+    def claim(self, order_id: str, now: datetime, message: str, sender: str | None = None,
+              lease_until: datetime | None = None) -> bool:
         """STAGED -> SENDING in one statement: of two senders (the open's scheduler and
         an operator, or two processes) exactly one wins and only it may place the order."""
-        return self.transition(order_id, "STAGED", "SENDING", now, message)
+        stmt = (update(StagedOrder).where(col(StagedOrder.id) == order_id,
+                                          col(StagedOrder.status) == "STAGED")
+                .values(status="SENDING", updated_at=now, message=message, sender=sender,
+                        lease_until=lease_until))
+        with self.db.session() as session:
+            return bool(getattr(session.execute(stmt), "rowcount", 0))
+
+    def insert_claimed(self, order: StagedOrder) -> StagedOrder | None:
+        """Insert an order already claimed by its sender; None when another order holds
+        its active_key (another process is already working one for that position)."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            return self.add(order)
+        except IntegrityError:
+            return None
+
+    def renew(self, sender: str, now: datetime, until: datetime) -> list[StagedOrder]:
+        """The sender's heartbeat: its working orders' leases run to `until`. Returns
+        its working orders (so it sees cancel requests made by other processes)."""
+        mine = (col(StagedOrder.sender) == sender,
+                col(StagedOrder.status).in_(("SENDING", "WORKING", "UNKNOWN")))
+        with self.db.session() as session:
+            session.execute(update(StagedOrder).where(*mine).values(lease_until=until))
+            return list(session.exec(select(StagedOrder).where(*mine)).all())
+
+    def sent_by_others(self, sender: str) -> list[StagedOrder]:
+        """Sent orders another sender (or none: rows from before the ledger) claims."""
+        query = select(StagedOrder).where(
+            col(StagedOrder.status).in_(("SENDING", "WORKING", "UNKNOWN")),
+            (col(StagedOrder.sender) != sender) | col(StagedOrder.sender).is_(None))
+        with self.db.session() as session:
+            return list(session.exec(query).all())
+
+    def take_over(self, row: StagedOrder, sender: str, now: datetime,
+                  until: datetime) -> bool:
+        """Adopt an orphan: only if its sender and lease are still as read, so of two
+        adopters exactly one wins."""
+        same_sender = (col(StagedOrder.sender) == row.sender if row.sender is not None
+                       else col(StagedOrder.sender).is_(None))
+        same_lease = (col(StagedOrder.lease_until) == row.lease_until
+                      if row.lease_until is not None else col(StagedOrder.lease_until).is_(None))
+        stmt = (update(StagedOrder).where(col(StagedOrder.id) == row.id, same_sender,
+                                          same_lease)
+                .values(sender=sender, lease_until=until, updated_at=now))
+        with self.db.session() as session:
+            return bool(getattr(session.execute(stmt), "rowcount", 0))
+
+    def request_cancel(self, order_id: str, actor: str, now: datetime) -> bool:
+        stmt = (update(StagedOrder).where(
+            col(StagedOrder.id) == order_id,
+            col(StagedOrder.status).in_(("SENDING", "WORKING", "UNKNOWN")))
+                .values(cancel_requested=actor, updated_at=now))
+        with self.db.session() as session:
+            return bool(getattr(session.execute(stmt), "rowcount", 0))
+
+    def latest_for_position(self, position_id: str, kind: str) -> StagedOrder | None:
+        with self.db.session() as session:
+            return session.exec(select(StagedOrder)
+                                .where(StagedOrder.position_id == position_id,
+                                       StagedOrder.kind == kind)
+                                .order_by(col(StagedOrder.created_at).desc())).first()
 
     def transition(self, order_id: str, frm: str, to: str, now: datetime,
                    message: str) -> bool:
@@ -306,10 +368,13 @@ class StagedOrderRepo:
             session.refresh(row)
             return row
 
-    def list(self, statuses: tuple[str, ...] | None = ("STAGED",)) -> list[StagedOrder]:
+    def list(self, statuses: tuple[str, ...] | None = ("STAGED",),
+             kinds: tuple[str, ...] | None = None) -> list[StagedOrder]:
         query = select(StagedOrder)
         if statuses:
             query = query.where(col(StagedOrder.status).in_(statuses))
+        if kinds:
+            query = query.where(col(StagedOrder.kind).in_(kinds))
         with self.db.session() as session:
             return list(session.exec(query.order_by(col(StagedOrder.created_at))).all())
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -156,22 +156,34 @@ class EarningsCache(SQLModel, table=True):
 
 
 class StagedOrder(SQLModel, table=True):
-    """An approved opportunity waiting to be sent (spec 2.1B/3.2B staged limit), with the
-    governor decision that approved it. `order_ref` is what the broker order will carry,
-    so a retry or a reconnect can recognise it and never place it twice."""
+    """The order ledger: one row for every order PutDesk sends, claimed before it is sent
+    so exactly one process sends it, and followed until it settles.
+
+    kind "open" is an approved opportunity staged to be sent (spec 2.1B/3.2B staged
+    limit, with the governor decision that approved it); "close" buys back a short put
+    (exit rules, the operator's close, exit-all); "roll" is a roll combo; "stock" sells
+    assigned shares. `order_ref` is what the broker order carries, so a retry, a reconnect
+    or another process recognises it and never places it twice. `sender` names the
+    process following the order and `lease_until` how long that claim holds without a
+    heartbeat: past it, the sender is presumed gone and another process adopts the order.
+    `active_key` (a position or proposal) is unique while the order works, so two
+    processes cannot both close one position."""
 
     __tablename__ = "staged_orders"
+    __table_args__ = (UniqueConstraint("active_key", name="uq_staged_orders_active_key"),)
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
     created_at: datetime = _ts(index=True)
     updated_at: datetime = _ts()
     symbol: str = Field(index=True, max_length=16)
     right: str = Field(default="P", max_length=1)
-    strike: float
-    expiration: date
+    strike: float | None  # None: a stock order
+    expiration: date | None
     contracts: int
     limit_price: float
     status: str = Field(default="STAGED", index=True, max_length=16)
+    kind: str = Field(default="open", index=True, max_length=16)
+    action: str = Field(default="SELL", max_length=4)
     order_ref: str = Field(unique=True, max_length=64)
     actor: str = Field(default="", max_length=200)
     decision: str = Field(sa_column=Column(Text, nullable=False))
@@ -185,6 +197,15 @@ class StagedOrder(SQLModel, table=True):
     filled: int = Field(default=0)
     avg_fill_price: float | None = None
     trade_id: str | None = Field(default=None, max_length=32)
+    # The ledger (revision 0010).
+    reprices: int = Field(default=0)
+    commission: float | None = None
+    realized_pnl: float | None = None
+    position_id: str | None = Field(default=None, max_length=64)
+    sender: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _ts(nullable=True)
+    active_key: str | None = Field(default=None, max_length=96)
+    cancel_requested: str | None = Field(default=None, max_length=200)  # by whom
 
 
 class RollProposal(SQLModel, table=True):

@@ -7,6 +7,14 @@ to the live bid, one every ORDER_REPRICE_INTERVAL_SECONDS; the order is cancelle
 ORDER_TIMEOUT_SECONDS. Every order carries the staged order's orderRef, and before
 sending, the broker's open orders and today's fills are searched for it: a retry or a
 reconnect adopts the order that is already there instead of placing a second one.
+
+Closes (BUY) have their own price policy, not the entry spread rule: a put bid at 0 or
+quoted wide must still be bought back. They start one tick above the mid and walk to the
+ask, reaching it on the last reprice step, well before the timeout.
+
+Every working order can be stopped: `stop(order_ref, reason)` (the operator's cancel, a
+process shutting down), and an opening sell checks the kill switch (`halted`) before
+every step, so a halt cancels it at once instead of repricing it toward a fill.
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ class _Watch:
         self.state: OrderState | None = None
         self.fills: list[Fill] = []
         self.changed = asyncio.Event()
+        self.stop_reason: str | None = None  # set: cancel now, for this reason
         broker.add_listener(self._on_event)
 
     def _on_event(self, event: BrokerEvent) -> None:
@@ -97,10 +106,58 @@ class _Watch:
 
 class AdaptiveOrderExecutor:
     def __init__(self, broker: Broker, settings: ExecutionSettings,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None,
+                 halted: Callable[[], str | None] | None = None) -> None:
         self.broker = broker
         self.settings = settings
         self._pacer = pacer
+        #: None while trading may add risk, else the halt's reason (the kill switch).
+        self.halted = halted or (lambda: None)
+        self._watches: dict[str, tuple[_Watch, str]] = {}  # order_ref -> (watch, action)
+        self.idle = asyncio.Event()  # set while no order is being worked
+        self.idle.set()
+
+    # --- orders being worked ---------------------------------------------------------
+
+    def working(self) -> list[str]:
+        """orderRefs this executor is following now."""
+        return list(self._watches)
+
+    def stop(self, order_ref: str, reason: str) -> bool:
+        """Cancel a working order at its next step (at once: its wait is woken)."""
+        entry = self._watches.get(order_ref)
+        if entry is None:
+            return False
+        watch, _action = entry
+        watch.stop_reason = watch.stop_reason or reason
+        watch.changed.set()
+        return True
+
+    def stop_all(self, reason: str, action: Action | None = None) -> list[str]:
+        """Stop every working order (of one action, e.g. SELL: every opening order)."""
+        return [ref for ref, (_w, act) in list(self._watches.items())
+                if (action is None or act == action) and self.stop(ref, reason)]
+
+    def _follow(self, watch: _Watch, action: Action) -> None:
+        self._watches[watch.order_ref] = (watch, action)
+        self.idle.clear()
+
+    def _unfollow(self, watch: _Watch) -> None:
+        entry = self._watches.get(watch.order_ref)
+        if entry is not None and entry[0] is watch:
+            del self._watches[watch.order_ref]
+        if not self._watches:
+            self.idle.set()
+        watch.close()
+
+    def _stop_reason(self, watch: _Watch, action: Action) -> str | None:
+        if watch.stop_reason is not None:
+            return watch.stop_reason
+        if action == "SELL":
+            why = self.halted()
+            if why is not None:
+                return f"Trading halted ({why}): an opening order is cancelled, not repriced"
+        return None
 
     async def _paced(self, make: Callable[[], Awaitable[T]]) -> T:
         return await (self._pacer(make) if self._pacer is not None else make())
@@ -132,6 +189,22 @@ class AdaptiveOrderExecutor:
             result.outcome = "REJECTED"
             result.reason = f"Spread {spread:.0%} exceeds max {limit:.0%}"
             return False
+        return True
+
+    def check_close_quote(self, quote: Quote, result: OrderResult) -> bool:
+        """A buy-to-close needs an ask; the bid may be 0 and the spread wide (the entry
+        spread rule would leave a stop or a worthless put open)."""
+        bid, ask = quote.bid, quote.ask
+        result.bid, result.ask = bid, ask
+        if ask is None or ask <= 0:
+            log.warning("Close quote: bid=%s, ask=%s — no ask, cannot buy back", bid, ask)
+            result.outcome, result.reason = "REJECTED", "No ask for the option: cannot buy it back"
+            return False
+        if bid is not None and bid > 0:
+            result.spread_pct = (ask - bid) / bid
+        log.info("Close quote: bid=%s, ask=$%.2f, spread=%s — buying back walks to the ask",
+                 f"${bid:.2f}" if bid is not None else "none", ask,
+                 f"{result.spread_pct:.0%}" if result.spread_pct is not None else "n/a")
         return True
 
     def check_stability(self, live_limit: float, result: OrderResult) -> bool:
@@ -167,24 +240,31 @@ class AdaptiveOrderExecutor:
 
     async def adopt(self, contract: OptionContract, contracts: int, staged_limit: float | None,
                     order_ref: str, state: OrderState | None, fills: list[Fill],
-                    on_progress: Callable[[OrderResult], None] | None = None) -> OrderResult:
+                    on_progress: Callable[[OrderResult], None] | None = None,
+                    elapsed: float = 0.0, action: Action | None = None,
+                    reprices: int = 0) -> OrderResult:
         """Follow an order the broker already has under our orderRef (a retry after a
-        lost acknowledgement): never a second order, no new checks — it is already out."""
+        lost acknowledgement, or an order whose sender died): never a second order, no
+        new checks — it is already out. `elapsed`: seconds it has already worked, so its
+        timeout still counts from when it was sent."""
+        act: Action = action or (state.request.action if state is not None else "SELL")
         result = OrderResult("WORKING", "", order_ref, contracts, staged_limit=staged_limit,
-                             action=state.request.action if state is not None else "SELL")
+                             action=act, reprices=reprices)
         result.warnings.append("already at the broker: adopted, not sent again")
         log.warning("Order %s is already at the broker: adopting it, not sending again",
                     order_ref)
         watch = _Watch(self.broker, order_ref)
         watch.state, watch.fills = state, list(fills)
+        self._follow(watch, act)
         try:
             if state is None or state.status.is_done:
                 return self._finish(result, watch, contracts)
             result.order_id, result.perm_id = state.order_id, state.perm_id
             result.limit_price = result.last_limit = state.request.limit_price
-            return await self._work(contract, contracts, watch, result, on_progress)
+            return await self._work(contract, contracts, watch, result, on_progress,
+                                    elapsed=elapsed, step=reprices)
         finally:
-            watch.close()
+            self._unfollow(watch)
 
     async def place_order(self, contract: OptionContract, contracts: int,
                           staged_limit: float | None, order_ref: str, *, dry_run: bool = False,
@@ -201,10 +281,11 @@ class AdaptiveOrderExecutor:
             result.reason = f"No live quote: {exc}"
             log.warning("Order %s not sent: %s", order_ref, result.reason)
             return result
-        if not self.check_quote(quote, result):
+        if not (self.check_quote if action == "SELL" else self.check_close_quote)(quote, result):
             return result
-        assert quote.bid is not None and quote.ask is not None
-        limit = (sell_limit if action == "SELL" else buy_limit)(quote.bid, quote.ask)
+        assert quote.ask is not None
+        limit = (sell_limit(quote.bid or 0.0, quote.ask) if action == "SELL"
+                 else buy_limit(max(quote.bid or 0.0, 0.0), quote.ask))
         result.limit_price = result.last_limit = limit
         if staged_limit is not None and not self.check_stability(limit, result):
             return result
@@ -216,11 +297,12 @@ class AdaptiveOrderExecutor:
             return result
 
         watch = _Watch(self.broker, order_ref)
+        self._follow(watch, action)
         try:
             return await self._send_and_work(contract, contracts, limit, watch, result,
                                              on_progress)
         finally:
-            watch.close()
+            self._unfollow(watch)
 
     async def _send_and_work(self, contract: OptionContract, contracts: int, limit: float,
                              watch: _Watch, result: OrderResult,
@@ -232,11 +314,16 @@ class AdaptiveOrderExecutor:
             log.warning("Order %s not sent: %s", result.order_ref, result.reason)
             return result
         if state is not None or fills:
-            watch.close()
+            self._unfollow(watch)
             return await self.adopt(contract, contracts, result.staged_limit or limit,
                                     result.order_ref, state, fills, on_progress)
         order = OrderRequest(result.action, contracts, result.order_ref, contract,
                              order_type=OrderType.LIMIT, limit_price=limit)
+        stopped = self._stop_reason(watch, result.action)
+        if stopped is not None:  # halted (or stopped) between the checks and the send
+            result.reason = f"Not sent: {stopped}"
+            log.warning("Order %s not sent: %s", result.order_ref, stopped)
+            return result
         try:
             state = await self._paced(lambda: self.broker.place_order(order))
         except BrokerDisconnected as exc:
@@ -257,19 +344,26 @@ class AdaptiveOrderExecutor:
 
     async def _work(self, contract: OptionContract, contracts: int, watch: _Watch,
                     result: OrderResult,
-                    on_progress: Callable[[OrderResult], None] | None) -> OrderResult:
-        """Wait for fills, reprice toward the bid step by step, cancel at the timeout."""
+                    on_progress: Callable[[OrderResult], None] | None,
+                    elapsed: float = 0.0, step: int = 0) -> OrderResult:
+        """Wait for fills, reprice toward the touch step by step, cancel at the timeout,
+        or at once when stopped (an opening order when trading halts)."""
         s = self.settings
         result.outcome = "WORKING"
         result.reason = f"Working at ${result.last_limit or 0:.2f}"
         if on_progress:
             on_progress(result)
-        start = time.monotonic()
-        step = 0
+        start = time.monotonic() - elapsed
         first_limit = result.last_limit or 0.0
+        stopped: str | None = None
         while True:
             current = watch.state
             if current is not None and current.status.is_done:
+                break
+            stopped = self._stop_reason(watch, result.action)
+            if stopped is not None:
+                log.warning("Order %s: cancelling — %s", result.order_ref, stopped)
+                await self._cancel(watch, result, stopped)
                 break
             elapsed = time.monotonic() - start
             if elapsed >= s.order_timeout_seconds:
@@ -281,10 +375,14 @@ class AdaptiveOrderExecutor:
             if watch.state is not None and watch.state.status.is_done:
                 break
             if (time.monotonic() - start >= next_step_at and step < s.reprice_steps
-                    and result.order_id is not None and first_limit > 0):
+                    and result.order_id is not None and first_limit > 0
+                    and self._stop_reason(watch, result.action) is None):
                 step += 1
                 await self._reprice(contract, first_limit, step, watch, result, on_progress)
-        return self._finish(result, watch, contracts)
+        finished = self._finish(result, watch, contracts)
+        if stopped is not None and finished.outcome in ("CANCELLED", "PARTIAL"):
+            finished.reason = f"{finished.reason}: {stopped}"
+        return finished
 
     async def _reprice(self, contract: OptionContract, first_limit: float, step: int,
                        watch: _Watch, result: OrderResult,
@@ -315,6 +413,8 @@ class AdaptiveOrderExecutor:
                 return
         assert result.order_id is not None
         order_id = result.order_id
+        if self._stop_reason(watch, result.action) is not None:
+            return  # halted while the quote came in: the loop cancels it next
         try:
             await self._paced(lambda: self.broker.modify_order(order_id, limit))
         except BrokerError as exc:
@@ -327,12 +427,14 @@ class AdaptiveOrderExecutor:
         if on_progress:
             on_progress(result)
 
-    async def _cancel(self, watch: _Watch, result: OrderResult) -> None:
+    async def _cancel(self, watch: _Watch, result: OrderResult, why: str | None = None
+                      ) -> None:
         if result.order_id is None:
             return
         order_id = result.order_id
-        log.info("Order %s unfilled after %.0f s: cancelling", result.order_ref,
-                 self.settings.order_timeout_seconds)
+        if why is None:
+            log.info("Order %s unfilled after %.0f s: cancelling", result.order_ref,
+                     self.settings.order_timeout_seconds)
         try:
             await self._paced(lambda: self.broker.cancel_order(order_id))
         except BrokerError as exc:

@@ -10,6 +10,7 @@ through every step except sending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -40,6 +41,7 @@ def opportunity_of(staged: StagedOrder) -> Opportunity:
     """The opportunity a staged order stands for, as it was approved, priced at its
     staged limit and capped at its staged size."""
     approved = json.loads(staged.decision).get("opportunity", {})
+    assert staged.expiration is not None and staged.strike is not None, "an opening order"
     return Opportunity(staged.symbol, staged.expiration, staged.strike, staged.limit_price,
                        requested_contracts=staged.contracts,
                        delta=approved.get("delta"), source=approved.get("source", "staged"),
@@ -156,8 +158,7 @@ class OrderExecutor:
                 log.warning("Order %s not sent, stays STAGED: %s", staged.order_ref, why)
                 return result
             try:
-                claimed = await asyncio.to_thread(engine.staged.claim, staged.id,
-                                                  engine.clock.now(),
+                claimed = await asyncio.to_thread(engine.ledger.claim_staged, staged.id,
                                                   f"Sending {contracts} contracts")
             except SQLAlchemyError as exc:
                 return self._database_down(staged, result, exc)
@@ -200,29 +201,23 @@ class OrderExecutor:
 
         previous.append(asyncio.ensure_future(write()))
 
+    def progress_writer(self, row_id: str) -> Callable[[OrderResult], None]:
+        """on_progress for any ledger row (closes, roll legs): ordered writes."""
+        return lambda result: self._progress(row_id, result)
+
+    async def settle_row(self, row_id: str, result: OrderResult) -> StagedOrder | None:
+        """A ledger row's outcome, after every progress write of it."""
+        for write in self._writes.pop(row_id, []):
+            with contextlib.suppress(Exception):
+                await write
+        saved = await asyncio.to_thread(self.engine.ledger.finish, row_id, result)
+        self.engine.orders_changed()
+        return saved
+
     async def _set(self, staged_id: str, status: str, message: str,
                    result: OrderResult | None = None) -> None:
-        engine = self.engine
-        now = engine.clock.now()
-
-        def update() -> None:
-            row = engine.staged.get(staged_id)
-            if row is None:
-                return
-            row.status, row.message, row.updated_at = status, message, now
-            if result is not None:
-                row.broker_order_id = result.order_id or row.broker_order_id
-                row.perm_id = result.perm_id or row.perm_id
-                row.last_limit = result.last_limit
-                row.limit_deviation = result.limit_deviation
-                row.filled = result.filled
-                row.avg_fill_price = result.avg_fill_price
-                if status in ("WORKING", "SENDING") and row.sent_at is None:
-                    row.sent_at = now
-            engine.staged.save(row)
-
-        await asyncio.to_thread(update)
-        engine.orders_changed()
+        await asyncio.to_thread(self.engine.ledger.update, staged_id, status, message, result)
+        self.engine.orders_changed()
 
     async def _refuse(self, staged: StagedOrder, result: OrderResult, dry: bool) -> None:
         """Refused before sending: STAGED -> REJECTED, unless another sender has taken
@@ -290,7 +285,7 @@ class OrderExecutor:
         earnings_checked = decision is not None and any(
             c.name == "earnings" and c.status == "pass" for c in decision.checks)
         now = engine.wall_clock.now()
-        trade = Trade(symbol=staged.symbol, strike=staged.strike, expiration=staged.expiration,
+        trade = Trade(symbol=staged.symbol, strike=opp.strike, expiration=opp.expiration,
                       contracts=result.filled, entry_price=price,
                       entry_time=engine.clock.now(), order_ref=staged.order_ref,
                       perm_id=result.perm_id, commission=result.commission,

@@ -33,11 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("putdesk.execution.reconcile")
 
 REF_PREFIX = "putdesk-"
-#: A staged order's orderRef: "putdesk-" and 16 hex digits of its id. PutDesk's other
-#: orders (exits "putdesk-close-", rolls "putdesk-roll-", "-rollc-", "-rollo-", assigned
-#: stock "putdesk-assign-") are followed by their own executors and recorded on their
-#: trades, not as staged orders: they are not "unknown to PutDesk".
-STAGED_REF = re.compile(r"^putdesk-[0-9a-f]{16}$")
+#: Every order PutDesk sends carries "putdesk-" and a ledger row's id (opening sells
+#: "putdesk-<id>", exits "putdesk-close-", rolls "putdesk-roll-", "-rollc-", "-rollo-",
+#: assigned stock "putdesk-assign-"): all of them are ledger rows.
+LEDGER_REF = re.compile(r"^putdesk-(?:[a-z]+-)?[0-9a-f]{12,16}$")
 SENT = ("SENDING", "UNKNOWN", "WORKING")
 SETTLED = ("FILLED", "PARTIAL", "CANCELLED")
 
@@ -93,16 +92,32 @@ class Reconciler:
             log.error(report.summary())
             return report
         by_ref: dict[str, OrderState] = {o.order_ref: o for o in orders
-                                         if STAGED_REF.match(o.order_ref)}
+                                         if LEDGER_REF.match(o.order_ref)}
         fills_by_ref: dict[str, list[Fill]] = defaultdict(list)
         for f in fills:
-            if STAGED_REF.match(f.order_ref):
+            if LEDGER_REF.match(f.order_ref):
                 fills_by_ref[f.order_ref].append(f)
         rows = await asyncio.to_thread(engine.staged.list, None)
         known = {r.order_ref for r in rows}
+        followed = set(engine.adaptive.working()) | set(engine.roll_manager.working())
         for row in rows:
             ref = row.order_ref
             state, got = by_ref.get(ref), fills_by_ref.get(ref, [])
+            if row.status in SENT and (ref in followed or (
+                    row.sender is not None and row.sender != engine.ledger.sender)):
+                # Followed by this process now or by another live one, which settles it;
+                # or its sender is gone and it is adopted (Engine.adopt_orphans) and
+                # followed to its end. A reconcile must not settle it behind their backs.
+                if state is not None or got:
+                    report.matched.append(ref)
+                continue
+            if row.kind != "open":
+                # Closes, rolls and stock sales are settled by their follower or adopter
+                # (core/execution/adopt.py), with the trades they change; here they are
+                # only recognised.
+                if state is not None or got:
+                    report.matched.append(ref)
+                continue
             if state is None and not got:
                 # Only if still as read: a second instance's sender may be placing it now.
                 if row.status in SENT and await asyncio.to_thread(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -115,7 +114,39 @@ class AssignmentDetector:
         for text in report.stock_without_trades:
             log.info("Stock without a put trade (not flagged): %s", text)
         report.expired = await self._settle_expiries(positions)
+        if not engine.read_only:
+            await self._settle_sales()
         return report
+
+    async def _settle_sales(self) -> None:
+        """Market sales of assigned shares rest until the regular session: their ledger
+        rows settle when today's executions show them done (nobody else follows them)."""
+        engine = self.engine
+        rows = await asyncio.to_thread(engine.staged.list, ("WORKING",), ("stock",))
+        mine = [r for r in rows if r.sender == engine.ledger.sender]
+        if not mine:
+            return
+        try:
+            open_refs = {o.order_ref for o in await engine.broker.open_orders()}
+            fills = await engine.broker.fills()
+        except BrokerError as exc:
+            log.warning("Assigned-stock sales not settled: %s", exc)
+            return
+        from core.models import OrderResult
+
+        for row in mine:
+            if row.order_ref in open_refs:
+                continue
+            got = [f for f in fills if f.order_ref == row.order_ref]
+            sold = sum(f.quantity for f in got)
+            if not sold:
+                continue  # sold on another day, or not at all: reconcile's view decides
+            result = OrderResult("FILLED" if sold >= row.contracts else "PARTIAL",
+                                 f"Sold {sold} shares", row.order_ref, row.contracts,
+                                 filled=sold,
+                                 avg_fill_price=sum(f.price * f.quantity for f in got) / sold,
+                                 commission=sum(f.commission or 0.0 for f in got))
+            await engine.executor.settle_row(row.id, result)
 
     async def _settle_expiries(self, positions: list[Position]) -> list[str]:
         """Open put trades the broker no longer holds once their expiration has passed:
@@ -175,13 +206,37 @@ class AssignmentDetector:
         if engine.kill_switch.is_halted()[0]:
             return (f"{event.symbol}: SELL_IMMEDIATELY not sent — trading is halted; sell "
                     f"{event.shares} shares after review")
-        ref = f"putdesk-assign-{uuid.uuid4().hex[:12]}"
+        from core.execution.ledger import NewOrder
+        from core.models import OrderResult
+
+        row = await asyncio.to_thread(engine.ledger.open, NewOrder(
+            kind="stock", symbol=event.symbol, contracts=event.shares, action="SELL",
+            limit_price=0.0, active_key=f"stock:{event.symbol}", right="S",
+            detail={"assignment": event.as_dict()},
+            message=f"Market sell of {event.shares} assigned shares"), "putdesk-assign-")
+        if row is None:
+            return f"{event.symbol}: SELL_IMMEDIATELY — a sale of these shares already works"
+        ref = row.order_ref
         order = OrderRequest("SELL", event.shares, ref, stock=event.symbol,
                              order_type=OrderType.MARKET)
+        result = OrderResult("REJECTED", "", ref, event.shares, action="SELL")
         try:
             state = await engine.broker.place_order(order)
         except BrokerError as exc:
+            result.reason = f"Broker refused the order: {exc}"
+            await engine.executor.settle_row(row.id, result)
             return f"{event.symbol}: SELL_IMMEDIATELY failed: {exc} — sell the shares in TWS"
+        result.order_id, result.perm_id = state.order_id, state.perm_id
+        result.filled, result.avg_fill_price = state.filled, state.avg_fill_price
+        if state.status is OrderStatus.FILLED:
+            result.outcome, result.reason = "FILLED", f"Sold {state.filled} shares"
+            await engine.executor.settle_row(row.id, result)
+        else:
+            result.outcome = "WORKING"
+            result.reason = f"Market sell {state.status.value}: fills in the regular session"
+            await asyncio.to_thread(engine.ledger.update, row.id, "WORKING", result.reason,
+                                    result)
+            engine.orders_changed()
         if state.status is OrderStatus.FILLED:
             return (f"{event.symbol}: SELL_IMMEDIATELY — sold {state.filled} shares at "
                     f"${state.avg_fill_price or 0:.2f} ({ref})")

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from core.broker.base import BrokerError, Position
 from core.clock import new_york
 from core.config import MonitoringSettings
-from core.db.tables import PositionSnapshot, Trade
-from core.models import SEVERITY_ORDER, Alert, PositionView
+from core.db.tables import PositionSnapshot, StagedOrder, Trade
+from core.models import SEVERITY_ORDER, Alert, Campaign, CampaignLeg, PositionView
 from core.risk.figures import pct_vs, vs
 
 if TYPE_CHECKING:
@@ -121,6 +121,9 @@ class PositionMonitor:
                 dte=(c.expiration - today).days, bid=bid, ask=ask, mark=mark, delta=delta,
                 iv=iv, underlying_price=underlying)
             views.append(replace(view, alerts=check_alerts(view, self.settings)))
+        extras = await asyncio.to_thread(self._ledger_state, views)
+        views = [replace(v, exit_state=extras[v.position_id][0],
+                         campaign=extras[v.position_id][1]) for v in views]
         views.sort(key=lambda v: (-SEVERITY_ORDER.get(v.worst or "INFO", 0)
                                   - (1 if v.alerts else 0), v.dte, v.symbol))
         self.views = tuple(views)
@@ -132,6 +135,43 @@ class PositionMonitor:
         if notify:
             self._raise_alerts(views)
         return self.views
+
+    def _ledger_state(self, views: list[PositionView]
+                      ) -> dict[str, tuple[str, Campaign | None]]:
+        """Per position: its exit state from the order ledger (a close working, or the
+        last one stuck today) and, for a rolled position, its campaign."""
+        engine = self.engine
+        today = new_york(engine.clock.now()).date()
+        latest: dict[str, StagedOrder] = {}
+        for row in engine.staged.list(None, kinds=("close",)):
+            if row.position_id is not None:
+                latest[row.position_id] = row  # oldest first: the last one wins
+        out: dict[str, tuple[str, Campaign | None]] = {}
+        for v in views:
+            state = ""
+            last = latest.get(v.position_id)
+            if last is not None and last.status in ("SENDING", "WORKING", "UNKNOWN"):
+                state = f"CLOSING at ${last.last_limit or last.limit_price:.2f}"
+            elif (last is not None and last.status in ("REJECTED", "CANCELLED", "PARTIAL")
+                  and new_york(last.updated_at).date() == today):
+                state = f"EXIT STUCK: {(last.message or last.status).split(' · ')[0]}"
+            out[v.position_id] = (state, self._campaign(v.trade_id))
+        return out
+
+    def _campaign(self, trade_id: str | None) -> Campaign | None:
+        trades = self.engine.trades
+        chain: list[Trade] = []
+        trade = trades.get(trade_id) if trade_id else None
+        while trade is not None and len(chain) < 50:
+            chain.append(trade)
+            trade = trades.get(trade.rolled_from_trade_id) if trade.rolled_from_trade_id \
+                else None
+        if len(chain) < 2:
+            return None
+        return Campaign(tuple(
+            CampaignLeg(t.strike, t.expiration, t.contracts, t.entry_price,
+                        t.exit_price if t.status != "OPEN" else None, t.realized_pnl,
+                        t.commission or 0.0) for t in reversed(chain)))
 
     def _save(self, views: list[PositionView]) -> int:
         """Upsert on the position id with the real trade id, expiration and entry date

@@ -17,21 +17,25 @@ alert, never a silent half-roll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from core.broker.base import (
+    Action,
     BrokerError,
     ComboLeg,
+    Fill,
     OptionContract,
     OrderRequest,
     OrderType,
 )
 from core.clock import new_york
 from core.db.tables import RollProposal, Trade, TradeEntrySnapshot
+from core.execution.ledger import NewOrder
 from core.market.sectors import get_sector
-from core.models import Opportunity, PositionView
+from core.models import Opportunity, OrderResult, PositionView
 from core.risk.margin import clean, money
 
 if TYPE_CHECKING:
@@ -46,6 +50,22 @@ class RollManager:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.settings = engine.settings.rolls
+        self._stops: dict[str, str | None] = {}  # working combo orderRef -> stop reason
+        self.idle = asyncio.Event()  # set while no combo is being worked
+        self.idle.set()
+
+    def working(self) -> list[str]:
+        return list(self._stops)
+
+    def stop(self, order_ref: str, reason: str) -> bool:
+        """Cancel a working roll combo at its next poll (a halt, a shutdown, a cancel)."""
+        if order_ref not in self._stops:
+            return False
+        self._stops[order_ref] = self._stops[order_ref] or reason
+        return True
+
+    def stop_all(self, reason: str) -> list[str]:
+        return [ref for ref in list(self._stops) if self.stop(ref, reason)]
 
     # --- proposing ------------------------------------------------------------------------
 
@@ -190,8 +210,10 @@ class RollManager:
         engine.refuse_if_read_only("rejecting a roll")
         proposal = await self._decide(proposal_id, "REJECTED", actor)
         engine.rolls_changed()
-        # The exit proceeds as a close if its rule still says so.
+        # The exit proceeds as a close if its rule still says so (and is awaited: the
+        # operator's rejection returns with the close's outcome).
         await engine.monitor_cycle(only=proposal.position_id)
+        await engine.exits.settled()
         return (await asyncio.to_thread(engine.rolls.get, proposal_id)) or proposal
 
     async def approve(self, proposal_id: str, actor: str) -> RollProposal:
@@ -230,29 +252,29 @@ class RollManager:
             return "FAILED", (f"No longer a net credit (new bid {q_new.bid}, old ask "
                               f"{q_old.ask}): not rolled")
         credit = round(q_new.bid - q_old.ask, 2)
-        ref = f"putdesk-roll-{p.id[:16]}"
+        row = await asyncio.to_thread(engine.ledger.open, NewOrder(
+            kind="roll", symbol=p.symbol, contracts=p.contracts, action="SELL",
+            limit_price=credit, active_key=f"roll:{p.position_id}", strike=p.new_strike,
+            expiration=p.new_expiration, position_id=p.position_id, trade_id=p.trade_id,
+            detail={"proposal_id": p.id, "buy": old.key, "sell": new.key},
+            message=f"Roll combo at a net credit of ${credit:.2f}"), "putdesk-roll-")
+        if row is None:
+            return "FAILED", "Another order already works on this position: not rolled"
+        ref = row.order_ref
+        engine.orders_changed()
+        self._stops[ref] = None
+        self.idle.clear()
         try:
-            state = await broker.place_order(self.combo(p, ref, credit))
-        except BrokerError as exc:
-            if exc.code not in (None, 10043, 321) and "not available" not in str(exc):
-                return "FAILED", f"Combo refused: {exc}"
-            log.warning("Combo order refused (%s): close then open", exc)
+            status, text, fills = await self._work_combo(p, row.id, ref, credit)
+        finally:
+            self._stops.pop(ref, None)
+            if not self._stops:
+                self.idle.set()
+        if status == "REFUSED":
+            log.warning("Combo order refused (%s): close then open", text)
             return await self._close_then_open(p, old, new)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + engine.settings.execution.order_timeout_seconds
-        fills = []
-        while True:
-            fills = [f for f in await broker.fills() if f.order_ref == ref]
-            sold = sum(f.quantity for f in fills if f.side == "SELL")
-            working = any(o.order_ref == ref for o in await broker.open_orders())
-            if sold >= p.contracts or not working:
-                break
-            if loop.time() >= deadline:
-                await broker.cancel_order(state.order_id)
-                break
-            await asyncio.sleep(0.1)
-        if sum(f.quantity for f in fills if f.side == "SELL") < p.contracts:
-            return "FAILED", "Combo not filled: nothing rolled"
+        if status != "FILLED":
+            return "FAILED", text
         buy = next((f.price for f in fills if f.side == "BUY"), q_old.ask)
         sell = next((f.price for f in fills if f.side == "SELL"), q_new.bid)
         underlying = await broker.underlying_price(p.symbol)
@@ -262,30 +284,107 @@ class RollManager:
                             f"{p.new_expiration} {p.new_strike:g}P at ${sell:.2f} "
                             f"(net credit ${sell - buy:.2f})")
 
+    async def _work_combo(self, p: RollProposal, row_id: str, ref: str, credit: float
+                          ) -> tuple[str, str, list[Fill]]:
+        """Send the combo and follow it: filled, cancelled at the timeout, or at once when
+        stopped (a halt: a roll sells a new put). Its ledger row gets the outcome."""
+        engine = self.engine
+        broker = engine.broker
+        result = OrderResult("REJECTED", "", ref, p.contracts, action="SELL",
+                             limit_price=credit, last_limit=credit)
+        why = engine._risk_halt()
+        if why is not None:
+            result.reason = f"Trading halted ({why}): not rolled"
+            await engine.executor.settle_row(row_id, result)
+            return "FAILED", result.reason, []
+        try:
+            state = await broker.place_order(self.combo(p, ref, credit))
+        except BrokerError as exc:
+            result.reason = f"Combo refused: {exc}"
+            await engine.executor.settle_row(row_id, result)
+            if exc.code not in (None, 10043, 321) and "not available" not in str(exc):
+                return "FAILED", result.reason, []
+            return "REFUSED", str(exc), []
+        result.order_id, result.perm_id = state.order_id, state.perm_id
+        result.outcome, result.reason = "WORKING", f"Combo working at ${credit:.2f} credit"
+        engine.executor.progress_writer(row_id)(result)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + engine.settings.execution.order_timeout_seconds
+        fills: list[Fill] = []
+        stopped: str | None = None
+        cancelled = False
+        while True:
+            fills = [f for f in await broker.fills() if f.order_ref == ref]
+            sold = sum(f.quantity for f in fills if f.side == "SELL")
+            working = any(o.order_ref == ref for o in await broker.open_orders())
+            if sold >= p.contracts or not working:
+                break
+            stopped = stopped or self._stops.get(ref)
+            if not cancelled and (stopped is not None or loop.time() >= deadline):
+                with contextlib.suppress(BrokerError):
+                    await broker.cancel_order(state.order_id)
+                cancelled = True
+                deadline = loop.time() + 10.0  # for the cancel to be confirmed
+            elif cancelled and loop.time() >= deadline:
+                log.error("Roll combo %s: cancel not confirmed in 10 s; reconciliation "
+                          "settles it", ref)
+                break
+            await asyncio.sleep(0.1)
+        sold = sum(f.quantity for f in fills if f.side == "SELL")
+        result.filled = sold
+        result.commission = sum(f.commission or 0.0 for f in fills) or None
+        if sold >= p.contracts:
+            result.outcome, result.reason = "FILLED", "Rolled as one combo"
+        elif sold > 0:
+            result.outcome, result.reason = "PARTIAL", f"Combo filled {sold} of {p.contracts}"
+        else:
+            result.outcome = "CANCELLED"
+            result.reason = ("Combo not filled: nothing rolled"
+                             + (f" ({stopped})" if stopped else ""))
+        await engine.executor.settle_row(row_id, result)
+        return ("FILLED" if sold >= p.contracts else "FAILED"), result.reason, fills
+
     async def _close_then_open(self, p: RollProposal, old: OptionContract,
                                new: OptionContract) -> tuple[str, str]:
         engine = self.engine
-        closed = await engine.adaptive.place_order(old, p.contracts, None,
-                                                   f"putdesk-rollc-{p.id[:16]}", action="BUY")
+        closed = await self._leg(p, old, "close", "BUY", None, "putdesk-rollc-")
         if closed.filled < p.contracts:
             return "FAILED", f"Close leg not filled ({closed.reason}): nothing opened"
-        opened = await engine.adaptive.place_order(new, p.contracts, p.new_premium,
-                                                   f"putdesk-rollo-{p.id[:16]}")
+        opened = await self._leg(p, new, "roll", "SELL", p.new_premium, "putdesk-rollo-")
         if opened.filled < p.contracts:
             engine.alert("CRITICAL", f"Roll of {p.position_id}: bought back but the new put "
                          f"did not fill ({opened.reason}) — position closed, not reopened",
                          "roll_result", symbol=p.symbol)
             await asyncio.to_thread(self._record, p, closed.avg_fill_price or 0.0, None,
-                                    f"putdesk-rollc-{p.id[:16]}", None)
+                                    closed.order_ref, None)
             return "FAILED", f"Closed, but the new leg did not fill: {opened.reason}"
         underlying = await engine.broker.underlying_price(p.symbol)
         trade = await asyncio.to_thread(self._record, p, closed.avg_fill_price or 0.0,
                                         opened.avg_fill_price or p.new_premium,
-                                        f"putdesk-rollo-{p.id[:16]}", underlying)
+                                        opened.order_ref, underlying)
         p.new_trade_id = trade.id
         return "EXECUTED", (f"Rolled close-then-open: bought back at "
                             f"${closed.avg_fill_price or 0:.2f}, sold at "
                             f"${opened.avg_fill_price or 0:.2f}")
+
+    async def _leg(self, p: RollProposal, contract: OptionContract, kind: str,
+                   action: Action, limit: float | None, prefix: str) -> OrderResult:
+        """One leg of a close-then-open roll, as its own ledger row."""
+        engine = self.engine
+        row = await asyncio.to_thread(engine.ledger.open, NewOrder(
+            kind=kind, symbol=p.symbol, contracts=p.contracts, action=action,
+            limit_price=limit or 0.0, active_key=f"{kind}:{p.position_id}",
+            strike=contract.strike, expiration=contract.expiration,
+            position_id=p.position_id, trade_id=p.trade_id,
+            detail={"proposal_id": p.id, "leg": contract.key}), prefix)
+        if row is None:
+            return OrderResult("REJECTED", "Another order already works on this position",
+                               "", p.contracts, action=action)
+        result = await engine.adaptive.place_order(
+            contract, p.contracts, limit, row.order_ref, action=action,
+            on_progress=engine.executor.progress_writer(row.id))
+        await engine.executor.settle_row(row.id, result)
+        return result
 
     def _record(self, p: RollProposal, buy: float, sell: float | None, ref: str,
                 underlying: float | None) -> Trade:

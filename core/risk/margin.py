@@ -156,10 +156,10 @@ class MarginChecker:
 
     # --- account health (spec 4.4: one account request, cached) -------------------------
 
-    async def check_account_health(self) -> AccountHealth:
+    async def check_account_health(self, fresh: bool = False) -> AccountHealth:
         """One account-values request; records equity and reloads the baselines.
         Raises BrokerError when the broker cannot answer (the cache is kept)."""
-        values = await self.broker.account_values()
+        values = await self.broker.account_values(fresh=fresh)
         now = self.clock.now()
         baselines = await asyncio.to_thread(self._record_and_load, now, values)
         self.health = AccountHealth(values, now, baselines, self.risk.excess_liquidity_reject_pct,
@@ -227,7 +227,9 @@ class MarginChecker:
         below EXCESS_LIQUIDITY_REJECT_PCT of NetLiquidation — or when the broker cannot
         say: after a fill, not knowing is not safe."""
         try:
-            health = await self.check_account_health()
+            # Fresh: IBKR's account-summary subscription refreshes every 3 minutes, so a
+            # cached one would judge the account as it was before the fill.
+            health = await self.check_account_health(fresh=True)
         except BrokerError as exc:
             log.error("Post-trade margin: account unavailable (%s)", exc)
             return PostTradeMargin(None, None, None, None, False,

@@ -33,6 +33,7 @@ def _propose(env: dict[str, str], tmp_path: Path, scenario: Path) -> str:
         await engine.open()
         await engine.broker.connect()
         await engine.monitor_cycle()
+        await engine.exits.settled()
         [p] = engine.rolls.find(("PENDING",))
         await engine.stop()
         return p.id

@@ -26,6 +26,7 @@ async def test_a_roll_approved_while_halted_is_not_sent(desk):
     """A roll sells a new put: with the kill switch on, approving it sends nothing."""
     engine = await desk(pressured_amd())
     await engine.monitor_cycle()
+    await engine.exits.settled()
     [proposal] = engine.rolls.find(("PENDING",))
     engine.halt("operator away", "tester")
     done = await engine.roll_manager.approve(proposal.id, "tester")

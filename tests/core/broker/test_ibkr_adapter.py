@@ -367,3 +367,88 @@ async def test_a_burst_stays_under_ibkrs_message_rate(rig, caplog):
     assert worst <= 50, f"{worst} messages in one second"
     assert r.peer.pacing_violations == 0
     assert "IBKR 100" not in caplog.text
+
+
+# --- issue 14: the adapter under concurrency, across clients, and after a fill -----------
+
+
+async def test_requests_sharing_one_ib_async_key_run_together(rig):
+    """ib_async keys reqPositions and reqAllOpenOrders by one fixed name: gathered calls
+    would share one future and all but one time out. Serialised, all succeed."""
+    r = await rig()
+    bid = (await r.sim.option_quote(r.ko)).bid
+    await r.broker.place_order(sell(r.ko, 1, round(bid + 0.40, 2), "putdesk:rest"))
+    await until(lambda: any(isinstance(e, OrderStatusChanged) for e in r.events))
+    r.sim.faults.latency_seconds = 0.2  # TWS answers slower than the pacer's spacing
+    results = await asyncio.gather(*[r.broker.positions() for _ in range(4)],
+                                   *[r.broker.open_orders() for _ in range(4)])
+    positions, orders = results[:4], results[4:]
+    assert all(p == positions[0] and p for p in positions)
+    assert all([o.order_ref for o in batch] == ["putdesk:rest"] for batch in orders)
+
+
+async def test_open_orders_include_every_clients(rig):
+    """A second PutDesk on its own client id sees the first one's working order (IBKR's
+    reqOpenOrders would show it only the caller's)."""
+    r = await rig()
+    other = adapter(r.peer.port, PUTDESK_IBKR_CLIENT_ID=12)
+    await other.connect()
+    try:
+        bid = (await r.sim.option_quote(r.ko)).bid
+        await r.broker.place_order(sell(r.ko, 1, round(bid + 0.40, 2), "putdesk:first"))
+        assert [o.order_ref for o in await other.open_orders()] == ["putdesk:first"]
+    finally:
+        await other.disconnect()
+
+
+async def test_a_321_on_a_new_order_is_a_rejection_with_ibkrs_text(rig):
+    """TWS answers an order on a read-only API with 321; ib_async keeps it as a warning
+    (ValidationError), which must not read as a working order."""
+    r = await rig()
+    text = ("Error validating request.-'bN' : cause - The API interface is currently in "
+            "Read-Only mode.")
+    r.peer.error_on("placeOrder", 321, text)
+    await r.broker.place_order(sell(r.ko, 1, 0.5, "putdesk:ro"))
+    await until(lambda: any(isinstance(e, OrderStatusChanged) and e.state.status.is_done
+                            for e in r.events))
+    final = [e.state for e in r.events if isinstance(e, OrderStatusChanged)][-1]
+    assert final.status is OrderStatus.INACTIVE and "Read-Only" in final.message
+    assert await r.broker.open_orders() == []
+
+
+async def test_fresh_account_values_include_a_fill(rig):
+    """The account summary IBKR pushes refreshes every 3 minutes (the peer, like TWS,
+    does not re-push it on a fill): the post-trade check asks for a fresh one."""
+    r = await rig()
+    before = await r.broker.account_values()
+    bid = (await r.sim.option_quote(r.ko)).bid
+    await r.broker.place_order(sell(r.ko, 2, bid, "putdesk:fill"))
+    await until(lambda: any(isinstance(e, OrderStatusChanged)
+                            and e.state.status is OrderStatus.FILLED for e in r.events))
+    truth = await r.sim.account_values()
+    assert truth.init_margin_req != before.init_margin_req
+    cached = await r.broker.account_values()
+    assert cached.init_margin_req == before.init_margin_req  # the 3-minute subscription
+    fresh = await r.broker.account_values(fresh=True)
+    assert fresh.init_margin_req == pytest.approx(truth.init_margin_req)
+    assert fresh.excess_liquidity == pytest.approx(truth.excess_liquidity)
+
+
+async def test_after_1101_data_lost_the_account_subscriptions_are_made_again(rig):
+    r = await rig()
+    await r.broker.account_values()
+    summaries = r.peer.count("reqAccountSummary")
+    updates = r.peer.count("reqAccountUpdates")
+    r.peer.send_error(-1, 1100, "Connectivity between IB and TWS has been lost.")
+    await until(lambda: not r.broker.connected)
+    bid = (await r.sim.option_quote(r.ko)).bid
+    await r.sim.place_order(sell(r.ko, 1, bid, "elsewhere"))  # the world moves meanwhile
+    r.peer.send_error(-1, 1101, "Connectivity between IB and TWS has been restored - "
+                      "data lost.")
+    await asyncio.sleep(0.2)
+    await r.broker.connect()
+    await until(lambda: r.peer.count("reqAccountUpdates") == updates + 1)
+    values = await r.broker.account_values()
+    assert r.peer.count("reqAccountSummary") == summaries + 1
+    assert values.init_margin_req == pytest.approx((await r.sim.account_values())
+                                                   .init_margin_req)

@@ -124,6 +124,7 @@ async def test_profit_target_closes_the_position_and_the_trade(desk):
     engine = await desk(world(positions=[position("KO", 66, avg_price=1.00)],
                               option_quotes={"KO 20261218 66 P": quote(0.40, 0.44, -0.1)}))
     await engine.monitor_cycle()
+    await engine.exits.settled()
     trade = engine.trades.all()[0]
     assert trade.status == "CLOSED" and trade.exit_reason.startswith("profit_target")
     assert trade.realized_pnl > 0
@@ -134,6 +135,7 @@ async def test_stop_loss_closes(desk):
     engine = await desk(world(positions=[position("KO", 66, avg_price=1.00)],
                               option_quotes={"KO 20261218 66 P": quote(3.00, 3.10, -0.45)}))
     await engine.monitor_cycle()
+    await engine.exits.settled()
     trade = engine.trades.all()[0]
     assert trade.status == "CLOSED" and trade.exit_reason.startswith("stop_loss")
 
@@ -142,6 +144,7 @@ async def test_time_exit_closes(desk):
     engine = await desk(world(positions=[position("KO", 66, "2026-11-25")],
                               option_quotes={"KO 20261125 66 P": quote(0.90, 0.95, -0.1)}))
     await engine.monitor_cycle()
+    await engine.exits.settled()
     assert engine.trades.all()[0].exit_reason.startswith("time_exit")
 
 
@@ -150,6 +153,7 @@ async def test_no_automatic_close_while_halted(desk):
                               option_quotes={"KO 20261218 66 P": quote(0.40, 0.44, -0.1)}))
     engine.halt("stepping away")
     await engine.monitor_cycle()
+    await engine.exits.settled()
     assert engine.trades.all()[0].status == "OPEN"
 
 
@@ -175,6 +179,7 @@ def pressured_amd(**changes):
 async def test_at_150pct_loss_with_a_viable_target_a_roll_is_offered(desk):
     engine = await desk(pressured_amd())
     await engine.monitor_cycle()
+    await engine.exits.settled()
     [proposal] = engine.rolls.find(("PENDING",))
     assert proposal.net_credit > 0 and proposal.new_premium - proposal.buyback_cost == \
         pytest.approx(proposal.net_credit, abs=0.011)
@@ -186,6 +191,7 @@ async def test_at_150pct_loss_with_a_viable_target_a_roll_is_offered(desk):
 async def test_at_150pct_loss_already_rolled_twice_closes_without_a_roll(desk):
     engine = await desk(pressured_amd(roll_count=2))
     await engine.monitor_cycle()
+    await engine.exits.settled()
     assert engine.rolls.find() == []
     trade = engine.trades.all()[0]
     assert trade.status == "CLOSED" and "already rolled 2 times" in trade.exit_reason
@@ -194,6 +200,7 @@ async def test_at_150pct_loss_already_rolled_twice_closes_without_a_roll(desk):
 async def test_roll_target_with_earnings_in_its_dte_is_rejected_and_closed(desk):
     engine = await desk(pressured_amd(earnings="2026-12-08"))
     await engine.monitor_cycle()
+    await engine.exits.settled()
     assert engine.rolls.find() == []
     trade = engine.trades.all()[0]
     assert trade.status == "CLOSED" and "earnings on 2026-12-08" in trade.exit_reason
@@ -202,6 +209,7 @@ async def test_roll_target_with_earnings_in_its_dte_is_rejected_and_closed(desk)
 async def test_approving_a_roll_executes_one_combo_and_records_the_lineage(desk):
     engine = await desk(pressured_amd())
     await engine.monitor_cycle()
+    await engine.exits.settled()
     [proposal] = engine.rolls.find(("PENDING",))
     done = await engine.roll_manager.approve(proposal.id, "tester")
     assert done.status == "EXECUTED" and "one combo" in done.result
@@ -218,6 +226,7 @@ async def test_approving_a_roll_executes_one_combo_and_records_the_lineage(desk)
 async def test_rejecting_a_roll_closes_when_the_rule_still_says_so(desk):
     engine = await desk(pressured_amd())
     await engine.monitor_cycle()
+    await engine.exits.settled()
     [proposal] = engine.rolls.find(("PENDING",))
     await engine.roll_manager.reject(proposal.id, "tester")
     assert engine.rolls.get(proposal.id).status == "REJECTED"
@@ -228,6 +237,7 @@ async def test_rejecting_a_roll_closes_when_the_rule_still_says_so(desk):
 async def test_a_broker_without_combos_rolls_close_then_open(desk):
     engine = await desk(pressured_amd())
     await engine.monitor_cycle()
+    await engine.exits.settled()
     [proposal] = engine.rolls.find(("PENDING",))
     engine.broker.faults.reject_combos = True
     done = await engine.roll_manager.approve(proposal.id, "tester")

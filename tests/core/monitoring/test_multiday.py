@@ -21,8 +21,11 @@ async def test_a_week_of_pressure(tmp_path, caplog):
     data = world(positions=[position("AMD", 200, "2026-12-04", avg_price=2.00, entry=215.0),
                             position("KO", 66, "2026-11-27", avg_price=0.30, entry=70.0),
                             position("XOM", 100, "2026-12-18", avg_price=0.80, entry=118.0)])
+    # KO's 0-DTE put is bid 0 on Friday morning: let it expire rather than buy it back
+    # (EXIT_ZERO_BID_ACTION), so the afternoon's fall through the strike assigns it.
     settings = make_settings(tmp_path, TIME_EXIT_DTE="0", PROFIT_TARGET_PCT="0.99",
-                             ORDER_REPRICE_INTERVAL_SECONDS="0.05", ORDER_TIMEOUT_SECONDS="5")
+                             ORDER_REPRICE_INTERVAL_SECONDS="0.05", ORDER_TIMEOUT_SECONDS="5",
+                             EXIT_ZERO_BID_ACTION="let_expire")
     engine = sim_engine(settings, write(tmp_path, data))
     broker, clock = engine.broker, engine.clock
     await engine.open()
@@ -31,6 +34,7 @@ async def test_a_week_of_pressure(tmp_path, caplog):
     try:
         # Tuesday: all quiet.
         views = await engine.monitor_cycle()
+        await engine.exits.settled()
         assert not any(v.alerts for v in views)
 
         assert engine.rolls.find() == []
@@ -40,6 +44,7 @@ async def test_a_week_of_pressure(tmp_path, caplog):
         broker.set_price("AMD", 202.0)
         broker.process_time()
         views = await engine.monitor_cycle()
+        await engine.exits.settled()
         amd = next(v for v in views if v.symbol == "AMD")
         assert {a.kind for a in amd.alerts} >= {"underlying_drop"}
         [proposal] = engine.rolls.find(("PENDING",))
@@ -51,11 +56,13 @@ async def test_a_week_of_pressure(tmp_path, caplog):
         broker.process_time()
         assert not engine.calendar.session_at(clock.now()).allows_orders
         await engine.monitor_cycle()
+        await engine.exits.settled()
 
         # Friday (early close 13:00): KO falls through the strike after the morning check.
         clock.set(at(27, 10, 30))
         broker.process_time()
         await engine.monitor_cycle()
+        await engine.exits.settled()
         clock.set(at(27, 12, 30))
         broker.set_price("KO", 61.0)
         broker.process_time()
@@ -64,6 +71,7 @@ async def test_a_week_of_pressure(tmp_path, caplog):
         clock.set(at(28, 9, 0))
         broker.process_time()
         await engine.monitor_cycle()
+        await engine.exits.settled()
         assert "POSSIBLE ASSIGNMENT DETECTED: KO — 100 shares found in account" in caplog.text
 
         # The database agrees with the broker.
