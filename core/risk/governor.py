@@ -17,6 +17,7 @@ not read as a margin alarm.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections import Counter
@@ -24,7 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.broker.base import Broker, BrokerError, OptionContract, OrderStatus, Position
+from core.broker.base import (
+    Broker,
+    BrokerError,
+    BrokerEvent,
+    ConnectionChanged,
+    FillReceived,
+    OptionContract,
+    OrderStatus,
+    OrderStatusChanged,
+    Position,
+    PositionsChanged,
+)
 from core.clock import Clock, new_york
 from core.config import Settings
 from core.market.earnings import EarningsService
@@ -47,16 +59,55 @@ IV_RANK_CACHE = timedelta(seconds=60)
 NO_SECURITY_DEFINITION = 200
 
 
+#: The book snapshot is kept until the broker reports a change (order status, fill,
+#: positions, connection), and at most this long: another client's orders need not
+#: raise an event here.
+BOOK_MAX_AGE = timedelta(seconds=1)
+
+
 @dataclass(frozen=True)
 class Book:
-    """The exposure a new trade joins: short option positions plus orders on their way."""
+    """The exposure a new trade joins: short option positions plus orders on their way.
+    Membership and the per-symbol and per-sector counts are computed once per snapshot,
+    so a check costs the same with 10 positions or 1,000."""
 
     held: tuple[OptionContract, ...]
     pending: tuple[OptionContract, ...]
 
-    @property
-    def contracts(self) -> list[OptionContract]:
-        return [*self.held, *(c for c in self.pending if c not in self.held)]
+    @functools.cached_property
+    def held_set(self) -> frozenset[OptionContract]:
+        return frozenset(self.held)
+
+    @functools.cached_property
+    def pending_set(self) -> frozenset[OptionContract]:
+        return frozenset(self.pending)
+
+    @functools.cached_property
+    def contracts(self) -> frozenset[OptionContract]:
+        return self.held_set | self.pending_set
+
+    @functools.cached_property
+    def by_symbol(self) -> Counter[str]:
+        return Counter(c.symbol for c in self.contracts)
+
+    @functools.cached_property
+    def by_sector(self) -> Counter[str]:
+        return Counter(get_sector(c.symbol) for c in self.contracts)
+
+    def plus(self, pending: Sequence[OptionContract]) -> Book:
+        """This book with more contracts on their way (staged orders), its counts carried
+        over rather than recounted."""
+        if not pending:
+            return self
+        book = Book(self.held, (*self.pending, *pending))
+        new = set(pending) - self.contracts
+        cache = book.__dict__  # cached_property's own storage: seeded, not recomputed
+        cache["held_set"] = self.held_set
+        cache["pending_set"] = self.pending_set | frozenset(pending)
+        cache["contracts"] = self.contracts | new
+        cache["by_symbol"] = self.by_symbol + Counter(c.symbol for c in new)
+        cache["by_sector"] = self.by_sector + Counter(get_sector(c.symbol) for c in new)
+        return book
 
 
 class RiskGovernor:
@@ -73,6 +124,8 @@ class RiskGovernor:
         self.sizer = sizer or PositionSizer(settings)
         self._vix: tuple[float | None, datetime] | None = None
         self._iv_ranks: dict[str, tuple[float | None, str, datetime]] = {}
+        self._book: tuple[Book, datetime] | None = None
+        broker.add_listener(self._on_broker_event)
         log.info("Risk governor: daily %.0f%%, weekly %.0f%%, drawdown %.0f%%, %d positions, "
                  "sector %.0f%%, per-trade margin cap %.0f%% of NLV, VIX halt %g; "
                  "Earnings check: Enabled",
@@ -95,10 +148,27 @@ class RiskGovernor:
         self._vix = (value, now)
         return value
 
+    def _on_broker_event(self, event: BrokerEvent) -> None:
+        if isinstance(event, (OrderStatusChanged, FillReceived, PositionsChanged,
+                              ConnectionChanged)):
+            self._book = None
+
     async def book(self, pending: Sequence[OptionContract] = (),
                    exclude_ref: str | None = None) -> Book | None:
         """Short option positions and working opening sells (except the order with
-        `exclude_ref`: the one being re-validated); None if the broker cannot say."""
+        `exclude_ref`: the one being re-validated), plus `pending`; None if the broker
+        cannot say. The broker's part is a snapshot kept until the broker reports a
+        change (at most BOOK_MAX_AGE)."""
+        now = self.clock.now()
+        if exclude_ref is None and self._book is not None \
+                and timedelta(0) <= now - self._book[1] <= BOOK_MAX_AGE:
+            return self._book[0].plus(pending)
+        base = await self._load_book(exclude_ref)
+        if base is not None and exclude_ref is None:
+            self._book = (base, now)
+        return base.plus(pending) if base is not None else None
+
+    async def _load_book(self, exclude_ref: str | None) -> Book | None:
         try:
             positions: list[Position] = await self.broker.positions()
             orders = await self.broker.open_orders()
@@ -112,7 +182,7 @@ class RiskGovernor:
                         and (exclude_ref is None or o.order_ref != exclude_ref)
                         and o.status not in (OrderStatus.FILLED, OrderStatus.CANCELLED,
                                              OrderStatus.INACTIVE))
-        return Book(held, (*working, *pending))
+        return Book(held, working)
 
     async def complete(self, opportunity: Opportunity) -> tuple[Opportunity, str | None]:
         """Fill in what the operator did not give: the underlying price, the live quote
@@ -251,10 +321,10 @@ class RiskGovernor:
         if book is None:
             return CheckResult("duplicate", "fail", "Positions unavailable: cannot rule out a "
                                "duplicate")
-        if opp.contract in book.held:
+        if opp.contract in book.held_set:
             return CheckResult("duplicate", "fail", f"Duplicate: already short {opp.label}",
                                {"held": True})
-        if opp.contract in book.pending:
+        if opp.contract in book.pending_set:
             return CheckResult("duplicate", "fail", f"Duplicate: an order for {opp.label} is "
                                "already working or staged", {"pending": True})
         return CheckResult("duplicate", "pass", f"No open position or order in {opp.label}")
@@ -284,9 +354,8 @@ class RiskGovernor:
         if book is None:
             return CheckResult("max_positions", "fail", "Positions unavailable: cannot count "
                                "open positions")
-        contracts = book.contracts
-        total = len(contracts)
-        same = sum(1 for c in contracts if c.symbol == opp.symbol)
+        total = len(book.contracts)
+        same = book.by_symbol[opp.symbol]
         figures = {"open": total, "limit": self.limits.max_positions, "symbol_open": same,
                    "symbol_limit": self.limits.max_positions_per_symbol}
         if total >= self.limits.max_positions:
@@ -310,7 +379,7 @@ class RiskGovernor:
             return CheckResult("sector_concentration", "fail", "Positions unavailable: cannot "
                                "measure sector concentration")
         sector = get_sector(opp.symbol)
-        counts = Counter(get_sector(c.symbol) for c in book.contracts)
+        counts = book.by_sector
         count = counts[sector] + 1
         total = len(book.contracts) + 1
         denominator = max(total, self.limits.max_positions)

@@ -95,8 +95,8 @@ async def test_a_non_finite_net_liquidation_fails_with_a_reason(desk, monkeypatc
     engine = await desk()
     real = engine.broker.account_values
 
-    async def broken():
-        v = await real()
+    async def broken(fresh: bool = False):
+        v = await real(fresh=fresh)
         from dataclasses import replace
         return replace(v, net_liquidation=math.nan)
 

@@ -453,9 +453,9 @@ async def test_account_health_is_one_request_cached_for_five_minutes(desk, monke
     calls = []
     real = engine.broker.account_values
 
-    async def counting():
+    async def counting(fresh: bool = False):
         calls.append(engine.clock.now())
-        return await real()
+        return await real(fresh=fresh)
 
     monkeypatch.setattr(engine.broker, "account_values", counting)
     await engine.check(put("KO", 66))
