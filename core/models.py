@@ -197,6 +197,7 @@ class SizingResult:
     requested: int | None = None
     vix_halted: bool = False
     explanation: str = ""
+    log_text: str = ""  # the spec's "Position size: ..." and "VIX=..." lines, as logged
 
     def as_dict(self) -> dict[str, Any]:
         return {"contracts": self.contracts, "fixed": self.fixed, "risk_based": self.risk_based,

@@ -278,7 +278,7 @@ class RiskGovernor:
         vix = await self.vix()
         book = await self.book(pending, exclude_ref)
         nlv = health.net_liquidation if health else None
-        sizing = self.sizer.calculate(opportunity, nlv, vix)
+        sizing = self.sizer.calculate(opportunity, nlv, vix, quiet=True)
         opportunity = opportunity.but(contracts=sizing.contracts)
 
         checks: list[CheckResult] = [self._kill_switch(), self._connection()]
@@ -298,8 +298,9 @@ class RiskGovernor:
                                 preview=not whatif)
         for breach in breakers.breached(loss_checks):
             await asyncio.to_thread(self.kill_switch.halt, breach.reason, "risk governor")
-        log.log(logging.INFO if decision.approved else logging.WARNING, "Pre-trade %s x%d: %s",
-                opportunity.label, opportunity.contracts, decision.summary)
+        log.log(logging.INFO if decision.approved else logging.WARNING,
+                "Pre-trade %s x%d: %s. %s", opportunity.label, opportunity.contracts,
+                decision.summary, sizing.log_text)
         return decision
 
     def _kill_switch(self) -> CheckResult:

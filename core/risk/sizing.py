@@ -38,7 +38,7 @@ class PositionSizer:
         return s.vix_factor_extreme
 
     def calculate(self, opportunity: Opportunity, equity: float | None,
-                  vix: float | None) -> SizingResult:
+                  vix: float | None, *, quiet: bool = False) -> SizingResult:
         s = self.sizing
         fixed = s.position_size
         loss_per_contract = opportunity.strike * s.practical_loss_pct * 100
@@ -48,11 +48,16 @@ class PositionSizer:
         risk_based = (math.floor(max_risk / loss_per_contract)
                       if max_risk is not None and loss_per_contract > 0 else None)
         base = max(1, min(fixed, risk_based if risk_based is not None else 1))
-        log.info("Position size: %d contracts (fixed=%d, risk-based=%s, using min)",
-                 base, fixed, risk_based if risk_based is not None else "n/a (no equity)")
         factor = self.vix_factor(vix)
-        log.info("VIX=%s, sizing adjustment=%gx", f"{vix:.2f}" if vix is not None else "n/a",
-                 factor)
+        # The spec's two log lines as one text: the governor writes it in its decision's
+        # record (a sizing comes with every pre-trade check, thousands a second, and
+        # each record is a file write); alone, the sizer logs it itself.
+        log_text = (f"Position size: {base} contracts (fixed={fixed}, risk-based="
+                    f"{risk_based if risk_based is not None else 'n/a (no equity)'}, using "
+                    f"min); VIX={f'{vix:.2f}' if vix is not None else 'n/a'}, sizing "
+                    f"adjustment={factor:g}x")
+        if not quiet:
+            log.info("%s", log_text)
         contracts = max(1, math.floor(base * factor + 1e-9))
         parts = [f"min(fixed {fixed}, risk-based "
                  + (f"{risk_based} = floor(${max_risk:,.0f} / ${loss_per_contract:,.0f})"
@@ -75,4 +80,4 @@ class PositionSizer:
             contracts = 0
             parts.append(f"VIX above {self.vix_halt:g}: no new positions")
         return SizingResult(contracts, fixed, risk_based, equity, max_risk, loss_per_contract,
-                            vix, factor, requested, halted, "; ".join(parts))
+                            vix, factor, requested, halted, "; ".join(parts), log_text)
