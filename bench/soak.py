@@ -302,10 +302,21 @@ class SoakBroker(SimBroker):
 
     inspector: Callable[[OrderRequest], Awaitable[None]] | None = None
 
+    modify_inspector: Callable[[int, float], Awaitable[None]] | None = None
+
     async def place_order(self, order: OrderRequest) -> OrderState:
         if self.connected and self.inspector is not None:
             await self.inspector(order)
         return await super().place_order(order)
+
+    async def modify_order(self, order_id: int, limit_price: float) -> OrderState:
+        if self.connected and self.modify_inspector is not None:
+            await self.modify_inspector(order_id, limit_price)
+        return await super().modify_order(order_id, limit_price)
+
+    def working_orders(self) -> list[Any]:
+        """The simulator's orders still working (any sender)."""
+        return [o for o in self._orders.values() if not o.status.is_done]
 
     async def margin_of(self, order: OrderRequest) -> WhatIfMargin:
         """The simulator's what-if for an order, never faulted (the inspector's own view)."""
@@ -414,7 +425,20 @@ class Soak:
                                  seed=config.seed, label="soak")
         self.engine = SoakEngine(self.settings, self.broker, Database(db_url), self.clock,
                                  self.calendar, wall_clock=self.clock)
+        # A second PutDesk process on the same database and account, and a third that is
+        # killed mid-order (its own .env: slow reprices, so its order still works when
+        # it dies).
+        self.second = SoakEngine(self.settings, self.broker, Database(db_url),
+                                 self.clock, self.calendar, wall_clock=self.clock)
+        self.doomed = SoakEngine(load_settings(
+            {**values, "ORDER_REPRICE_INTERVAL_SECONDS": "60", "ORDER_TIMEOUT_SECONDS": "600"}),
+            self.broker, Database(db_url), self.clock, self.calendar, wall_clock=self.clock)
+        self.engine.identify("soak: first process")
+        self.second.identify("soak: second process")
+        self.doomed.identify("soak: third process (killed mid-order)")
+        self.dead_senders: set[str] = set()
         self.broker.inspector = self.inspect_order
+        self.broker.modify_inspector = self.inspect_modify
         self.broker.add_listener(self._on_broker_event)
         self.engine.kill_switch.add_listener(self._on_halt)
         self.sizer = PositionSizer(self.settings)
@@ -483,6 +507,11 @@ class Soak:
         add(self.session_in_week(max(1, round(0.4 * n)), 1), "mid", "fault",
             "whatif_error")
         add(self.session_in_week(1, 3), "mid", "fault", "reject_orders")
+        # Two processes at once on one database and account, every week; one of them is
+        # killed mid-order once (kill -9: nothing of it runs any more).
+        for week in range(n):
+            add(self.session_in_week(week, 2), "close", "two_processes", None)
+        add(self.session_in_week(max(1, round(0.5 * n)), 1), "close", "kill_a_sender", None)
         return plan
 
     def plan_away(self, today: date) -> None:
@@ -568,6 +597,8 @@ class Soak:
         finally:
             root.removeHandler(self.collector)
             try:
+                await self.doomed.stop()
+                await self.second.stop()
                 await self.engine.stop()
             finally:
                 loop.set_exception_handler(previous_handler)
@@ -576,6 +607,8 @@ class Soak:
 
     async def _open(self) -> None:
         await self.engine.open()
+        await self.second.open()
+        await self.doomed.open()
         await self.broker.connect()
         await self.engine.refresh_account()
         await self.engine.reconcile()
@@ -728,6 +761,10 @@ class Soak:
                 await self.operator_close()
             elif kind == "vol_shock":
                 await self.vol_shock(float(arg))
+            elif kind == "two_processes":
+                await self.two_processes()
+            elif kind == "kill_a_sender":
+                await self.kill_a_sender()
             elif kind == "fault":
                 self.report.world[f"fault {arg}"] += 1
                 self.note(f"fault injected: {arg}")
@@ -735,6 +772,76 @@ class Soak:
                     self.broker.faults.whatif_error = "what-if service unavailable (soak)"
                 else:
                     self.broker.faults.reject_orders = "exchange closed the book (soak)"
+
+    async def two_processes(self) -> None:
+        """Both processes at the same moment: each runs the monitor (and so its exits)
+        and each tries to send everything staged. The ledger's claims let exactly one
+        send each order and each close (checked at the broker: inspect_order)."""
+        if self._halted():
+            return
+        await self.autopilot(2, send_now=False)
+        ids = [r.id for r in await asyncio.to_thread(self.engine.staged.list, ("STAGED",))]
+        self.report.world["two-process steps"] += 1
+        async with self.timed("two processes"):
+            first, second = await asyncio.gather(self.engine.execute(ids),
+                                                 self.second.execute(ids))
+            for how, results in (("first process", first), ("second process", second)):
+                for _row, r in results:
+                    self.report.autopilot[f"two processes, {how}: {r.outcome.lower()}"] += 1
+            await asyncio.gather(self.engine.monitor_cycle(), self.second.monitor_cycle())
+            await asyncio.gather(self.engine.exits.settled(), self.second.exits.settled())
+        for row_id in ids:
+            row = await asyncio.to_thread(self.engine.staged.get, row_id)
+            if row is not None and len(self._orders_with(row.order_ref)) > 1:
+                self.violation("one sender", f"{row.order_ref} placed "
+                               f"{len(self._orders_with(row.order_ref))} times")
+
+    def _orders_with(self, ref: str) -> list[Any]:
+        return [o for o in self.broker._orders.values() if o.request.order_ref == ref]
+
+    async def kill_a_sender(self) -> None:
+        """The third process is killed (kill -9) while its opening order works: its task
+        stops where it is, nothing cancels the order, its claim is no longer renewed.
+        When the claim runs out the first process adopts the order and follows it to
+        its end (here: its timeout has passed, so it is cancelled)."""
+        if self._halted():
+            return
+        await self.autopilot(1, send_now=False)
+        rows = await asyncio.to_thread(self.engine.staged.list, ("STAGED",))
+        if not rows:
+            self.note("kill -9 step: nothing staged to send")
+            return
+        row = rows[-1]
+        task = asyncio.ensure_future(self.doomed.execute([row.id]))
+        for _ in range(200):
+            current = await asyncio.to_thread(self.engine.staged.get, row.id)
+            if task.done() or (current is not None and current.status == "WORKING"):
+                break
+            await asyncio.sleep(0.01)
+        if task.done():
+            self.note(f"kill -9 step: {row.order_ref} ended before the kill")
+            return
+        task.cancel()  # the process dies: no handler, no cancel, no more heartbeats
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        dead = self.doomed.ledger.sender
+        self.dead_senders.add(dead)
+        working = [o for o in self._orders_with(row.order_ref) if not o.status.is_done]
+        self.report.world["kill -9 of a sender mid-order"] += 1
+        self.note(f"kill -9: {dead} with {row.order_ref} "
+                  f"{'working' if working else 'already done'} at the broker")
+        lease = self.settings.execution.order_lease_seconds
+        self.clock.set(self.clock.now() + timedelta(seconds=lease + 1))
+        adopted = await self.engine.adopt_orphans()
+        await self.engine.adoptions_settled()
+        self.report.world["orders adopted after a kill"] += len(adopted)
+        if row.order_ref not in adopted:
+            self.violation("never an order working with nobody following it",
+                           f"{row.order_ref} of a killed sender was not adopted")
+        after = await asyncio.to_thread(self.engine.staged.get, row.id)
+        self.note(f"adopted {row.order_ref}: {after.status if after else '?'} — "
+                  f"{(after.message or '') if after else ''}")
+        self.doomed.identify("soak: third process (restarted)")
 
     async def gap(self, target: str, pct: float) -> None:
         positions = [p for p in await self.broker.positions()
@@ -961,6 +1068,9 @@ class Soak:
             if not trading:
                 self.violation("session", f"{kind} fill {event.fill.order_ref} in "
                                f"{session.value}")
+            if kind in ("open", "roll", "roll open") and self._halted():
+                self.violation("no order while halted", f"{kind} fill "
+                               f"{event.fill.order_ref} while halted")
         elif isinstance(event, PositionsChanged):
             for part in event.reason.split("; "):
                 if " assigned: " in part:
@@ -1046,6 +1156,12 @@ class Soak:
             held = -self.broker.held(order.contract)
             if order.action != "BUY" or order.quantity > held:
                 self.violation("close reduces", f"{label}: short {held:g}")
+            others = [o for o in self.broker.working_orders() if o.request.action == "BUY"
+                      and o.request.contract == order.contract]
+            if others:
+                self.violation("one close per position", f"{label} while "
+                               f"{others[0].request.order_ref} works")
+            self.report.checks["closes: one per position"] += 1
             return
         if kind == "roll":
             await self._inspect_roll(order, label)
@@ -1054,6 +1170,18 @@ class Soak:
             await self._inspect_roll_open(order, label)
             return
         await self._inspect_open(order, label)
+
+    async def inspect_modify(self, order_id: int, limit: float) -> None:
+        """A reprice is a new price for the market to fill: an opening sell (or a roll)
+        is never repriced while trading is halted."""
+        found = self.broker._orders.get(order_id)
+        if found is None:
+            return
+        kind = order_kind(found.request)
+        self.report.checks["reprices inspected"] += 1
+        if kind in ("open", "roll", "roll open") and self._halted():
+            self.violation("no order while halted", f"{kind} {found.request.order_ref} "
+                           f"repriced to {limit:.2f} while halted")
 
     async def _inspect_open(self, order: OrderRequest, label: str) -> None:
         engine, now = self.engine, self.clock.now()
@@ -1183,6 +1311,8 @@ class Soak:
           and no ERROR/CRITICAL log record appeared that is not in EXPECTED_ERROR_LOGS.
         """
         try:
+            async with self.timed("invariants: followed"):
+                await self._every_working_order_followed()
             async with self.timed("invariants: reasons"):
                 await self._rejections_have_reasons()
             async with self.timed("invariants: reconcile"):
@@ -1191,6 +1321,20 @@ class Soak:
             self.violation("no exception escapes", f"after the step: {exc!r}\n"
                            + "".join(traceback.format_exception(exc))[-2000:])
         self._logs_clean()
+
+    async def _every_working_order_followed(self) -> None:
+        """Never an order working at the broker with nobody following it: each one's
+        ledger row is claimed by a live process."""
+        for o in self.broker.working_orders():
+            row = await asyncio.to_thread(self.engine.staged.by_ref, o.request.order_ref)
+            self.report.checks["working orders followed"] += 1
+            if row is None:
+                self.violation("never an order working with nobody following it",
+                               f"{o.request.order_ref}: no ledger row")
+            elif row.sender in self.dead_senders or row.status not in (
+                    "SENDING", "WORKING", "UNKNOWN"):
+                self.violation("never an order working with nobody following it",
+                               f"{row.order_ref} {row.status} followed by {row.sender}")
 
     async def _rejections_have_reasons(self) -> None:
         engine = self.engine

@@ -111,8 +111,12 @@ class PutDeskApp(App[None]):
         self._actor = actor
         self.engine: Engine | None = None
 
+    @property
+    def process_kind(self) -> str:
+        return "read-only console" if self.read_only else "console"
+
     def who(self) -> str:
-        return self._actor("console")
+        return self._actor(self.process_kind)
 
     def _fatal_error(self) -> None:
         """Textual's crash report with local variables left out: a frame's locals can hold
@@ -143,9 +147,14 @@ class PutDeskApp(App[None]):
             self.post_message(EngineFailed(_readable(exc)))
             return
         self.engine = engine
+        engine.identify(self.process_kind)
         engine.add_listener(self._forward)
         if self._install_signals:
-            engine.install_signal_handlers(on_signal=self._on_signal)
+            # A trading console halts the book when its terminal goes (SIGHUP) or it is
+            # told to stop (SIGTERM); a read-only watcher only closes: its lost SSH
+            # session must not stop someone else's trading.
+            engine.install_signal_handlers(on_signal=self._on_signal,
+                                           halt=not self.read_only)
         try:
             await engine.start()
         except Exception as exc:
@@ -155,7 +164,13 @@ class PutDeskApp(App[None]):
         self.post_message(EngineUpdated(state))
 
     def _on_signal(self, name: str) -> None:
-        self.exit(message=f"PutDesk stopped by {name}; trading halted.")
+        # Non-zero, as a process ended by a signal should: 128 + the signal's number.
+        import signal
+
+        code = 128 + int(signal.Signals[name])
+        self.exit(return_code=code, message=f"PutDesk stopped by {name}; " + (
+            "the watcher closed (trading is not halted by a read-only console)."
+            if self.read_only else "trading halted, working orders cancelled."))
 
     def on_engine_updated(self, message: EngineUpdated) -> None:
         previous = self.engine_state

@@ -7,6 +7,7 @@ Every command takes --json. Commands that read the market take --scenario.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import sys
@@ -144,7 +145,10 @@ def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> Non
     settings = load(stderr_logs=False)
     from console.app import PutDeskApp
 
-    PutDeskApp(settings=settings, scenario=scenario).run()
+    app = PutDeskApp(settings=settings, scenario=scenario)
+    app.run()
+    if app.return_code:
+        raise typer.Exit(app.return_code)
 
 
 @app.command()
@@ -583,37 +587,27 @@ def cancel(
 
     async def go() -> dict[str, Any]:
         from core.actor import whoami
+        from core.broker.base import BrokerError
         from core.execution.staging import StagingError
 
-        who = whoami("cli cancel")
         await _opened(engine)
         try:
-            row = await asyncio.to_thread(engine.staged.get, order) or await \
-                asyncio.to_thread(engine.staged.by_ref, order)
+            row = (await asyncio.to_thread(engine.staged.get, order)
+                   or await asyncio.to_thread(engine.staged.by_ref, order))
             if row is None:
                 fail(f"no order {order} (see `putdesk orders`)")
-            orphans = {r.id for r in await asyncio.to_thread(engine.ledger.orphans)}
-            if row.status in ("SENDING", "WORKING", "UNKNOWN") and row.id not in orphans:
-                await asyncio.to_thread(engine.ledger.request_cancel, row.id, who)
-                text = (f"Cancel of {row.order_ref} asked: {row.sender} cancels it at its "
-                        "next heartbeat")
-                await asyncio.to_thread(engine.audit_event, "order_cancel_requested", text,
-                                        "INFO", who, row.symbol)
-                return {"order": _staged_dict(row), "result": text}
             if row.status in ("SENDING", "WORKING", "UNKNOWN"):
-                # Its sender is gone: adopt it here, then cancel it.
-                await _connected(engine)
-                await engine.adopt_orphans()
-                engine.adaptive.stop_all(f"cancelled by {who}")
-                engine.roll_manager.stop_all(f"cancelled by {who}")
-                await engine.adoptions_settled()
-            else:
-                try:
-                    await engine.cancel_staged(row.id, who)
-                except StagingError as exc:
-                    fail(str(exc), code=1)
-            fresh = await asyncio.to_thread(engine.staged.get, row.id)
-            return {"order": _staged_dict(fresh or row), "result": (fresh or row).status}
+                # Its sender may be gone: then this process adopts it to cancel it.
+                with contextlib.suppress(BrokerError):
+                    await engine.broker.connect()
+            try:
+                await engine.cancel_staged(row.id, whoami("cli cancel"))
+            except StagingError as exc:
+                fail(str(exc), code=1)
+            await engine.adoptions_settled()
+            fresh = await asyncio.to_thread(engine.staged.get, row.id) or row
+            return {"order": _staged_dict(fresh), "result": engine.state.last_message
+                    or fresh.status}
         finally:
             await engine.stop()
 

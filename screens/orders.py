@@ -1,5 +1,6 @@
-"""Orders: staged orders and their progress — send now (after a confirmation), cancel,
-dry-run toggle, reconcile with the broker. Rejections show their reason."""
+"""Orders: every order PutDesk staged or sent (opening sells, closes, rolls, stock sales)
+and its progress — send now (after a confirmation), cancel any working order, a kind
+filter, dry-run toggle, reconcile with the broker. Rejections show their reason."""
 
 from __future__ import annotations
 
@@ -27,14 +28,23 @@ STATUS_STYLE = {
     "CANCELLED": "dim", "REJECTED": BOLD_RED,
 }
 SHOWN = 60
+CANCELLABLE = ("STAGED", "SENDING", "WORKING", "UNKNOWN")
+
+
+def contract_text(r: StagedOrder) -> str:
+    if r.strike is None or r.expiration is None:
+        return f"{r.symbol} shares"
+    return f"{r.symbol} {r.expiration:%Y-%m-%d} {r.strike:g}P"
 
 
 class OrdersScreen(DeskScreen):
     SCREEN_NAME = "Orders"
-    HELP_NOTE = ("Staged orders, newest first, with live progress and the reason of every "
-                 "rejection. Orders staged before the open go out at the open by themselves.")
+    HELP_NOTE = ("Every order, newest first (opening sells, closes, rolls, stock sales), with "
+                 "live progress, who follows it and the reason of every rejection. Orders "
+                 "staged before the open go out at the open by themselves.")
     ORDER_ACTIONS = frozenset({"execute_one", "execute_all", "cancel", "toggle_dry_run",
                                "reconcile"})
+    KIND_FILTERS = (None, "open", "close", "roll", "stock")
     DEFAULT_CSS = """
     OrdersScreen #mode { height: auto; padding: 0 1; }
     OrdersScreen #orders { height: 1fr; }
@@ -48,6 +58,8 @@ class OrdersScreen(DeskScreen):
                 tooltip="Re-check and send every staged order (asks first)"),
         Binding("x", "cancel", "Cancel", id="orders-cancel",
                 tooltip="Cancel the highlighted staged or working order (asks first)"),
+        Binding("k", "next_kind", "Kind", id="orders-kind",
+                tooltip="Show all orders, or only opening sells, closes, rolls, stock sales"),
         Binding("d", "toggle_dry_run", "Dry run", id="orders-dry-run",
                 tooltip="Dry run: every step except sending"),
         Binding("r", "reconcile", "Reconcile", id="orders-reconcile",
@@ -59,6 +71,7 @@ class OrdersScreen(DeskScreen):
         self.rows: list[StagedOrder] = []
         self.dry_run = False
         self._version = -1
+        self.kind: str | None = None
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="mode")
@@ -70,13 +83,14 @@ class OrdersScreen(DeskScreen):
         super().on_mount()
         self.dry_run = self.desk.settings.execution.dry_run
         table = self.query_one("#orders", DataTable)
-        for key, label, width in (("staged", "Staged", 12), ("contract", "Contract", 19),
-                                  ("qty", "Qty", 3), ("limit", "Staged", 6),
+        for key, label, width in (("staged", "Created", 12), ("kind", "Kind", 5),
+                                  ("contract", "Contract", 19),
+                                  ("qty", "Qty", 4), ("limit", "Limit", 6),
                                   ("status", "Status", 9), ("filled", "Filled", 6),
                                   ("avg", "Avg", 6), ("live", "Live lmt", 8),
                                   ("dev", "Dev", 4), ("message", "Message", 60)):
             table.add_column(label, width=width, key=key)
-        table.border_title = "Staged orders (newest first)"
+        table.border_title = "Orders (newest first)"
         self._show_mode()
         self.reload()
 
@@ -92,7 +106,8 @@ class OrdersScreen(DeskScreen):
         engine = self.desk.engine
         if engine is None:
             return
-        rows = await asyncio.to_thread(engine.staged.list, None)
+        rows = await asyncio.to_thread(engine.staged.list, None,
+                                       (self.kind,) if self.kind else None)
         self._fill(sorted(rows, key=lambda r: r.created_at, reverse=True)[:SHOWN])
 
     def _fill(self, rows: list[StagedOrder]) -> None:
@@ -102,9 +117,10 @@ class OrdersScreen(DeskScreen):
         table.clear()
         for r in rows:
             table.add_row(
-                ny_time(r.created_at, with_date=True)[4:16],
-                f"{r.symbol} {r.expiration:%Y-%m-%d} {r.strike:g}P", str(r.contracts),
-                f"{r.limit_price:.2f}", Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+                ny_time(r.created_at, with_date=True)[4:16], r.kind,
+                contract_text(r), f"{'-' if r.action == 'BUY' else ''}{r.contracts}",
+                "MKT" if r.kind == "stock" else f"{r.last_limit or r.limit_price:.2f}",
+                Text(r.status, style=STATUS_STYLE.get(r.status, "")),
                 f"{r.filled}/{r.contracts}" if r.filled else "",
                 "" if r.avg_fill_price is None else f"{r.avg_fill_price:.2f}",
                 "" if r.last_limit is None else f"{r.last_limit:.2f}",
@@ -139,9 +155,17 @@ class OrdersScreen(DeskScreen):
                                "a approves and stages."), style="dim"))
             return
         text = Text()
-        text.append(f"{row.symbol} {row.expiration:%Y-%m-%d} {row.strike:g}P", style="bold")
-        text.append(f"  SELL {row.contracts} at {row.limit_price:.2f} staged · {row.status}"
-                    f" · orderRef {row.order_ref} · staged by {row.actor}\n")
+        text.append(contract_text(row), style="bold")
+        price = ("at market" if row.kind == "stock" else
+                 f"at {row.last_limit:.2f} (first {row.limit_price:.2f})"
+                 if row.last_limit is not None and row.kind == "open"
+                 else f"at {row.last_limit or row.limit_price:.2f}")
+        text.append(f"  {row.kind} · {row.action} {row.contracts} {price} · {row.status}"
+                    f" · orderRef {row.order_ref} · by {row.actor}\n")
+        if row.sender and row.status in ("SENDING", "WORKING", "UNKNOWN"):
+            text.append(f"followed by {row.sender}"
+                        + (f" · cancel asked by {row.cancel_requested}"
+                           if row.cancel_requested else "") + "\n", style="dim")
         text.append(row.message or "", style=STATUS_STYLE.get(row.status, ""))
         detail.update(text)
 
@@ -168,7 +192,7 @@ class OrdersScreen(DeskScreen):
         if action == "execute_one":
             return True if row is not None and row.status == "STAGED" else None
         if action == "cancel":
-            return True if row is not None and row.status in ("STAGED", "WORKING") else None
+            return True if row is not None and row.status in CANCELLABLE else None
         if action == "execute_all":
             return True if any(r.status == "STAGED" for r in self.rows) else None
         return True
@@ -238,7 +262,7 @@ class OrdersScreen(DeskScreen):
             return
         row = self._current()
         engine = self.desk.engine
-        if row is None or engine is None or row.status not in ("STAGED", "WORKING"):
+        if row is None or engine is None or row.status not in CANCELLABLE:
             return
         staged_id = row.id
 
@@ -258,8 +282,16 @@ class OrdersScreen(DeskScreen):
 
         self.app.push_screen(ConfirmScreen(
             "Cancel this order?",
-            f"{row.symbol} {row.expiration:%Y-%m-%d} {row.strike:g}P x{row.contracts} "
-            f"({row.status})", confirm_label="Cancel order"), answered)
+            f"{row.kind} {row.action} {contract_text(row)} x{row.contracts} ({row.status})",
+            confirm_label="Cancel order"), answered)
+
+    def action_next_kind(self) -> None:
+        i = self.KIND_FILTERS.index(self.kind)
+        self.kind = self.KIND_FILTERS[(i + 1) % len(self.KIND_FILTERS)]
+        table = self.query_one("#orders", DataTable)
+        table.border_title = (f"Orders: {self.kind} only (k: next kind)" if self.kind
+                              else "Orders (newest first)")
+        self.reload()
 
     def action_reconcile(self) -> None:
         if self.refuse_order():

@@ -38,8 +38,8 @@ class HaltBanner(Static):
         stored = "" if halt.persisted else "  [NOT PERSISTED: database unavailable]"
         self.update(
             f"TRADING HALTED — {halt.reason}\n"
-            f"since {since} by {halt.by or 'unknown'}{stored} · no new risk: opening orders "
-            "cancelled, closes still work · "
+            f"since {since} by {halt.by or 'unknown'}{stored}\n"
+            "opening orders cancelled, closes go on · "
             + ("resume from a trading console (this one is read-only)" if self.read_only
                else "ctrl+r resumes after review")
         )

@@ -242,7 +242,7 @@ class AdaptiveOrderExecutor:
                     order_ref: str, state: OrderState | None, fills: list[Fill],
                     on_progress: Callable[[OrderResult], None] | None = None,
                     elapsed: float = 0.0, action: Action | None = None,
-                    reprices: int = 0) -> OrderResult:
+                    reprices: int = 0, stop: str | None = None) -> OrderResult:
         """Follow an order the broker already has under our orderRef (a retry after a
         lost acknowledgement, or an order whose sender died): never a second order, no
         new checks — it is already out. `elapsed`: seconds it has already worked, so its
@@ -255,6 +255,7 @@ class AdaptiveOrderExecutor:
                     order_ref)
         watch = _Watch(self.broker, order_ref)
         watch.state, watch.fills = state, list(fills)
+        watch.stop_reason = stop  # a cancel asked before it was adopted
         self._follow(watch, act)
         try:
             if state is None or state.status.is_done:

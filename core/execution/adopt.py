@@ -55,10 +55,13 @@ async def follow_adopted(engine: Engine, row: StagedOrder) -> None:
         elapsed = max((engine.clock.now() - row.sent_at).total_seconds(), 0.0)
     if row.kind in ("open", "close") and row.strike is not None and row.expiration is not None:
         contract = OptionContract(row.symbol, row.expiration, row.strike, "P")
+        fresh = await asyncio.to_thread(engine.staged.get, row.id)
+        asked = fresh.cancel_requested if fresh is not None else None
         result = await adaptive.adopt(contract, row.contracts, row.limit_price if row.kind
                                       == "open" else None, row.order_ref, state, fills,
                                       executor.progress_writer(row.id), elapsed=elapsed,
-                                      action=action, reprices=row.reprices)
+                                      action=action, reprices=row.reprices,
+                                      stop=f"cancelled by {asked}" if asked else None)
     else:
         result = await _cancel_and_settle(engine, row, state, fills)
     if result.outcome == "WORKING":

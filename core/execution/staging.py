@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.clock import NEW_YORK, new_york
 from core.db.session import error_text
 from core.db.tables import StagedOrder
+from core.execution.ledger import SENT
 from core.execution.orders import OPEN_STATUSES
 from core.models import OrderResult, RiskDecision
 
@@ -71,18 +72,39 @@ class Staging:
         return saved
 
     async def cancel(self, staged_id: str, actor: str) -> StagedOrder:
-        """Cancel a staged order; a working one is cancelled at the broker."""
+        """Cancel any order of the ledger (an id or an orderRef): a staged one at once; a
+        working one by whoever follows it — this process at once, another PutDesk
+        process at its next heartbeat (at IBKR only the client that placed an order may
+        change it), and one whose sender is gone is adopted here and cancelled."""
         engine = self.engine
-        row = await asyncio.to_thread(engine.staged.get, staged_id)
+        row = (await asyncio.to_thread(engine.staged.get, staged_id)
+               or await asyncio.to_thread(engine.staged.by_ref, staged_id))
         if row is None:
-            raise StagingError(f"No staged order {staged_id}")
-        if row.status == "WORKING" and row.broker_order_id is not None:
-            await engine.broker.cancel_order(row.broker_order_id)
-            text = f"Cancel sent for {row.order_ref}"
+            raise StagingError(f"No order {staged_id}")
+        why = f"cancelled by {actor}"
+        if row.status in SENT:
+            orphans = {r.id for r in await asyncio.to_thread(engine.ledger.orphans)}
+            if engine.adaptive.stop(row.order_ref, why) or engine.roll_manager.stop(
+                    row.order_ref, why):
+                text = f"Cancelling {row.order_ref}"
+            elif row.id in orphans:
+                if not engine.broker.connected:
+                    raise StagingError(f"{row.order_ref}: its sender is gone and the broker "
+                                       "is not connected here: cannot cancel it now")
+                await asyncio.to_thread(engine.ledger.request_cancel, row.id, actor)
+                await engine.adopt_orphans()
+                text = f"Adopted {row.order_ref} (its sender is gone) to cancel it"
+            else:
+                await asyncio.to_thread(engine.ledger.request_cancel, row.id, actor)
+                text = (f"Cancel of {row.order_ref} asked: {row.sender} cancels it at its "
+                        "next heartbeat")
         elif row.status == "STAGED":
-            row = await asyncio.to_thread(engine.staged.set_status, staged_id, "CANCELLED",
-                                          engine.clock.now(), f"Cancelled by {actor}")
-            assert row is not None
+            moved = await asyncio.to_thread(engine.staged.transition, row.id, "STAGED",
+                                            "CANCELLED", engine.clock.now(),
+                                            f"Cancelled by {actor}")
+            if not moved:
+                raise StagingError(f"{row.order_ref} was taken by a sender meanwhile: "
+                                   "cancel it again")
             text = f"Cancelled staged order {row.order_ref}"
         else:
             raise StagingError(f"{row.order_ref} is {row.status}: nothing to cancel")
