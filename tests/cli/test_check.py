@@ -174,3 +174,25 @@ def test_two_accounts_on_one_database_do_not_trip_each_others_breakers(env, tmp_
     assert r.returncode == 0, r.stdout
     status = json.loads(putdesk(env, "status", "--json").stdout)
     assert status["halted"] is False
+
+
+def test_a_gap_since_the_previous_close_reads_in_the_daily_figure(env, tmp_path):
+    """103k at the previous close, 100k now: Daily P&L -2.91% (it read +0.00% when the
+    baseline was the first equity seen today), past the -2% limit."""
+    history = [{"date": "2026-11-20", "net_liquidation": 103_000.0},
+               {"date": "2026-11-23", "net_liquidation": 103_000.0}]
+    r = check(env, tmp_path, world(equity_history=history), "KO", "66", "2026-12-31")
+    assert r.returncode == 1
+    daily = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["daily_loss"]
+    assert daily["reason"].startswith("Daily loss limit exceeded: Daily P&L -2.91%")
+
+
+def test_friday_close_106k_then_monday_100k_fails_the_weekly_limit(env, tmp_path):
+    monday = world(now="2026-11-30T10:30:00-05:00",
+                   equity_history=[{"date": "2026-11-27", "net_liquidation": 106_000.0}])
+    r = check(env, tmp_path, monday, "KO", "66", "2026-12-31")
+    assert r.returncode == 1
+    weekly = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["weekly_loss"]
+    assert weekly["reason"].startswith("Weekly loss limit exceeded: Weekly P&L -5.66% "
+                                       "($100,000.00 vs previous week's close $106,000.00")
+    assert json.loads(putdesk(env, "status", "--json").stdout)["halted"] is True
