@@ -48,28 +48,27 @@ def _world(positions: int) -> dict[str, Any]:
 
 
 async def run(positions: int, n: int) -> tuple[float, float, float, int]:
+    from bench.report import production_settings
     from core.broker.scenario import load_scenario
     from core.broker.sim import SimBroker
     from core.clock import ManualClock
-    from core.config import load_settings
     from core.db.session import Database
     from core.engine import Engine
-    from core.logs import setup_logging
     from core.market.calendar import default_calendar
     from core.models import Opportunity
 
-    tmp = Path(tempfile.mkdtemp())
-    # The position limits are raised so that the book's size is not itself the answer.
-    settings = load_settings({"PUTDESK_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
-                              "PUTDESK_LOG_FILE": str(tmp / "bench.log"),
-                              "MAX_POSITIONS": "5000", "MAX_POSITIONS_PER_SYMBOL": "1000"})
-    setup_logging(settings)  # the product's file log: every decision writes its lines
+    # The product's file log (every decision writes its line). The position limits are
+    # raised so that the book's size is not itself the answer.
+    settings = production_settings(MAX_POSITIONS="5000", MAX_POSITIONS_PER_SYMBOL="1000")
+    url = settings.app.database_url
+    assert url is not None
+    tmp = Path(tempfile.mkdtemp(prefix="putdesk-bench-world-"))
     path = tmp / "world.json"
     path.write_text(json.dumps(_world(positions)))
     world = load_scenario(path)
     clock = ManualClock(world.now)
     broker = SimBroker(world, clock=clock, calendar=default_calendar())
-    engine = Engine(settings, broker, Database(f"sqlite:///{tmp}/bench.db"), clock,
+    engine = Engine(settings, broker, Database(url.get_secret_value()), clock,
                     wall_clock=clock, equity_seed=world.equity_closes())
     await engine.open()
     await broker.connect()
@@ -106,13 +105,16 @@ async def run(positions: int, n: int) -> tuple[float, float, float, int]:
 
 
 def main() -> None:
+    from bench.report import Result, report
+
     n = 10_000
     for positions in BOOK_SIZES:
         median, low, high, approved = asyncio.run(run(positions, n))
-        print(f"pre-trade checks at {positions:,} positions, product logging on, account "
-              f"cached, WhatIf excluded: median {median:,.0f}/s ({1e6 / median:.0f} µs "
-              f"each), rounds {low:,.0f}-{high:,.0f}/s, {approved:,} of {n:,} approved; "
-              f"goal >= {GOAL:,.0f}/s: {'met' if median >= GOAL else 'NOT met'}")
+        report(Result(f"governor at {positions:,} positions, pre-trade checks (WhatIf "
+                      "excluded, 18 checks)",
+                      f"median {median:,.0f}/s ({1e6 / median:.0f} µs each), rounds "
+                      f"{low:,.0f}-{high:,.0f}/s, {approved:,} of {n:,} approved",
+                      f">= {GOAL:,.0f}/s", median >= GOAL))
 
 
 if __name__ == "__main__":

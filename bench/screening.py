@@ -1,10 +1,12 @@
-"""Screening throughput, in one run:
+"""Screening, in one run, with the product's logging (INFO to a file, redaction on):
 
-1. parse + filter + score of a generated 5,000-row Barchart Main-View export, against
-   pandas.read_csv of the same file (just reading it, no normalisation);
-2. IBKR validation of 100 candidates on the simulator with 200 ms injected latency per
-   request, against the pacing-bound limit (requests / allowed rate + one latency) and
-   against doing them one at a time.
+1. a generated 5,000-row Barchart Main-View export screened by columns (read, parse,
+   filter) and the passed candidates scored, against pandas.read_csv of the same file
+   (just reading it), runs interleaved; the row-by-row path of before for reference;
+2. the CSV limits of issue 17: a 10 MB export (the demo's rows repeated) and a 30 MB
+   file on one line, each in a fresh process: time and peak memory (RSS growth);
+3. IBKR validation of 100 candidates on the simulator with 200 ms injected latency per
+   request, against the pacing-bound limit and against doing them one at a time.
 
     python -m bench.screening
 """
@@ -12,11 +14,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
+
+from bench.report import Result, ms, production_settings, report
+
+RATIO_GOAL = 2.0
+BIG_GOAL_SECONDS = 5.0
+BIG_GOAL_MIB = 256
 
 HEADER = ('Symbol,Price~,"Exp Date",DTE,Strike,Type,Moneyness,Bid,"BE (Bid)","%BE (Bid)",'
           'Volume,"Open Int","IV Rank",Delta,Return,"Ann Rtn","Profit Prob"')
@@ -42,50 +55,130 @@ def generate(path: Path, rows: int, symbols: dict[str, float], today: date) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
-def bench_parse() -> None:
+def bench_parse() -> list[Result]:
     import pandas as pd
 
     from core.broker.scenario import demo_scenario_path, load_scenario
-    from core.config import load_settings
-    from core.screening.barchart_csv import read_barchart_csv
-    from core.screening.filters import apply_filters
+    from core.screening.columnar import screen_csv_file, screen_exact
     from core.screening.scoring import score
 
     world = load_scenario(demo_scenario_path())
-    settings = load_settings()
+    settings = production_settings()
     today = world.now.date()
+    kw: dict[str, Any] = {"today": today, "now": None, "stale_hours": 24.0,
+                          "settings": settings.screener}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "export.csv"
         generate(path, 5000, {s: u.price for s, u in world.underlyings.items()}, today)
-        best_ours, best_pandas = float("inf"), float("inf")
-        for _ in range(5):
+        ours, theirs, rows = [], [], []
+        for _ in range(15):
             start = time.perf_counter()
-            scan = read_barchart_csv(path, today=today)
-            passed, _rejected, _notes = apply_filters(scan.candidates, settings.screener)
-            scored = [score(c, [], settings.risk, settings.validation) for c in passed]
-            best_ours = min(best_ours, time.perf_counter() - start)
+            screen = screen_csv_file(path, max_bytes=50_000_000, **kw)
+            scored = [score(c, [], settings.risk, settings.validation) for c in screen.passed]
+            ours.append(time.perf_counter() - start)
             start = time.perf_counter()
             pd.read_csv(path)
-            best_pandas = min(best_pandas, time.perf_counter() - start)
-    print(f"5,000-row export: parse+filter+score {best_ours * 1000:.1f} ms "
-          f"({len(scan.candidates)} parsed, {len(passed)} passed filters, {len(scored)} scored)")
-    print(f"  pandas.read_csv of the same file {best_pandas * 1000:.1f} ms; "
-          f"ratio {best_ours / best_pandas:.2f}x")
+            theirs.append(time.perf_counter() - start)
+        for _ in range(3):
+            start = time.perf_counter()
+            exact = screen_exact(path.read_bytes(), **kw)
+            [score(c, [], settings.risk, settings.validation) for c in exact.passed]
+            rows.append(time.perf_counter() - start)
+    assert exact.passed == screen.passed and exact.rejected == screen.rejected
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    print(f"5,000-row export: columns {ms(statistics.median(ours))} median "
+          f"({len(screen.passed)} passed filters, {len(scored)} scored, "
+          f"{len(screen.rejected)} rejected); pandas.read_csv {ms(statistics.median(theirs))}; "
+          f"row by row {ms(min(rows))}", flush=True)
+    return [Result("screening 5,000 rows (read+filter+score) vs pandas.read_csv",
+                   f"{ratio:.2f}x ({ms(statistics.median(ours))} vs "
+                   f"{ms(statistics.median(theirs))})", f"<= {RATIO_GOAL:g}x",
+                   ratio <= RATIO_GOAL),
+            Result("screening 5,000 rows, row-by-row path of before (reference)",
+                   f"{ms(min(rows))} ({min(rows) / statistics.median(theirs):.1f}x pandas)",
+                   "info (no budget)", None)]
 
 
-async def bench_validation() -> None:
+BIG_CHILD = r"""
+import json, sys, time
+from datetime import date
+from pathlib import Path
+from bench.report import production_settings
+from core.screening.barchart_csv import BarchartCsvError
+from core.screening.columnar import screen_csv_file
+settings = production_settings()
+import pyarrow.csv  # imported by the screener on first use: not part of the figure
+
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])  # kB
+
+
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from now
+before = status("VmRSS:")
+start = time.perf_counter()
+try:
+    screen = screen_csv_file(Path(sys.argv[1]), today=date(2026, 11, 24), now=None,
+                             stale_hours=24.0, settings=settings.screener,
+                             max_bytes=int(settings.screener.csv_max_mb * 1e6))
+    outcome = (f"{len(screen.passed)} passed, {len(screen.rejected)} rejected, "
+               f"{screen.duplicates:,} duplicate rows collapsed")
+except BarchartCsvError as exc:
+    outcome = f"refused: {exc}"
+elapsed = time.perf_counter() - start
+peak = status("VmHWM:")
+print(json.dumps({"seconds": elapsed, "mib": (peak - before) / 1024, "outcome": outcome}))
+"""
+
+
+def bench_big_files() -> list[Result]:
+    from core.broker.scenario import demo_scenario_path
+
+    demo = (demo_scenario_path().parent / "demo-barchart.csv").read_text()
+    header, *body = demo.strip("\n").splitlines()
+    rows = [r for r in body if not r.lower().startswith('"downloaded')]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ten = Path(tmp) / "ten.csv"
+        with ten.open("w") as f:
+            f.write(header + "\n")
+            written = 0
+            while written < 10_000_000:
+                chunk = "\n".join(rows) + "\n"
+                f.write(chunk)
+                written += len(chunk)
+            f.write('"Downloaded from Barchart.com as of 11-24-2026 08:15am CST"\n')
+        one = Path(tmp) / "one-line.csv"
+        one.write_text("A," * 15_000_000)
+        for label, path in (("10 MB export", ten), ("30 MB one-line file", one)):
+            out = subprocess.run([sys.executable, "-c", BIG_CHILD, str(path)],
+                                 capture_output=True, text=True, check=True)
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            size = path.stat().st_size / 1e6
+            print(f"{label} ({size:.1f} MB): {got['seconds']:.2f} s, peak RSS +"
+                  f"{got['mib']:.0f} MiB: {got['outcome']}", flush=True)
+            results.append(Result(
+                f"CSV {label} ({size:.0f} MB): time, peak RSS growth",
+                f"{got['seconds']:.2f} s, +{got['mib']:.0f} MiB",
+                f"<= {BIG_GOAL_SECONDS:g} s, <= {BIG_GOAL_MIB} MiB",
+                got["seconds"] <= BIG_GOAL_SECONDS and got["mib"] <= BIG_GOAL_MIB))
+    return results
+
+
+async def bench_validation() -> list[Result]:
     from core.broker.pacing import Pacer
     from core.broker.scenario import demo_scenario_path, load_scenario
     from core.broker.sim import SimBroker
     from core.clock import ManualClock
-    from core.config import load_settings
     from core.models import Candidate
     from core.screening.validator import Validator
 
     world = load_scenario(demo_scenario_path())
     sim = SimBroker(world, clock=ManualClock(world.now))
     await sim.connect()
-    settings = load_settings().validation
+    settings = production_settings().validation
     latency = 0.2
     sim.faults.latency_seconds = latency
     symbols = sorted(world.underlyings)[:20]
@@ -104,14 +197,18 @@ async def bench_validation() -> None:
     bound = pacer.sent / settings.pacing_msgs_per_sec + latency
     serial = pacer.sent * latency
     print(f"validation of 100 candidates, {latency * 1000:.0f} ms latency, "
-          f"{pacer.sent} requests at {settings.pacing_msgs_per_sec:g}/s:")
-    print(f"  {elapsed:.2f} s; pacing-bound limit {bound:.2f} s (ratio {elapsed / bound:.2f}); "
-          f"one at a time would be {serial:.1f} s")
+          f"{pacer.sent} requests at {settings.pacing_msgs_per_sec:g}/s: {elapsed:.2f} s; "
+          f"pacing-bound limit {bound:.2f} s; one at a time would be {serial:.1f} s")
+    return [Result(f"validation of 100 candidates ({latency * 1000:.0f} ms latency) vs the "
+                   "pacing-bound limit", f"{elapsed:.2f} s ({elapsed / bound:.2f}x the limit)",
+                   "info (no budget)", None)]
 
 
 def main() -> None:
-    bench_parse()
-    asyncio.run(bench_validation())
+    results = bench_parse()
+    results += bench_big_files()
+    results += asyncio.run(bench_validation())
+    report(*results)
 
 
 if __name__ == "__main__":

@@ -13,25 +13,26 @@ scheduler, exits or reconciliation in that process.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import events, work
-from textual.app import App, SystemCommand
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
 from console.messages import EngineFailed, EngineUpdated
 from core.actor import whoami
-from core.config import Settings
 from screens.base import READ_ONLY_NOTICE
 from screens.confirm import ConfirmScreen
 from screens.overview import OverviewScreen
 from widgets.format import ny_time
 
 if TYPE_CHECKING:
+    from core.config import Settings  # pydantic: not before the first frame
     from core.engine import Engine, EngineState
     from screens.help import HelpSection
 
@@ -54,6 +55,20 @@ SCREENS: dict[str, tuple[str, str]] = {
 SCREEN_KEYS = Binding.Group("screens")
 #: App actions a read-only console refuses (and hides).
 ORDER_ACTIONS = frozenset({"resume"})
+#: What works on the start-up screen, before the settings are read.
+STARTUP_ACTIONS = frozenset({"halt", "quit"})
+
+
+class StartupScreen(Screen[None]):
+    """The first frame while the settings are read: the header, what is happening, and
+    the footer (halt and quit)."""
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Footer, Header, Static
+
+        yield Header(show_clock=False)
+        yield Static(" Starting: reading the settings…", id="startup")
+        yield Footer()
 
 
 class PutDeskApp(App[None]):
@@ -86,7 +101,7 @@ class PutDeskApp(App[None]):
     ]
     # Screens other than the first are imported when first opened: the charts pull in
     # plotext, and the operator should see the console before any of that loads.
-    MODES = {"overview": OverviewScreen,
+    MODES = {"overview": OverviewScreen, "startup": StartupScreen,
              **{mode: _opener(mode) for mode in SCREENS if mode != "overview"}}
     DEFAULT_MODE = "overview"
 
@@ -95,21 +110,41 @@ class PutDeskApp(App[None]):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None = None,
         scenario: Path | None = None,
         engine_factory: EngineFactory | None = None,
         install_signal_handlers: bool = True,
         actor: Callable[[str], str] = whoami,
+        settings_loader: Callable[[], Settings] | None = None,
     ) -> None:
+        """`settings`, or `settings_loader` to read and validate them after the first
+        frame (pydantic and the validation cost ~0.3 s the operator would otherwise stare
+        at a blank terminal for). Until they are read a start-up screen shows, with no
+        keys but the halt (which says the engine is not running yet) and quit; a bad
+        setting ends the app with `settings_error` set (the CLI exits 2 with it)."""
+        if settings is None and settings_loader is None:
+            raise ValueError("PutDeskApp needs settings or a settings_loader")
+        if settings is None:
+            self.DEFAULT_MODE = "startup"  # type: ignore[misc]  # this app starts there
         super().__init__()
+        self.read_only = True  # until the settings say otherwise: no order key shows early
+        self.settings_error = ""
+        self._loader = settings_loader
+        self._scenario = scenario
+        self._engine_factory = engine_factory
+        self._install_signals = install_signal_handlers
+        self._actor = actor
+        self.engine: Engine | None = None
+        if settings is not None:
+            self._use(settings)
+
+    def _use(self, settings: Settings) -> None:
         self.settings = settings
         self.read_only = settings.app.read_only
         if self.read_only:
             self.title = "PutDesk · READ-ONLY"
-        self._factory = engine_factory or (lambda: _build_engine(settings, scenario))
-        self._install_signals = install_signal_handlers
-        self._actor = actor
-        self.engine: Engine | None = None
+        scenario = self._scenario
+        self._factory = self._engine_factory or (lambda: _build_engine(settings, scenario))
 
     @property
     def process_kind(self) -> str:
@@ -135,7 +170,29 @@ class PutDeskApp(App[None]):
     def on_mount(self) -> None:
         # After the first frame: building the engine imports SQLAlchemy, numpy and
         # pandas, and the operator should see the console before that work starts.
+        if self._loader is not None and not hasattr(self, "settings"):
+            self.call_after_refresh(self.load_settings)
+        else:
+            self.call_after_refresh(self.start_engine)
+
+    @work(group="engine", exclusive=True, exit_on_error=False, name="settings")
+    async def load_settings(self) -> None:
+        assert self._loader is not None
+        try:
+            settings = await asyncio.to_thread(self._loader)
+        except Exception as exc:  # ConfigError, an unwritable log: named by the loader
+            self.settings_error = str(exc)
+            self.exit(return_code=2)
+            return
+        self._use(settings)
+        await self.switch_mode("overview")
+        await self.remove_mode("startup")
+        self.refresh_bindings()
         self.call_after_refresh(self.start_engine)
+
+    @property
+    def settings_loaded(self) -> bool:
+        return hasattr(self, "settings")
 
     @work(group="engine", exclusive=True, exit_on_error=False, name="engine-start")
     async def start_engine(self) -> None:
@@ -159,6 +216,11 @@ class PutDeskApp(App[None]):
             await engine.start()
         except Exception as exc:
             self.post_message(EngineFailed(_readable(exc)))
+            return
+        # The heap built so far (modules, settings, engine, calendars) lives as long as
+        # the console: out of the collector's sight, so a full collection no longer walks
+        # it and stalls a frame (or the halt key) for 100+ ms.
+        gc.freeze()
 
     def _forward(self, state: EngineState) -> None:
         self.post_message(EngineUpdated(state))
@@ -196,13 +258,15 @@ class PutDeskApp(App[None]):
     # --- read-only -------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.settings_loaded and action not in STARTUP_ACTIONS:
+            return False  # the start-up screen: halt and quit only
         # False hides the binding from the footer; on_key says why when it is pressed.
         return not (self.read_only and action in ORDER_ACTIONS)
 
     def on_key(self, event: events.Key) -> None:
         """A read-only console's answer to an order key: the binding is disabled, so the
         key arrives here; say why instead of doing nothing."""
-        if self.read_only and event.key in self._order_keys():
+        if self.settings_loaded and self.read_only and event.key in self._order_keys():
             event.stop()
             self.notify(READ_ONLY_NOTICE, title="Read-only", severity="warning", markup=False)
 

@@ -69,7 +69,19 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
+class SettingsProblem(Exception):
+    """A setting that stops start-up, named (exit code 2)."""
+
+
 def load(stderr_logs: bool = True) -> Settings:
+    try:
+        return read_settings(stderr_logs)
+    except SettingsProblem as exc:
+        fail(str(exc))
+
+
+def read_settings(stderr_logs: bool = True) -> Settings:
+    """The settings, validated, and the log set up; SettingsProblem names what is wrong."""
     import logging
 
     from core.config import ConfigError, load_settings
@@ -78,11 +90,12 @@ def load(stderr_logs: bool = True) -> Settings:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        fail(str(exc))
+        raise SettingsProblem(str(exc)) from None
     try:
         setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
     except OSError as exc:  # PUTDESK_LOG_FILE is a directory, unwritable ...
-        fail(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: {exc.strerror}")
+        raise SettingsProblem(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
+                              f"{exc.strerror}") from None
     return settings
 
 
@@ -142,11 +155,14 @@ def main_callback(
 def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> None:
     """Open the console (the default)."""
     read_only_mode(read_only)
-    settings = load(stderr_logs=False)
     from console.app import PutDeskApp
 
-    app = PutDeskApp(settings=settings, scenario=scenario)
+    # The settings are read after the first frame (see PutDeskApp); a bad one still
+    # ends here with exit code 2 and the variable's name, once the terminal is back.
+    app = PutDeskApp(scenario=scenario, settings_loader=lambda: read_settings(stderr_logs=False))
     app.run()
+    if app.settings_error:
+        fail(app.settings_error)
     if app.return_code:
         raise typer.Exit(app.return_code)
 
@@ -287,7 +303,7 @@ def scan(
     """Screening pipeline: accepted candidates with scores, rejected ones with reasons."""
     if (csv_file is None) == (not api):
         fail("give exactly one of --csv FILE or --api")
-    if csv_file is not None and not csv_file.is_file():
+    if csv_file is not None and not csv_file.exists():  # not a regular file: named later
         fail(f"--csv: file not found: {csv_file}")
     settings = load()
     engine = build_engine(settings, scenario)
@@ -639,7 +655,8 @@ def close(
         engine.install_signal_handlers(interrupted.append, halt=False,
                                        signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
-            await engine.start()  # its heartbeat keeps this process's claim on the close
+            # Its heartbeat keeps this process's claim on the close while it works.
+            await engine.start(trading_desk=False)
         except EngineError as exc:
             fail(str(exc), code=1)
         try:
@@ -700,7 +717,7 @@ def execute(
         engine.install_signal_handlers(interrupted.append, halt=False,
                                        signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
-            await engine.start()
+            await engine.start(trading_desk=False)
         except EngineError as exc:
             fail(str(exc), code=1)
         try:
@@ -867,11 +884,25 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
                  scenario: Path | None) -> None:
     settings = load()
     engine = build_engine(settings, scenario)
+    engine.identify(f"cli roll {'approve' if approve else 'reject'}")
 
     async def go() -> dict[str, Any]:
-        from core.actor import whoami
+        import signal
 
-        await _connected(engine)
+        from core.actor import whoami
+        from core.engine import EngineError
+
+        # The roll combo (or the close a rejection leads to) is cancelled on ctrl-c or a
+        # lost session, and its claim is renewed while it works.
+        engine.install_signal_handlers(lambda _name: None, halt=False,
+                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        try:
+            await engine.start(trading_desk=False)
+        except EngineError as exc:
+            fail(str(exc), code=1)
+        if not engine.broker.connected:
+            await engine.stop()
+            fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
         try:
             rows = await asyncio.to_thread(engine.rolls.find)
             match = [r for r in rows if r.id == proposal_id or r.id.startswith(proposal_id)]
@@ -943,10 +974,12 @@ def stress_test(
             if shift is not None:
                 results.append(test.run_scenario(Scenario(
                     "custom", shift, iv_shift / 100.0,
-                    description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts")))
+                    description=f"all underlyings {shift:+.0%}, IV {iv_shift:+g} pts",
+                    label=f"Custom {shift:+.0%}, IV {iv_shift:+g} pts")))
             return {"net_liquidation": book.net_liquidation,
                     "maint_margin": book.maint_margin, "vix": book.vix,
-                    "assumptions": list(book.notes),
+                    "risk_free_rate": book.rate,
+                    "assumptions": [*book.notes, *test.notes],
                     "scenarios": [r.as_dict() for r in results]}
         finally:
             await engine.stop()
@@ -958,13 +991,15 @@ def stress_test(
         from rich.table import Table
 
         out = Console()
+        out.print(f"Priced from each put's mark, implied vols at a {data['risk_free_rate']:.2%} "
+                  "risk-free rate (STRESS_RISK_FREE_RATE)", markup=False)
         for note in data["assumptions"]:
             out.print(f"[bold yellow]ASSUMED[/] {note}")
         for sc in data["scenarios"]:
             p = sc["portfolio"]
             flag = ("[bold white on red] MARGIN CALL [/]" if p["margin_call"]
                     else "[bold black on green] no margin call [/]")
-            t = Table(title=f"{sc['name']} — {sc['description']}  {flag}",
+            t = Table(title=f"{sc['label']} ({sc['name']}) — {sc['description']}  {flag}",
                       title_justify="left")
             for col in ("Position", "Price now", "New price", "P&L", "New Δ", "New margin"):
                 t.add_column(col, justify="left" if col == "Position" else "right")

@@ -88,6 +88,9 @@ class ScreenerSettings(_Group):
                                 "Minimum option open interest", ge=0)
     stale_file_hours: float = _f("BARCHART_STALE_FILE_HOURS", 24.0,
                                  "Warn when a CSV export is older than this", gt=0)
+    csv_max_mb: float = _f("PUTDESK_CSV_MAX_MB", 50.0,
+                           "Largest Barchart CSV export read, in MB (a bigger file is refused "
+                           "with its size)", gt=0, le=10_000)
 
 
 class ValidationSettings(_Group):
@@ -274,6 +277,10 @@ class StressSettings(_Group):
                                 lt=1)
     crisis_iv_mult: float = _f("STRESS_CRISIS_IV_MULT", 1.8,
                                "correlation_crisis: IVs multiply by this", ge=1)
+    risk_free_rate: float = _f("STRESS_RISK_FREE_RATE", 0.04,
+                               "Risk-free rate the stress test prices with (0.04 = 4%); "
+                               "implied vols are solved from the marks at this rate",
+                               ge=-0.05, le=0.25)
 
 
 class NotifySettings(_Group):

@@ -307,23 +307,26 @@ class Engine:
         if self._trade_seed:
             await asyncio.to_thread(self._seed_trades)
 
-    async def start(self) -> None:
-        """open(), connect, start the loops."""
+    async def start(self, *, trading_desk: bool = True) -> None:
+        """open(), connect, start the loops. `trading_desk=False` (a one-shot command
+        that sends orders) runs only what its orders need: the halt sync, the ledger
+        heartbeat and the reconnect; no open scheduler, monitor cycle or account loop."""
         await self.open()
         self._publish(session=self.calendar.session_at(self.clock.now()))
         await self._connect_once()
         if not self.broker.connected:
             self._spawn(self._reconnect())
         self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds, self.sync_halt))
-        self._spawn(self._loop(1.0, self.tick))
-        self._spawn(self._loop(self.settings.risk.account_health_interval_minutes * 60,
-                               self.refresh_account))
-        self._spawn(self._loop(self.settings.monitoring.interval_minutes * 60,
-                               self.monitor_cycle))
+        if trading_desk:
+            self._spawn(self._loop(1.0, self.tick))
+            self._spawn(self._loop(self.settings.risk.account_health_interval_minutes * 60,
+                                   self.refresh_account))
+            self._spawn(self._loop(self.settings.monitoring.interval_minutes * 60,
+                                   self.monitor_cycle))
         if not self.read_only:
             self._spawn(self._loop(self.settings.execution.order_lease_seconds / 3,
                                    self.follow_orders))
-        if self.broker.connected:
+        if self.broker.connected and trading_desk:
             await self._first_look()
         self._publish(started=True)
 
@@ -720,7 +723,7 @@ class Engine:
                                  f"{DEFAULT_IV:.0%} assumed")
             assert v.underlying_price is not None
             lines.append(BookLine(v.symbol, v.contract.strike, v.contract.expiration,
-                                  v.contracts, v.underlying_price, iv))
+                                  v.contracts, v.underlying_price, iv, v.mark))
         stocks = []
         for p in self.monitor.stocks:
             price = await self.broker.underlying_price(p.symbol)
@@ -732,7 +735,7 @@ class Engine:
             log.warning("Stress test: %s", note)
         return Book(tuple(lines), tuple(stocks), nlv, elv, maint,
                     new_york(self.clock.now()).date(), await self.governor.vix(),
-                    notes=tuple(notes))
+                    rate=self.settings.stress.risk_free_rate, notes=tuple(notes))
 
     async def journal(self) -> Journal:
         from core.analysis.performance import build_journal

@@ -118,6 +118,24 @@ class DeskScreen(Screen[None]):
         self.query_one(StatusBar).show_state(state, self.desk.engine_failure)
         if state is not None:
             self.query_one(HaltBanner).show_state(state.halt)
+            # A screen of another mode is not seen: its body catches up when it is shown
+            # again (the status line and the banner are cheap when unchanged, and stay
+            # current so that no stale frame shows on the switch).
+            if self.visible_now:
+                self._stale = False
+                self.show_engine_state(state)
+            else:
+                self._stale = True
+
+    @property
+    def visible_now(self) -> bool:
+        """On the current mode's stack: the top screen, or under a dialog."""
+        return self in self.app.screen_stack
+
+    def on_screen_resume(self) -> None:
+        state = self.desk.engine_state
+        if getattr(self, "_stale", False) and state is not None and self.is_mounted:
+            self._stale = False
             self.show_engine_state(state)
 
     def show_engine_state(self, state: EngineState) -> None:

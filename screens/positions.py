@@ -1,6 +1,7 @@
 """Positions: short puts with delta, underlying, drop from entry, P&L, DTE and alert
-badges, most severe first. Live updates change cells in place, so the cursor and the
-scroll position stay where the operator left them."""
+badges, most severe first. Live updates redraw only the visible rows that changed
+(widgets.live_table), so the cursor and the scroll position stay where the operator
+left them and the halt key never waits behind a frame."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from screens.base import DeskModal, DeskScreen, busy
 from screens.confirm import ConfirmScreen
 from widgets.format import money, ny_time, pct
+from widgets.live_table import LiveTable
 from widgets.palette import BOLD_RED, GREEN, ON_RED, ON_YELLOW, RED, YELLOW
+from widgets.quiet import QuietStatic
 
 if TYPE_CHECKING:
     from core.engine import EngineState
@@ -84,46 +87,22 @@ class PositionsScreen(DeskScreen):
     def __init__(self) -> None:
         super().__init__()
         self.views: dict[str, PositionView] = {}
-        self._cells: dict[str, tuple[Any, ...]] = {}
 
     def compose_body(self) -> ComposeResult:
-        yield Static("", id="summary")
-        table: DataTable[Any] = DataTable(id="positions", cursor_type="row", zebra_stripes=True)
-        yield table
-
-    def on_mount(self) -> None:
-        table = self.query_one("#positions", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, width=width, key=key)
+        yield QuietStatic("", id="summary")
+        table: LiveTable[PositionView] = LiveTable(COLUMNS, cells, id="positions")
         table.border_title = "Short puts — most severe first · enter: detail"
-        super().on_mount()  # after the columns: the engine's state arrives at once
+        yield table
 
     def show_engine_state(self, state: EngineState) -> None:
         self.show_positions(state.positions, state)
 
     def show_positions(self, views: tuple[PositionView, ...],
                        state: EngineState | None = None) -> None:
-        """Update in place: changed cells only; rows added or removed as the book
-        changes; order set when rows arrive (severity first), not on every tick."""
-        table = self.query_one("#positions", DataTable)
-        incoming = {v.position_id: v for v in views}
-        with self.app.batch_update():
-            for gone in [k for k in self.views if k not in incoming]:
-                table.remove_row(gone)
-                del self.views[gone]
-                self._cells.pop(gone, None)
-            for v in views:
-                new_cells = cells(v)
-                before = self._cells.get(v.position_id)
-                if before is None:
-                    table.add_row(*new_cells, key=v.position_id)
-                else:
-                    for (key, _label, _w), old_cell, new_cell in zip(COLUMNS, before, new_cells,
-                                                                     strict=True):
-                        if old_cell != new_cell:
-                            table.update_cell(v.position_id, key, new_cell)
-                self.views[v.position_id] = v
-                self._cells[v.position_id] = new_cells
+        """Rows already shown keep their place; new ones are added in the engine's order
+        (severity first) and closed ones removed. Only changed visible rows redraw."""
+        self.views = {v.position_id: v for v in views}
+        self.query_one("#positions", LiveTable).set_rows(self.views.items())
         crit = sum(1 for v in views if v.worst == "CRITICAL")
         warn = sum(1 for v in views if v.worst == "WARNING")
         total = sum(v.pnl or 0 for v in views)
@@ -141,16 +120,13 @@ class PositionsScreen(DeskScreen):
             summary.append("  ")
             summary.append(f" {warn} WARNING ", style=ON_YELLOW)
         summary.append(f"  · checked {ny_time(checked)}", style="dim")
-        self.query_one("#summary", Static).update(summary)
+        self.query_one("#summary", QuietStatic).show(summary)
 
     def _current(self) -> PositionView | None:
-        table = self.query_one("#positions", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.views.get(str(key))
+        key = self.query_one("#positions", LiveTable).cursor_key
+        return None if key is None else self.views.get(key)
 
-    @on(DataTable.RowSelected, "#positions")
+    @on(LiveTable.RowSelected, "#positions")
     def _detail(self) -> None:
         view = self._current()
         if view is not None:
@@ -160,7 +136,7 @@ class PositionsScreen(DeskScreen):
     async def action_refresh_positions(self) -> None:
         engine = self.desk.engine
         if engine is not None:
-            async with busy(self.query_one("#positions", DataTable)):
+            async with busy(self.query_one("#positions", LiveTable)):
                 await engine.monitor_cycle(exits=False)
 
     def action_close_position(self) -> None:

@@ -74,9 +74,10 @@ class StressScreen(DeskScreen):
 
     def on_mount(self) -> None:
         scenarios = self.query_one("#scenarios", DataTable)
-        for key, label, width in (("name", "Scenario", 20), ("pnl", "P&L", 10),
-                                  ("margin", "Margin after", 12), ("el", "ExcessLiq after", 15),
-                                  ("call", "Margin call", 13), ("what", "Parameters", 60)):
+        # The flag that decides an action next to the P&L: in view on 80 columns.
+        for key, label, width in (("name", "Scenario", 28), ("pnl", "P&L", 10),
+                                  ("call", "Margin call", 13), ("el", "ExcessLiq after", 15),
+                                  ("margin", "Margin after", 12), ("what", "Parameters", 60)):
             scenarios.add_column(label, width=width, key=key)
         positions = self.query_one("#positions", DataTable)
         for key, label, width in (("pos", "Position", 22), ("now", "Price now", 9),
@@ -124,17 +125,18 @@ class StressScreen(DeskScreen):
             status.update(Text(f"Stress test unavailable: {exc}", style="bold"))
             self.notify(f"Stress test unavailable: {exc}", severity="error", markup=False)
             return
-        for note in book.notes:
-            self.notify(note, title="Stress test assumes", severity="warning", markup=False)
         test = PortfolioStressTest(book, self.desk.settings.stress)
+        for note in (*book.notes, *test.notes):
+            self.notify(note, title="Stress test assumes", severity="warning", markup=False)
         results = test.run_all_scenarios()
         if custom is not None:
             shift, iv = custom
             results.append(test.run_scenario(Scenario(
                 "custom", shift, iv, description=f"all underlyings {shift:+.0%}, "
-                f"IV {iv * 100:+.0f} pts")))
+                f"IV {iv * 100:+.0f} pts", label=f"Custom {shift:+.0%}")))
         self.results = results
-        status.update(f"{len(book.lines)} positions, VIX {book.vix or '—'} · "
+        status.update(f"{len(book.lines)} positions, VIX {book.vix or '—'}, from marks at "
+                      f"{book.rate:.2%} · "
                       + ("no positions: every scenario is $0" if not book.lines else
                          "↑↓ choose a scenario · r re-runs"))
         self._fill(results)
@@ -145,10 +147,11 @@ class StressScreen(DeskScreen):
         row = table.cursor_row
         table.clear()
         for r in results:
-            table.add_row(r.name, Text(money(r.pnl), style=RED if r.pnl < 0 else GREEN),
-                          money(r.margin), money(r.excess_liquidity),
+            table.add_row(Text(r.label or r.name, overflow="ellipsis", no_wrap=True),
+                          Text(money(r.pnl), style=RED if r.pnl < 0 else GREEN),
                           Text(" MARGIN CALL ", style=ON_RED) if r.margin_call
                           else Text("no", style=GREEN),
+                          money(r.excess_liquidity), money(r.margin),
                           Text(r.description, overflow="ellipsis", no_wrap=True), key=r.name)
         if results:
             table.move_cursor(row=min(row, len(results) - 1))
@@ -164,7 +167,7 @@ class StressScreen(DeskScreen):
         table.clear()
         if result is None:
             return
-        table.border_title = f"Per position — {result.name}"
+        table.border_title = f"Per position — {result.label or result.name}"
         for p in result.positions:
             table.add_row(p.label, f"{p.price_now:.2f}", f"{p.price_after:.2f}",
                           Text(money(p.pnl), style=RED if p.pnl < 0 else ""),

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual.widgets import Static
-
 from widgets.format import ny_time
+from widgets.quiet import QuietStatic
 
 if TYPE_CHECKING:
     from core.risk.kill_switch import HaltState
 
 
-class HaltBanner(Static):
+class HaltBanner(QuietStatic):
     DEFAULT_CSS = """
     HaltBanner {
         height: auto;
@@ -32,11 +31,11 @@ class HaltBanner(Static):
     def show_state(self, halt: HaltState) -> None:
         self.set_class(halt.halted, "-halted")
         if not halt.halted:
-            self.update("")
+            self.show("")
             return
         since = ny_time(halt.since, with_date=True) if halt.since else "unknown time"
         stored = "" if halt.persisted else "  [NOT PERSISTED: database unavailable]"
-        self.update(
+        self.show(
             f"TRADING HALTED — {halt.reason}\n"
             f"since {since} by {halt.by or 'unknown'}{stored}\n"
             "opening orders cancelled, closes go on · "

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events
-from textual.widgets import Static
 
 from widgets.format import hm, ny_time
 from widgets.palette import BOLD_GREEN, BOLD_RED, BOLD_YELLOW, ON_GREEN, ON_RED
+from widgets.quiet import QuietStatic
 
 if TYPE_CHECKING:
     from core.engine import EngineState
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 NARROW = 100
 
 
-class StatusBar(Static):
+class StatusBar(QuietStatic):
     DEFAULT_CSS = """
     StatusBar {
         height: 1;
@@ -44,14 +44,14 @@ class StatusBar(Static):
         if failure:
             text.append(" ENGINE FAILED ", style=ON_RED)
             text.append(f" {failure}")
-            self.update(text)
+            self.show(text)
             return
         if state is None:
             text.append("Starting engine…", style="italic")
             if self.read_only:
                 text.append("  ")
                 text.append(" READ-ONLY ", style="bold reverse")
-            self.update(text)
+            self.show(text)
             return
         if state.halt.halted:
             text.append(" HALTED ", style=ON_RED)
@@ -80,4 +80,4 @@ class StatusBar(Static):
             text.append(sep)
         text.append(ny_time(state.now, with_date=True)[4:] if narrow
                     else ny_time(state.now, with_date=True))
-        self.update(text)
+        self.show(text)

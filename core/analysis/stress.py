@@ -14,7 +14,14 @@ Scenarios (parameters in StressSettings, STRESS_*):
 - vix_spike_35: no price move; every implied vol scales by 35 / current VIX (at least 1);
 - correlation_crisis: everything falls 15% together and implied vols multiply by 1.8;
 - custom: any shift and IV change (the console and `--shift/--iv-shift`).
-P&L is measured from the model price now, so it shows only what the scenario does.
+Prices start from the market: each put's implied vol is solved from its mark at the
+configured rate (STRESS_RISK_FREE_RATE), so "price now" is the mark and the P&L is what
+the scenario does to it. A put without a mark, or whose mark no volatility reproduces,
+is priced by the model at the broker's implied vol, and the result's notes say so.
+
+Speed: 5 scenarios x 5,000 positions in well under 50 ms. Everything is numpy arrays;
+the per-position rows (PositionImpact) and their labels are built only when asked for
+(the screen shows one scenario's, the CLI prints them), not for every scenario run.
 """
 
 from __future__ import annotations
@@ -22,12 +29,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from core.config import StressSettings
-from core.market.pricing import bs_greeks, bs_price, ibkr_short_option_margin, is_broad_index
+from core.market.pricing import (
+    bs_greeks,
+    bs_price,
+    ibkr_short_option_margin,
+    implied_vols,
+    is_broad_index,
+)
 
 DEFAULT_IV = 0.30
 STOCK_MARGIN = 0.25
@@ -43,6 +57,7 @@ class BookLine:
     contracts: int
     underlying: float
     iv: float | None
+    mark: float | None = None  # the put's mark now (per share): where the stress starts
 
     @property
     def label(self) -> str:
@@ -64,12 +79,13 @@ class Book:
 
 @dataclass(frozen=True)
 class Scenario:
-    name: str
+    name: str  # the key in JSON (market_drop_5pct ...)
     shift: float  # fraction, -0.05 = a 5% fall
     iv_add: float = 0.0  # vol points as a fraction (0.05 = +5 points)
     iv_mult: float = 1.0
     only: str | None = None  # one underlying only (single_stock_crash)
     description: str = ""
+    label: str = ""  # what the operator reads ("Market drop 5%")
 
 
 @dataclass
@@ -89,6 +105,25 @@ class PositionImpact:
                 "margin_now": self.margin_now, "new_margin": self.margin_after}
 
 
+@dataclass(frozen=True)
+class _Impacts:
+    """Per-position figures of one scenario, as arrays (rows built on demand)."""
+
+    test: PortfolioStressTest
+    price_after: np.ndarray
+    pnl: np.ndarray
+    delta_after: np.ndarray
+    margin_after: np.ndarray
+
+    def rows(self) -> list[PositionImpact]:
+        t = self.test
+        return [PositionImpact(label, symbol, now, after, pnl, delta, m_now, m_after)
+                for label, symbol, now, after, pnl, delta, m_now, m_after in zip(
+                    t.labels, t.symbols.tolist(), t.price_now.tolist(),
+                    self.price_after.tolist(), self.pnl.tolist(), self.delta_after.tolist(),
+                    t.margin_now.tolist(), self.margin_after.tolist(), strict=True)]
+
+
 @dataclass
 class StressResult:
     name: str
@@ -98,12 +133,17 @@ class StressResult:
     excess_liquidity: float
     net_liquidation: float
     margin_call: bool
-    positions: list[PositionImpact] = field(default_factory=list)
+    impacts: _Impacts | None = field(default=None, repr=False, compare=False)
     worst_symbol: str | None = None
+    label: str = ""
+
+    @cached_property
+    def positions(self) -> list[PositionImpact]:
+        return [] if self.impacts is None else self.impacts.rows()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description,
-                "worst_symbol": self.worst_symbol,
+        return {"name": self.name, "label": self.label or self.name,
+                "description": self.description, "worst_symbol": self.worst_symbol,
                 "portfolio": {"pnl": self.pnl, "margin": self.margin,
                               "excess_liquidity": self.excess_liquidity,
                               "net_liquidation": self.net_liquidation,
@@ -117,17 +157,22 @@ def standard_scenarios(s: StressSettings, vix: float | None) -> list[Scenario]:
     return [
         Scenario("market_drop_5pct", -s.drop_small_pct, up * s.drop_small_pct,
                  description=f"all underlyings -{s.drop_small_pct:.0%}, IV "
-                             f"+{up * s.drop_small_pct * 100:.1f} pts"),
+                             f"+{up * s.drop_small_pct * 100:.1f} pts",
+                 label=f"Market drop {s.drop_small_pct:.0%}"),
         Scenario("market_drop_10pct", -s.drop_large_pct, up * s.drop_large_pct,
                  description=f"all underlyings -{s.drop_large_pct:.0%}, IV "
-                             f"+{up * s.drop_large_pct * 100:.1f} pts"),
+                             f"+{up * s.drop_large_pct * 100:.1f} pts",
+                 label=f"Market drop {s.drop_large_pct:.0%}"),
         Scenario("single_stock_crash", -s.single_crash_pct, up * s.single_crash_pct,
-                 description=f"each underlying -{s.single_crash_pct:.0%} in turn; worst shown"),
+                 description=f"each underlying -{s.single_crash_pct:.0%} in turn; worst shown",
+                 label=f"Single-stock crash {s.single_crash_pct:.0%}"),
         Scenario("vix_spike_35", 0.0, 0.0, spike,
-                 description=f"VIX {vix or '?'} -> {s.vix_spike_level:g}: IVs x{spike:.2f}"),
+                 description=f"VIX {vix or '?'} -> {s.vix_spike_level:g}: IVs x{spike:.2f}",
+                 label=f"VIX spike to {s.vix_spike_level:g}"),
         Scenario("correlation_crisis", -s.crisis_drop_pct, 0.0, s.crisis_iv_mult,
                  description=f"all underlyings -{s.crisis_drop_pct:.0%} together, IVs "
-                             f"x{s.crisis_iv_mult:g}"),
+                             f"x{s.crisis_iv_mult:g}",
+                 label=f"Correlation crisis {s.crisis_drop_pct:.0%}"),
     ]
 
 
@@ -140,13 +185,30 @@ class PortfolioStressTest:
         self.k = np.array([ln.strike for ln in lines], dtype=np.float64)
         self.t = np.array([max((ln.expiration - book.today).days, 0) / 365.0 for ln in lines],
                           dtype=np.float64)
-        self.iv = np.array([ln.iv if ln.iv else DEFAULT_IV for ln in lines], dtype=np.float64)
+        quoted_iv = np.array([ln.iv if ln.iv else DEFAULT_IV for ln in lines],
+                             dtype=np.float64)
         self.n = np.array([abs(ln.contracts) for ln in lines], dtype=np.float64)
         self.broad = np.array([is_broad_index(ln.symbol) for ln in lines], dtype=bool)
         self.symbols = np.array([ln.symbol for ln in lines])
-        self.price_now = bs_price(self.s, self.k, self.t, self.iv, book.rate)
+        # Start from the market: the vol that reproduces each mark at the stated rate.
+        mark = np.array([np.nan if ln.mark is None else ln.mark for ln in lines],
+                        dtype=np.float64)
+        has_mark = np.isfinite(mark)
+        self.iv, solved = implied_vols(np.where(has_mark, mark, 0.0), self.s, self.k, self.t,
+                                       quoted_iv, book.rate)
+        self.price_now = np.where(solved, mark, bs_price(self.s, self.k, self.t, self.iv,
+                                                         book.rate))
+        self.notes = tuple(
+            f"{ln.label}: " + ("no mark" if not has_mark[i] else
+                               f"no volatility gives its mark {ln.mark:.2f}")
+            + f", priced by the model at IV {self.iv[i]:.0%}"
+            for i, ln in enumerate(lines) if not solved[i])
         self.margin_now = ibkr_short_option_margin(self.s, self.k, self.price_now, "P",
                                                    self.broad) * self.n
+
+    @cached_property
+    def labels(self) -> list[str]:
+        return [ln.label for ln in self.book.lines]
 
     def _shifts(self, sc: Scenario) -> np.ndarray:
         if sc.only is None:
@@ -176,13 +238,13 @@ class PortfolioStressTest:
         maint_after = (book.maint_margin - float(self.margin_now.sum())
                        + float(margin_after.sum()) + stock_margin_change)
         excess = book.equity_with_loan + total_pnl - maint_after
-        impacts = [PositionImpact(ln.label, ln.symbol, float(self.price_now[i]),
-                                  float(price_after[i]), float(pnl[i]),
-                                  float(delta_after[i]), float(self.margin_now[i]),
-                                  float(margin_after[i]))
-                   for i, ln in enumerate(book.lines)]
+        impacts = _Impacts(self, price_after, pnl, delta_after, margin_after)
+        label = sc.label or sc.name
+        if sc.name == "single_stock_crash" and sc.only not in (None, "-"):
+            label = f"{label}: {sc.only}"
         return StressResult(sc.name, sc.description, total_pnl, maint_after, excess,
-                            book.net_liquidation + total_pnl, excess < 0, impacts, sc.only)
+                            book.net_liquidation + total_pnl, excess < 0, impacts, sc.only,
+                            label)
 
     def _worst_single(self, sc: Scenario) -> StressResult:
         """Every underlying crashed in turn — at once: each position is repriced under its
@@ -192,18 +254,21 @@ class PortfolioStressTest:
                          | {s for s, _n, _p in self.book.stocks})
         if not symbols:
             return self.run_scenario(Scenario(sc.name, 0.0, description=sc.description,
-                                              only="-"))
+                                              only="-", label=sc.label))
         price = bs_price(self.s * (1.0 + sc.shift), self.k, self.t,
                          self.iv * sc.iv_mult + sc.iv_add, self.book.rate)
         pnl = (self.price_now - price) * 100.0 * self.n
-        totals = {sym: 0.0 for sym in symbols}
-        for sym, value in zip(self.symbols.tolist(), pnl.tolist(), strict=True):
-            totals[sym] += value
+        # P&L per underlying, summed as arrays (one Python step per underlying, not per
+        # position).
+        codes = np.searchsorted(np.array(symbols), self.symbols) if len(self.symbols) else \
+            np.zeros(0, dtype=np.int64)
+        per_symbol = np.bincount(codes, weights=pnl, minlength=len(symbols))
+        totals = dict(zip(symbols, per_symbol.tolist(), strict=True))
         for sym, shares, px in self.book.stocks:
             totals[sym] += shares * px * sc.shift
         worst_symbol = min(symbols, key=lambda sym: totals[sym])
         worst = self.run_scenario(Scenario(sc.name, sc.shift, sc.iv_add, sc.iv_mult,
-                                           worst_symbol, sc.description))
+                                           worst_symbol, sc.description, sc.label))
         worst.description = f"{sc.description}: worst is {worst_symbol}"
         return worst
 

@@ -44,9 +44,16 @@ async def follow_adopted(engine: Engine, row: StagedOrder) -> None:
         return
     action: Action = "BUY" if row.action == "BUY" else "SELL"
     if state is None and not fills:
-        result = OrderResult("REJECTED", f"Its sender ({row.sender}) stopped before the "
-                             "order reached the broker: not sent, and not sent again on "
-                             "its own", row.order_ref, row.contracts, action=action)
+        if row.broker_order_id is not None or row.status == "WORKING":
+            # The broker acknowledged it once; it works no more and never filled today.
+            result = OrderResult("CANCELLED", "Adopted: no longer working at the broker "
+                                 "and never filled — cancelled", row.order_ref,
+                                 row.contracts, action=action)
+        else:
+            result = OrderResult("REJECTED", f"Its sender ({row.sender}) stopped before "
+                                 "the order reached the broker: not sent, and not sent "
+                                 "again on its own", row.order_ref, row.contracts,
+                                 action=action)
         await executor.settle_row(row.id, result)
         log.warning("Adopted order %s: %s", row.order_ref, result.reason)
         return

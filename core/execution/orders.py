@@ -205,11 +205,19 @@ class OrderExecutor:
         """on_progress for any ledger row (closes, roll legs): ordered writes."""
         return lambda result: self._progress(row_id, result)
 
+    async def _flush(self, row_id: str) -> None:
+        """Wait for every progress write of a row; all are awaited (none left with an
+        exception nobody retrieves), then the first database failure is raised."""
+        writes = self._writes.pop(row_id, [])
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+
     async def settle_row(self, row_id: str, result: OrderResult) -> StagedOrder | None:
         """A ledger row's outcome, after every progress write of it."""
-        for write in self._writes.pop(row_id, []):
-            with contextlib.suppress(Exception):
-                await write
+        with contextlib.suppress(SQLAlchemyError):
+            await self._flush(row_id)  # the outcome below is written over them anyway
         saved = await asyncio.to_thread(self.engine.ledger.finish, row_id, result)
         self.engine.orders_changed()
         return saved
@@ -238,8 +246,7 @@ class OrderExecutor:
     async def _finish(self, staged: StagedOrder, result: OrderResult, dry: bool,
                       decision: RiskDecision | None = None) -> None:
         engine = self.engine
-        for write in self._writes.pop(staged.id, []):
-            await write
+        await self._flush(staged.id)
         if dry:
             # Nothing was sent: the staged order stays as it was.
             await asyncio.to_thread(engine.audit_event, "order_dry_run", result.reason,

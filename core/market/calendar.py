@@ -4,20 +4,32 @@ exchange_calendars knows holidays, early closes and ad-hoc closures but only the
 regular session, so the extended-hours edges are ours: PRE_MARKET 04:00-open,
 AFTER_HOURS close-20:00 (17:00 on early-close days), CLOSED otherwise.
 Options trade only in REGULAR; a short list of broad ETFs trades to close + 15 min.
+
+Building the XNYS calendar imports pandas and costs ~0.7 s, which an operator halting
+from a second terminal would wait for. So its sessions (day, open, close) are built once
+and kept in a small JSON file in the user cache directory (PUTDESK_CACHE_DIR to move it),
+named by the years it covers and the exchange_calendars version; every later process
+reads that file and answers from sorted lists, without pandas. A file that cannot be
+read or written only costs the rebuild.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
 import functools
+import json
+import logging
+import os
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
 
 from core.clock import NEW_YORK
 
-if TYPE_CHECKING:
-    import pandas as pd
+log = logging.getLogger("putdesk.calendar")
+CACHE_VERSION = 1
 
 PRE_MARKET_START = time(4, 0)
 AFTER_HOURS_END = time(20, 0)
@@ -69,42 +81,103 @@ class SessionInfo:
         }
 
 
-class MarketCalendar:
-    """XNYS sessions. Build once and reuse: building the calendar costs ~0.1-0.4 s."""
+class CalendarOutOfRange(ValueError):
+    """A day or time outside the sessions the calendar covers."""
 
-    def __init__(self, years_ahead: int = 3) -> None:
-        self._years_ahead = years_ahead
+
+@dataclass(frozen=True)
+class _Sessions:
+    days: list[date]
+    opens: list[float]  # UTC epoch seconds, one per day
+    closes: list[float]
 
     @functools.cached_property
-    def _cal(self) -> Any:
+    def index(self) -> dict[date, int]:
+        return {d: i for i, d in enumerate(self.days)}
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("PUTDESK_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("putdesk", appauthor=False))
+
+
+class MarketCalendar:
+    """XNYS sessions, from the on-disk cache when it is there (see the module doc)."""
+
+    def __init__(self, years_ahead: int = 3, cache_dir: Path | None = None) -> None:
+        self._years_ahead = years_ahead
+        self._cache_dir = cache_dir
+
+    def _span(self) -> tuple[str, str]:
+        today = date.today()  # noqa: DTZ011 - calendar bounds only; a day either way is harmless
+        return f"{today.year - 2}-01-01", f"{today.year + self._years_ahead}-12-31"
+
+    @functools.cached_property
+    def _sessions(self) -> _Sessions:
+        from importlib.metadata import version
+
+        start, end = self._span()
+        name = f"xnys-{start}-{end}-xcals{version('exchange_calendars')}-v{CACHE_VERSION}.json"
+        path = (self._cache_dir or _cache_dir()) / name
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return _Sessions([date.fromisoformat(d) for d in raw["days"]], raw["opens"],
+                             raw["closes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        sessions = self._build(start, end)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"days": [d.isoformat() for d in sessions.days],
+                                       "opens": sessions.opens, "closes": sessions.closes}),
+                           encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("market calendar not cached (%s): rebuilt in every process", exc)
+        return sessions
+
+    @staticmethod
+    def _build(start: str, end: str) -> _Sessions:
         import exchange_calendars as xcals  # deferred: heavy import (pandas)
 
-        today = date.today()  # noqa: DTZ011 - calendar bounds only; a day either way is harmless
-        start = f"{today.year - 2}-01-01"
-        end = f"{today.year + self._years_ahead}-12-31"
-        return xcals.get_calendar("XNYS", start=start, end=end)
+        cal = xcals.get_calendar("XNYS", start=start, end=end)
+        opens = [t.timestamp() for t in cal.schedule["open"]]
+        closes = [t.timestamp() for t in cal.schedule["close"]]
+        days = [d.date() for d in cal.schedule.index]
+        return _Sessions(days, opens, closes)
 
-    def _ts(self, moment: datetime) -> pd.Timestamp:
-        import pandas as pd
-
-        if moment.tzinfo is None:
-            raise ValueError("market calendar needs a timezone-aware time")
-        return pd.Timestamp(moment)
+    def _out_of_range(self, what: object) -> CalendarOutOfRange:
+        first, last = self.bounds
+        return CalendarOutOfRange(f"{what} is outside the market calendar ({first} to {last})")
 
     @property
     def bounds(self) -> tuple[date, date]:
         """The first and last session the calendar knows; asking about a day outside
-        them raises (exchange_calendars' DateOutOfBounds)."""
-        return self._cal.first_session.date(), self._cal.last_session.date()
+        them raises CalendarOutOfRange."""
+        days = self._sessions.days
+        return days[0], days[-1]
+
+    def _check(self, day: date) -> None:
+        days = self._sessions.days
+        if not days[0] <= day <= days[-1]:
+            raise self._out_of_range(day)
 
     def is_session(self, day: date) -> bool:
-        return bool(self._cal.is_session(day.isoformat()))
+        self._check(day)
+        return day in self._sessions.index
 
     def open_close(self, day: date) -> tuple[datetime, datetime] | None:
-        if not self.is_session(day):
+        self._check(day)
+        i = self._sessions.index.get(day)
+        if i is None:
             return None
-        o, c = self._cal.session_open_close(day.isoformat())
-        return o.to_pydatetime().astimezone(NEW_YORK), c.to_pydatetime().astimezone(NEW_YORK)
+        return (datetime.fromtimestamp(self._sessions.opens[i], UTC).astimezone(NEW_YORK),
+                datetime.fromtimestamp(self._sessions.closes[i], UTC).astimezone(NEW_YORK))
 
     def session_at(self, moment: datetime) -> SessionInfo:
         ny = moment.astimezone(NEW_YORK) if moment.tzinfo else None
@@ -135,10 +208,14 @@ class MarketCalendar:
         return SessionInfo(ny, session, reason, sess_open, sess_close, next_open, next_close)
 
     def _next_open_close(self, ny: datetime) -> tuple[datetime, datetime]:
-        ts = self._ts(ny)
-        nxt_open = self._cal.next_open(ts).to_pydatetime().astimezone(NEW_YORK)
-        nxt_close = self._cal.next_close(ts).to_pydatetime().astimezone(NEW_YORK)
-        return nxt_open, nxt_close
+        """The first open and the first close after `ny` (strictly)."""
+        at = ny.timestamp()
+        s = self._sessions
+        i, j = bisect.bisect_right(s.opens, at), bisect.bisect_right(s.closes, at)
+        if i >= len(s.opens) or j >= len(s.closes) or at < s.opens[0] - 86_400 * 7:
+            raise self._out_of_range(ny.isoformat())
+        return (datetime.fromtimestamp(s.opens[i], UTC).astimezone(NEW_YORK),
+                datetime.fromtimestamp(s.closes[j], UTC).astimezone(NEW_YORK))
 
     def options_close(self, day: date, symbol: str) -> datetime | None:
         """When options on `symbol` stop trading on `day` (None: not a session)."""
@@ -167,9 +244,10 @@ class MarketCalendar:
         return oc[1]
 
     def previous_session(self, day: date) -> date:
-        import pandas as pd
-
-        return pd.Timestamp(self._cal.date_to_session(day.isoformat(), "previous")).date()  # type: ignore[no-any-return]
+        """`day` if it is a session, else the session before it."""
+        self._check(day)
+        days = self._sessions.days
+        return days[bisect.bisect_right(days, day) - 1]
 
 
 @functools.cache

@@ -8,7 +8,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import ndtr
 
 Array = NDArray[np.float64]
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
@@ -17,7 +16,10 @@ BROAD_INDEX_ETFS = frozenset({"SPY", "QQQ", "IWM", "DIA"})
 
 
 def _n(x: Array) -> Array:
-    """Standard normal CDF."""
+    """Standard normal CDF. scipy is imported on first use: it costs ~0.25 s, and
+    `putdesk status` or `emergency-stop` import this module without pricing anything."""
+    from scipy.special import ndtr
+
     return np.asarray(ndtr(x), dtype=np.float64)
 
 
@@ -102,6 +104,40 @@ def implied_vol(price: float, s: float, k: float, t: float, r: float = 0.0, q: f
     if f_lo > 0 or f_hi < 0:
         return None
     return float(brentq(f, lo, hi, xtol=1e-8))
+
+
+def implied_vols(price: ArrayLike, s: ArrayLike, k: ArrayLike, t: ArrayLike, guess: ArrayLike,
+                 r: float = 0.0, right: Literal["P", "C"] = "P", tolerance: float = 1e-6,
+                 iterations: int = 30) -> tuple[Array, Array]:
+    """`implied_vol` for many options at once: (vols, solved). Newton steps from `guess`,
+    kept inside a bracket that bisection narrows, so every option converges or is
+    reported unsolved (price outside what any volatility gives, or no time left); an
+    unsolved option keeps its guess."""
+    price, s, k, t, guess = np.broadcast_arrays(*map(_arr, (price, s, k, t, guess)))
+    lo = np.full(price.shape, 1e-4)
+    hi = np.full(price.shape, 5.0)
+    reachable = ((t > 0) & (price > 0) & (bs_price(s, k, t, lo, r, right=right) <= price)
+                 & (price <= bs_price(s, k, t, hi, r, right=right)))
+    sigma = np.clip(np.where(np.isfinite(guess) & (guess > 0), guess, 0.3), 1e-4, 5.0)
+    tt = np.where(t > 0, t, 1.0)
+    done = ~reachable
+    for _ in range(iterations):
+        model = bs_price(s, k, tt, sigma, r, right=right)
+        diff = model - price
+        done |= np.abs(diff) < tolerance
+        if done.all():
+            break
+        hi = np.where(diff > 0, sigma, hi)  # price rises with volatility
+        lo = np.where(diff < 0, sigma, lo)
+        d1, _d2 = _d1_d2(s, k, tt, sigma, np.asarray(r), np.asarray(0.0))
+        vega = s * np.exp(-0.5 * d1**2) / np.sqrt(2 * np.pi) * np.sqrt(tt)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = sigma - diff / vega
+        inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
+        sigma = np.where(done, sigma, np.where(inside, newton, (lo + hi) / 2))
+    solved = reachable & (np.abs(bs_price(s, k, tt, sigma, r, right=right) - price)
+                          < tolerance * 10)
+    return np.where(solved, sigma, guess), solved
 
 
 def ibkr_short_option_margin(underlying: ArrayLike, strike: ArrayLike, option_price: ArrayLike,

@@ -181,25 +181,37 @@ def parse_barchart_csv(data: str | bytes, *, today: date, now: datetime | None =
     index = _map_columns(header)
     scan = CsvScan(columns={k: header[i].strip() for k, i in index.items()})
     for line, cells in enumerate(rows[1:], start=2 + blank):
-        if isinstance(cells, csv.Error):
-            scan.errors.append(RowIssue(line, f"unreadable row: {cells}"))
-            continue
-        if cells and FOOTER.match(cells[0]):
-            scan.snapshot_time = _footer_time(cells)
-            continue
-        if not any(c.strip() for c in cells):
-            continue
-        symbol = cells[index["symbol"]].strip().upper() if len(cells) > index["symbol"] else ""
-        try:
-            row = _row(cells, index, header)
-        except _Skip as skip:
-            scan.skipped.append(RowIssue(line, str(skip), symbol))
-            continue
-        except (ValueError, IndexError) as exc:
-            scan.errors.append(RowIssue(line, str(exc), symbol))
-            continue
-        candidate = _candidate(row, today, line)
-        scan.candidates.append(candidate)
+        scan_record(scan, line, cells, index, header, today)
+    finish(scan, now, stale_hours)
+    return scan
+
+
+def scan_record(scan: CsvScan, line: int, cells: list[str] | csv.Error, index: dict[str, int],
+                header: list[str], today: date) -> None:
+    """One record of the file into `scan`: a candidate, an error, a skipped call, the
+    footer's time, or nothing (a blank row)."""
+    if isinstance(cells, csv.Error):
+        scan.errors.append(RowIssue(line, f"unreadable row: {cells}"))
+        return
+    if cells and FOOTER.match(cells[0]):
+        scan.snapshot_time = _footer_time(cells)
+        return
+    if not any(c.strip() for c in cells):
+        return
+    symbol = cells[index["symbol"]].strip().upper() if len(cells) > index["symbol"] else ""
+    try:
+        row = _row(cells, index, header)
+    except _Skip as skip:
+        scan.skipped.append(RowIssue(line, str(skip), symbol))
+        return
+    except (ValueError, IndexError) as exc:
+        scan.errors.append(RowIssue(line, str(exc), symbol))
+        return
+    scan.candidates.append(_candidate(row, today, line))
+
+
+def finish(scan: CsvScan, now: datetime | None, stale_hours: float) -> None:
+    """The file-level warnings, once every record is in."""
     if scan.snapshot_time is None:
         scan.warnings.append("no 'Downloaded from Barchart.com' footer with a readable time: "
                              "the file's age is unknown")
@@ -208,7 +220,6 @@ def parse_barchart_csv(data: str | bytes, *, today: date, now: datetime | None =
         scan.warnings.append(f"stale file: downloaded {age:.0f} h ago "
                              f"({scan.snapshot_time:%Y-%m-%d %H:%M %Z}); prices and Greeks "
                              "in it are old, live quotes decide")
-    return scan
 
 
 def _records(text: str) -> list[list[str] | csv.Error]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -18,12 +19,15 @@ from core.clock import Clock, new_york
 from core.config import Settings
 from core.market.earnings import EarningsService
 from core.models import Candidate, Rejection
-from core.screening.barchart_csv import read_barchart_csv
+from core.screening.barchart_csv import RowIssue
+from core.screening.columnar import screen_csv_file
 from core.screening.filters import apply_filters
 from core.screening.scoring import score
 from core.screening.validator import Validator
 
 log = logging.getLogger("putdesk.screening")
+#: What a row error says, its cell values and counts left out: one log line per kind.
+_VALUES = re.compile(r"'[^']*'(?!:)|\b\d+(?:\.\d+)?\b")
 
 Progress = Callable[[str, int, int], None]
 
@@ -49,16 +53,18 @@ class ScreeningPipeline:
         return new_york(self.clock.now()).date()
 
     async def scan_csv(self, path: Path, progress: Progress | None = None) -> ScanResult:
-        """Parse and screen a Barchart export. BarchartCsvError if the file is unusable."""
-        parsed = await asyncio.to_thread(read_barchart_csv, path, today=self.today(),
-                                         now=self.clock.now(),
-                                         stale_hours=self.settings.screener.stale_file_hours)
-        for issue in parsed.errors:
-            log.warning("%s line %d skipped: %s", path.name, issue.line, issue.reason)
-        result = await self.run(parsed.candidates, progress)
-        result.rejected[:0] = parsed.rejections()
-        result.warnings[:0] = parsed.warnings
-        result.snapshot_time = parsed.snapshot_time
+        """Parse and screen a Barchart export. BarchartCsvError if the file is unusable
+        (not a regular file, over PUTDESK_CSV_MAX_MB, not an export ...)."""
+        screener = self.settings.screener
+        screen = await asyncio.to_thread(
+            screen_csv_file, path, today=self.today(), now=self.clock.now(),
+            stale_hours=screener.stale_file_hours, settings=screener,
+            max_bytes=int(screener.csv_max_mb * 1_000_000))
+        log_row_errors(path.name, screen.errors)
+        result = await self._after_filters(screen.passed, progress)
+        result.rejected[:0] = screen.rejected
+        result.warnings[:0] = [*screen.warnings, *screen.notes]
+        result.snapshot_time = screen.snapshot_time
         result.source = str(path)
         return result
 
@@ -73,10 +79,16 @@ class ScreeningPipeline:
 
     async def run(self, candidates: list[Candidate], progress: Progress | None = None
                   ) -> ScanResult:
-        result = ScanResult()
         passed, rejected, notes = apply_filters(candidates, self.settings.screener)
-        result.rejected += rejected
-        result.warnings += notes
+        result = await self._after_filters(passed, progress)
+        result.rejected[:0] = rejected
+        result.warnings[:0] = notes
+        return result
+
+    async def _after_filters(self, passed: list[Candidate], progress: Progress | None
+                             ) -> ScanResult:
+        """Earnings gate, IBKR validation and scores for candidates past the filters."""
+        result = ScanResult()
         passed, rejected = await self._earnings_gate(passed, progress)
         result.rejected += rejected
         validator = Validator(self.broker, self.settings.validation)
@@ -116,3 +128,18 @@ class ScreeningPipeline:
                 continue
             passed.append(c.but(earnings_known=True, earnings_date=check.earnings_date))
         return passed, rejected
+
+
+def log_row_errors(source: str, errors: list[RowIssue]) -> None:
+    """Rows that could not be read: one WARNING per kind of reason with the count and the
+    first lines (a damaged export can have thousands), each row at DEBUG. Every row is
+    still in the scan's rejections."""
+    kinds: dict[str, list[int]] = {}
+    for issue in errors:
+        kinds.setdefault(_VALUES.sub("…", issue.reason), []).append(issue.line)
+        log.debug("%s line %d skipped: %s", source, issue.line, issue.reason)
+    for kind, lines in kinds.items():
+        shown = ", ".join(str(n) for n in lines[:5]) + (", …" if len(lines) > 5 else "")
+        log.warning("%s: %d row%s skipped: %s (line%s %s)", source, len(lines),
+                    "s" if len(lines) != 1 else "", kind, "s" if len(lines) != 1 else "",
+                    shown)

@@ -98,3 +98,12 @@ def test_ibkr_unreachable_status_still_reports_halt_state(env):
     assert data["broker"]["connected"] is False
     assert "127.0.0.1:1" in data["broker"]["error"]
     assert data["halted"] is False
+
+
+def test_the_console_with_a_bad_setting_exits_2_naming_it(env):
+    """The console reads its settings after the first frame; a bad one still ends it
+    with exit code 2 and the variable's name (on stderr, once the terminal is back)."""
+    r = putdesk(env | {"BARCHART_DTE_MIN": "-3"}, stdin="", timeout=60)
+    assert r.returncode == 2, (r.stdout[-500:], r.stderr[-500:])
+    assert "putdesk: " in r.stderr and "BARCHART_DTE_MIN='-3'" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout

@@ -59,7 +59,11 @@ def test_scan_csv_end_to_end(env):
     scores = [c["score"] for c in data["accepted"]]
     assert scores == sorted(scores, reverse=True)
     log = Path(env["PUTDESK_LOG_FILE"]).read_text()
-    assert "OTM% 2.2% outside range 10-25%" in log
+    # Filter rejections: one line per rule with its count (each row is at DEBUG; every
+    # one is in the JSON above).
+    otm = sum(1 for x in data["rejected"] if x["reason"].startswith("OTM%"))
+    assert f"Filtered {otm} candidate{'s' if otm != 1 else ''}: OTM%" in log
+    assert "OTM% 2.2% outside range 10-25%" not in log
     assert "BLOCKED: NVDA has earnings on 2026-12-02, within DTE window" in log
 
 
@@ -141,3 +145,20 @@ def test_candidate_figures_match_an_independent_computation(env):
         assert c["prob_otm"] < 1 - abs(c["delta"])  # 1 - |delta| = N(d1) overstates it
         assert set(c["score_parts"]) >= {"return", "iv_rank", "prob_otm", "liquidity"}
         assert all(0.0 <= v <= 1.0 for v in c["score_parts"].values())
+
+
+def test_scan_refuses_a_fifo_a_device_and_an_oversized_export_by_name(env, tmp_path):
+    """Issue 17 item 5: a CSV must be a regular file under PUTDESK_CSV_MAX_MB; each case
+    exits 2 at once with a named error (a FIFO nobody writes to used to hang the scan,
+    /dev/zero to read until memory ran out)."""
+    import os
+
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    for path, extra, message in (
+            (fifo, {}, "is not a regular file"),
+            (Path("/dev/zero"), {}, "is not a regular file"),
+            (CSV, {"PUTDESK_CSV_MAX_MB": "0.001"}, "over the 0.001 MB limit (PUTDESK_CSV_MAX_MB)")):
+        r, _data = scan(env, "--csv", str(path), "--scenario", str(WORLD), **extra)
+        assert r.returncode == 2, (path, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr

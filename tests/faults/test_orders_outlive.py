@@ -298,3 +298,102 @@ async def test_a_second_engine_counts_the_first_ones_working_order_as_a_duplicat
     finally:
         for e in (a, b):
             await e.stop()
+
+
+# --- the database lost during execute -----------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_postgres_lost_during_execute_exits_named_and_the_row_converges(
+        gateway, pg_url, tmp_path):
+    """PostgreSQL stops while `putdesk execute` works an opening order: the unreadable
+    kill switch halts new risk, so the order is cancelled at the broker at once; the
+    outcome cannot be written, and the command ends with a named exit and no stray
+    traceback. When the database is back, the next PutDesk process adopts the row (its
+    sender is gone) and writes what the broker did."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        gw = await gateway(quoted(1.00, 1.20))
+        engine = gw.engine(30, PUTDESK_DATABASE_URL=url)
+        await engine.open()
+        await engine.broker.connect()
+        try:
+            row = await stage(engine, 1.10)
+        finally:
+            await engine.stop()
+        env = gw.env(36, PUTDESK_DATABASE_URL=url, ORDER_REPRICE_INTERVAL_SECONDS=1.0,
+                     ORDER_TIMEOUT_SECONDS=600)
+        proc = await putdesk(env, "execute", "--json")
+        await until(lambda: working_at_peer(gw, row.order_ref), proc=proc)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              f"WHERE datname = '{name}'"))
+        rc, _out, err = await finished(proc, 90)
+        assert rc == 1, err[-3000:]
+        assert gw.fills(row.order_ref) == [] and not working_at_peer(gw, row.order_ref)
+        assert "database unavailable" in err.lower()
+        assert "Traceback" not in err and "never retrieved" not in err
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        rc, _out, err = await finished(await putdesk(env, "execute", "--json"))
+        assert rc == 0, err[-3000:]
+        check = Database(url)
+        try:
+            from core.db.repos import StagedOrderRepo, TradeRepo
+
+            done = StagedOrderRepo(check).get(row.id)
+            assert done is not None and (done.status, done.filled) == ("CANCELLED", 0)
+            assert TradeRepo(check).all() == []
+        finally:
+            check.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- a cancel from another process ---------------------------------------------------------
+
+
+async def test_putdesk_cancel_from_another_process_reaches_the_sender(gateway):
+    """At IBKR only the client that placed an order may cancel it: `putdesk cancel` in
+    another SSH session asks, and the process following the order cancels it at its next
+    heartbeat."""
+    gw = await gateway(quoted(1.00, 1.20))
+    row = await staged_ko(gw)
+    sender = await putdesk(gw.env(37, ORDER_REPRICE_INTERVAL_SECONDS=120,
+                                  ORDER_TIMEOUT_SECONDS=600, PUTDESK_ORDER_LEASE_SECONDS=3),
+                           "execute", "--json")
+    await until(lambda: working_at_peer(gw, row.order_ref), proc=sender)
+    rc, out, err = await finished(await putdesk(gw.env(38), "cancel", row.order_ref, "--json"))
+    assert rc == 0, err[-2000:]
+    assert "cancels it at its next heartbeat" in json.loads(out)["result"]
+    rc, out, err = await finished(sender, 60)
+    assert rc == 1, err[-2000:]
+    [order] = gw.orders(row.order_ref)
+    assert order.status == "Cancelled"
+    done = row_of(gw, row.id)
+    assert done.status == "CANCELLED" and "cancelled by cli cancel" in done.message
+
+
+async def test_putdesk_cancel_of_an_orphan_adopts_and_cancels_it(gateway):
+    gw = await gateway(quoted(1.00, 1.20))
+    row = await staged_ko(gw)
+    env = gw.env(39, ORDER_REPRICE_INTERVAL_SECONDS=120, ORDER_TIMEOUT_SECONDS=600)
+    first = await putdesk(env, "execute", "--json")
+    await until(lambda: working_at_peer(gw, row.order_ref), proc=first)
+    first.kill()
+    await first.wait()
+    rc, _out, err = await finished(await putdesk(env, "cancel", row.order_ref, "--json"))
+    assert rc == 0, err[-2000:]
+    assert not working_at_peer(gw, row.order_ref) and len(gw.orders(row.order_ref)) == 1
+    assert row_of(gw, row.id).status == "CANCELLED"

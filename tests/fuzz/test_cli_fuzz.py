@@ -196,7 +196,15 @@ def _commands(desk: Desk) -> dict[str, list[Part]]:
                   opt("--premium", st.sampled_from(["0.5", "1.25", "3"]), odd_numbers),
                   opt("--contracts", st.sampled_from(["1", "2", "5"]), odd_numbers),
                   switch("--stage"), json_opt, scen],
-        "orders": [json_opt, scen],
+        "orders": [(st.sampled_from([[], ["--kind", "close"], ["--kind", "open", "--kind",
+                                                               "roll"]]),
+                    ids.map(lambda k: ["--kind", k])), json_opt, scen],
+        "cancel": [(st.sampled_from([["putdesk-0123456789abcdef"], ["0" * 32]]),
+                    st.one_of(NOTHING, st.lists(ids, min_size=2, max_size=3))), json_opt,
+                   scen],
+        "close": [(st.sampled_from([["KO 20261218 66 P"], ["ko  20261218 66 p"]]),
+                   st.one_of(NOTHING, ids.map(lambda i: [i]))), switch("--yes"), json_opt,
+                  scen],
         "execute": [(NOTHING, st.lists(ids, min_size=1, max_size=3)), switch("--dry-run"),
                     json_opt, scen],
         "positions": [json_opt, scen],
@@ -247,7 +255,8 @@ def command_lines(draw: st.DrawFn, desk: Desk, command: str) -> list[str]:
 # --- properties ----------------------------------------------------------------------------
 
 
-COMMANDS = ["status", "scan", "check", "orders", "execute", "positions", "rolls", "roll",
+COMMANDS = ["status", "scan", "check", "orders", "cancel", "close", "execute", "positions",
+            "rolls", "roll",
             "stress-test", "audit", "performance", "calendar", "emergency-stop",
             "resume-trading", "db"]  # all but `console` (the TUI)
 

@@ -160,3 +160,52 @@ def test_a_crash_report_leaves_local_variables_out(tmp_path):
                     for segment in renderable.segments)
     assert "RuntimeError" in shown and "boom" in shown and "explode" in shown
     assert "SENTINEL-CRASH-LOCAL" not in shown
+
+
+# --- settings read after the first frame --------------------------------------------
+
+
+async def test_the_first_frame_comes_before_the_settings_are_read(tmp_path):
+    """The start-up screen paints while the settings are still being read (the loader
+    waits on an event here); then the Overview and the engine follow."""
+    import threading
+
+    from console.app import StartupScreen
+    from screens.overview import OverviewScreen
+
+    settings = make_settings(tmp_path)
+    release = threading.Event()
+
+    def loader():
+        release.wait(10)
+        return settings
+
+    app = PutDeskApp(settings_loader=loader, install_signal_handlers=False,
+                     engine_factory=lambda: sim_engine(settings))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, StartupScreen)
+        assert not app.settings_loaded and app.engine is None
+        keys = {b.binding.action for b in app.active_bindings.values()
+                if app.check_action(b.binding.action, ()) is not False}
+        assert keys <= {"halt", "quit", "command_palette"}, keys  # no screen or order keys
+        release.set()
+        await wait_engine_started(pilot)
+        assert isinstance(app.screen, OverviewScreen) and app.settings is settings
+
+
+async def test_a_bad_setting_ends_the_console_with_exit_2_naming_it(tmp_path):
+    from core.config import ConfigError, load_settings
+
+    def loader():
+        try:
+            return load_settings({"PUTDESK_SIM_SEED": "abc"})
+        except ConfigError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    app = PutDeskApp(settings_loader=loader, install_signal_handlers=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert app.return_code == 2
+    assert "PUTDESK_SIM_SEED" in app.settings_error

@@ -91,3 +91,31 @@ def test_orders_after_a_fill_snapshot(snap_compare, tmp_path, monkeypatch):
     counter = itertools.count(1)
     monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(counter)))
     assert snap_compare(make_app(tmp_path), run_before=staged_then_sent, terminal_size=SIZE)
+
+
+async def test_orders_list_every_kind_and_filter_by_kind(tmp_path):
+    """A close made from Positions is an order like the sale: F4 lists both, `k` shows
+    one kind at a time."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await staged_then_sent(pilot)
+        engine = app.engine
+        views = await engine.monitor.refresh(notify=False)
+        result = await engine.exits.close(views[0], "operator close", "console tester")
+        assert result.outcome == "FILLED"
+        screen = app.screen
+        assert isinstance(screen, OrdersScreen)
+        for _ in range(100):
+            await pilot.pause()
+            if len(screen.rows) == 2:
+                break
+        assert sorted(r.kind for r in screen.rows) == ["close", "open"]
+        await pilot.press("k")  # open only
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [r.kind for r in screen.rows] == ["open"]
+        await pilot.press("k")  # close only
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [(r.kind, r.action, r.status) for r in screen.rows] == [("close", "BUY",
+                                                                         "FILLED")]

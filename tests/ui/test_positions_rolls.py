@@ -43,7 +43,7 @@ async def test_alerts_sorted_by_severity_and_updates_keep_the_cursor(tmp_path):
         screen = app.screen
         assert isinstance(screen, PositionsScreen)
         table = screen.query_one("#positions")
-        order = [str(k.value) for k in table.rows]
+        order = table.row_keys
         assert order[:2] == ["JNJ 20261218 150 P", "XOM 20261218 100 P"]  # CRITICAL first
         await pilot.press("down", "down")
         before = table.cursor_row
@@ -52,7 +52,7 @@ async def test_alerts_sorted_by_severity_and_updates_keep_the_cursor(tmp_path):
         for _ in range(10):
             await pilot.pause()
         assert table.cursor_row == before
-        assert [str(k.value) for k in table.rows] == order
+        assert table.row_keys == order
         await pilot.press("enter")
         assert isinstance(app.screen, PositionDetail)
 
@@ -189,3 +189,63 @@ async def test_journal_screen_shows_the_statistics(tmp_path):
         headline = str(app.screen.query_one("#headline").render())
         assert "4 closed trades" in headline and "win rate 75%" in headline
         assert app.screen.query_one("#by_sector").row_count == 3
+
+
+def _cell_style(app, row_text: str, cell: str):
+    """The style the terminal gets for `cell` on the screen line containing `row_text`
+    (the composed frame, after every cache between the data and the terminal)."""
+    for strip in app.screen._compositor.render_strips():
+        text = strip.text
+        if row_text in text and f" {cell} " in text:
+            at = text.index(f" {cell} ") + 1
+            for segment in strip:
+                if at < len(segment.text):
+                    return segment.style
+                at -= len(segment.text)
+    raise AssertionError(f"{cell!r} not on the line of {row_text!r}")
+
+
+async def test_a_colour_only_change_is_repainted(tmp_path):
+    """DUK from a 4.99% drop to 5.01%: the Drop cell reads 5.0% both times, only its
+    colour changes (red above 5%). Rich's Text equality ignores style, so a table that
+    compares cells by equality keeps the old, unstyled cell on screen."""
+    from rich.color import Color
+
+    from widgets.palette import RED
+
+    data = world(positions=[position("DUK", 80, entry=100.0)])
+    app = make_app(tmp_path, write(tmp_path, data, "duk.json"))
+    async with app.run_test(size=SIZE) as pilot:
+        await on_positions(pilot)
+        app.engine.broker.set_price("DUK", 95.01)
+        await app.engine.monitor_cycle(exits=False)
+        await pilot.pause()
+        before = _cell_style(app, "DUK 2026-12-18 80P", "5.0%")
+        assert before.color != Color.parse(RED)
+        app.engine.broker.set_price("DUK", 94.99)
+        await app.engine.monitor_cycle(exits=False)
+        await pilot.pause()
+        after = _cell_style(app, "DUK 2026-12-18 80P", "5.0%")
+        assert after.color == Color.parse(RED)
+
+
+async def test_screens_not_shown_do_not_render_and_catch_up_when_shown(tmp_path, monkeypatch):
+    """The Overview (another mode) is not redrawn while Positions is on screen; switching
+    back shows the latest state at once."""
+    from screens.overview import OverviewScreen
+
+    app = make_app(tmp_path, alerting_world(tmp_path))
+    calls: list[object] = []
+    original = OverviewScreen.show_engine_state
+    monkeypatch.setattr(OverviewScreen, "show_engine_state",
+                        lambda self, state: (calls.append(state), original(self, state)))
+    async with app.run_test(size=SIZE) as pilot:
+        await on_positions(pilot)
+        calls.clear()
+        app.engine.broker.set_price("DUK", 100.0)
+        await app.engine.monitor_cycle(exits=False)
+        await pilot.pause()
+        assert calls == []
+        await pilot.press("f1")
+        await pilot.pause()
+        assert calls and calls[-1] is app.engine_state

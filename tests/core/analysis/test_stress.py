@@ -98,3 +98,63 @@ async def test_no_underlying_price_stops_the_stress_test(desk, monkeypatch):
     monkeypatch.setattr(engine.broker, "underlying_price", no_price)
     with pytest.raises(EngineError, match="No underlying price for KO 20261218 66 P"):
         await engine.stress_book()
+
+
+# --- from the mark, at the stated rate; human names; the worst crash's symbol ------------
+
+
+def test_stress_starts_from_the_mark_at_the_configured_rate():
+    """AAPL 200P marked at 2.10: price now is the mark, and the scenario's price is the
+    one its implied vol (solved from the mark at the stated rate, independently here with
+    scipy) gives after the move."""
+    from core.market.pricing import implied_vol
+
+    rate = 0.05
+    settings = load_settings({"STRESS_RISK_FREE_RATE": str(rate)}).stress
+    book = Book((BookLine("AAPL", 200.0, date(2026, 12, 18), 2, 230.0, 0.28, mark=2.10),),
+                (), 100_000.0, 100_000.0, 10_000.0, date(2026, 11, 24), vix=17.5,
+                rate=settings.risk_free_rate)
+    test = PortfolioStressTest(book, settings)
+    assert test.notes == ()
+    result = test.run_scenario(Scenario("drop", -0.10, 0.05))
+    aapl = result.positions[0]
+    assert aapl.price_now == 2.10
+    t = (date(2026, 12, 18) - date(2026, 11, 24)).days / 365
+    iv = implied_vol(2.10, 230.0, 200.0, t, rate)
+    assert iv is not None and abs(iv - 0.28) > 0.01  # not the broker's vol
+    expect = float(bs_price(207.0, 200.0, t, iv + 0.05, rate))
+    assert aapl.price_after == pytest.approx(expect, abs=1e-5)
+    assert aapl.pnl == pytest.approx((2.10 - expect) * 100 * 2, abs=1e-3)
+
+
+def test_a_mark_no_volatility_reproduces_is_priced_by_the_model_and_said():
+    book = Book((BookLine("KO", 80.0, date(2026, 12, 18), 1, 70.0, 0.18, mark=5.0),  # < intrinsic
+                 BookLine("XOM", 100.0, date(2026, 12, 18), 1, 110.0, 0.25)),
+                (), 100_000.0, 100_000.0, 10_000.0, date(2026, 11, 24), vix=17.5)
+    test = PortfolioStressTest(book, SETTINGS)
+    assert test.notes == (
+        "KO 2026-12-18 80P: no volatility gives its mark 5.00, priced by the model at IV 18%",
+        "XOM 2026-12-18 100P: no mark, priced by the model at IV 25%")
+
+
+def test_scenarios_have_human_names_and_the_crash_names_its_symbol():
+    results = PortfolioStressTest(small_book(), SETTINGS).run_all_scenarios()
+    crash = results[2]
+    assert [r.label for r in results] == [
+        "Market drop 5%", "Market drop 10%", f"Single-stock crash 20%: {crash.worst_symbol}",
+        "VIX spike to 35", "Correlation crisis 15%"]
+    assert crash.as_dict()["label"] == crash.label and crash.as_dict()["name"] == NAMES[2]
+
+
+def test_the_worst_crash_is_the_underlying_whose_fall_loses_most():
+    """Two KO puts outweigh one AAPL put: KO's crash is the worst, and says so."""
+    lines = (BookLine("AAPL", 200.0, date(2026, 12, 18), 1, 230.0, 0.28),
+             BookLine("KO", 66.0, date(2026, 12, 18), 5, 70.0, 0.30),
+             BookLine("KO", 64.0, date(2026, 12, 18), 5, 70.0, 0.30))
+    book = Book(lines, (), 100_000.0, 100_000.0, 10_000.0, date(2026, 11, 24), vix=17.5)
+    test = PortfolioStressTest(book, SETTINGS)
+    crash = test.run_all_scenarios()[2]
+    each = {sym: test.run_scenario(Scenario("single_stock_crash", -0.20, 0.10, only=sym)).pnl
+            for sym in ("AAPL", "KO")}
+    assert min(each, key=each.__getitem__) == "KO" == crash.worst_symbol
+    assert crash.label.endswith(": KO") and crash.pnl == pytest.approx(each["KO"])

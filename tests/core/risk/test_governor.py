@@ -453,7 +453,7 @@ async def test_account_health_is_one_request_cached_for_five_minutes(desk, monke
     calls = []
     real = engine.broker.account_values
 
-    async def counting(fresh: bool = False):
+    async def counting(fresh=False):
         calls.append(engine.clock.now())
         return await real(fresh=fresh)
 
