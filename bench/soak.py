@@ -433,6 +433,8 @@ class Soak:
         self.doomed = SoakEngine(load_settings(
             {**values, "ORDER_REPRICE_INTERVAL_SECONDS": "60", "ORDER_TIMEOUT_SECONDS": "600"}),
             self.broker, Database(db_url), self.clock, self.calendar, wall_clock=self.clock)
+        # The other processes see a halt as they would within a kill-switch sync.
+        self.engine.kill_switch.add_listener(self._others_sync)
         self.engine.identify("soak: first process")
         self.second.identify("soak: second process")
         self.doomed.identify("soak: third process (killed mid-order)")
@@ -452,6 +454,10 @@ class Soak:
         self.slowest: list[tuple[float, str]] = []
         self.collector = _LogCollector()
         self.events = self._plan()
+
+    def _others_sync(self, _state: HaltState) -> None:
+        for other in (self.second, self.doomed):
+            other.kill_switch.sync()
 
     @contextlib.asynccontextmanager
     async def timed(self, activity: str) -> AsyncIterator[None]:

@@ -447,9 +447,15 @@ def cli_reference() -> list[tuple[str, str]]:
 
 
 def _build_engine(settings: Settings, scenario: Path | None) -> Engine:
+    import os
+
     from core.engine import Engine
 
-    return Engine.build(settings, scenario=scenario)
+    # A read-only console watching beside a trading one takes its own client id on the
+    # paper gateway (TWS refuses an id in use); a trading console keeps
+    # PUTDESK_IBKR_CLIENT_ID, so a restart reclaims its orders.
+    client_id = 1000 + os.getpid() % 900 if settings.app.read_only else None
+    return Engine.build(settings, scenario=scenario, client_id=client_id)
 
 
 def _readable(exc: BaseException) -> str:

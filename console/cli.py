@@ -103,26 +103,54 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+#: One-shot commands on the paper gateway connect as 100..999 (from their pid), so they
+#: never take the console's PUTDESK_IBKR_CLIENT_ID (TWS refuses a client id in use).
+CLI_CLIENT_IDS = (100, 900)
+
+
 def build_engine(settings: Settings, scenario: Path | None) -> Engine:
+    import os
+
     from core.broker.scenario import ScenarioError
     from core.config import ConfigError
     from core.db.session import DatabaseError
     from core.engine import Engine
+    from core.paper.gateway import GatewayError
+    from core.paper.state import WorldStateError
 
     if scenario is not None and not scenario.exists():
         fail(f"--scenario: file not found: {scenario}")
+    first, span = CLI_CLIENT_IDS
     try:
-        return Engine.build(settings, scenario=scenario)
+        return Engine.build(settings, scenario=scenario, client_id=first + os.getpid() % span)
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     except ConfigError as exc:
         fail(str(exc))
     except DatabaseError as exc:
         fail(str(exc), code=1)
+    except (GatewayError, WorldStateError) as exc:
+        fail(f"paper gateway: {exc}", code=1)
+
+
+def process_clock(settings: Settings) -> Any:
+    """The clock a command stamps and measures with: the paper world's when this data
+    directory's gateway runs (one clock: the world's time everywhere), else the wall's."""
+    from core.clock import SystemClock
+    from core.config import BrokerKind
+
+    if settings.app.broker is BrokerKind.PAPER:
+        from core.paper.client import GatewayClock
+        from core.paper.gateway import GatewayInfo, paper_home
+
+        home = paper_home(settings)
+        info = GatewayInfo.read(home)
+        if info is not None:
+            return GatewayClock(home, info.anchor)
+    return SystemClock()
 
 
 def kill_switch(settings: Settings) -> Any:
-    from core.clock import SystemClock
     from core.db.session import Database, DatabaseError, database_url
     from core.risk.kill_switch import KillSwitch
 
@@ -131,7 +159,7 @@ def kill_switch(settings: Settings) -> Any:
         db.upgrade()
     except DatabaseError as exc:
         fail(str(exc), code=1)
-    switch = KillSwitch(db, SystemClock())
+    switch = KillSwitch(db, process_clock(settings))
     switch.sync()
     return switch
 
@@ -1016,8 +1044,8 @@ def stress_test(
     emit(data, json_out, human)
 
 
-def _parse_since(text: str) -> Any:
-    """An ISO time, or a span back from now: 30m, 12h, 7d."""
+def _parse_since(text: str, now: datetime) -> Any:
+    """An ISO time, or a span back from `now`: 30m, 12h, 7d."""
     import re
     from datetime import UTC, timedelta
 
@@ -1029,7 +1057,7 @@ def _parse_since(text: str) -> Any:
             n, unit = int(m.group(1)), m.group(2)
             span = {"m": timedelta(minutes=n), "h": timedelta(hours=n),
                     "d": timedelta(days=n)}[unit]
-            return datetime.now(UTC) - span
+            return now - span
         moment = datetime.fromisoformat(text)
         # in UTC, as the database compares it: year 1 or 9999 may not fit
         return (moment if moment.tzinfo else moment.replace(tzinfo=NEW_YORK)).astimezone(UTC)
@@ -1055,8 +1083,8 @@ def audit(
     from core.db.repos import AuditRepo
     from core.db.session import Database, DatabaseError, database_url
 
-    start = _parse_since(since) if since else None
     settings = load()
+    start = _parse_since(since, process_clock(settings).now()) if since else None
     try:
         db = Database(database_url(settings))
         db.upgrade()
@@ -1140,11 +1168,11 @@ def calendar(
     json_out: JsonOpt = False,
 ) -> None:
     """Market session at a time (REGULAR, PRE_MARKET, AFTER_HOURS, CLOSED), next open/close."""
-    from core.clock import NEW_YORK, SystemClock
+    from core.clock import NEW_YORK
     from core.market.calendar import default_calendar
 
     if at is None:
-        moment = SystemClock().now()
+        moment = process_clock(load()).now()
     else:
         try:
             moment = datetime.fromisoformat(at)
@@ -1202,6 +1230,63 @@ def resume_trading(
             fail("not resumed", code=1)
     new = switch.resume(whoami("cli"))
     emit(new.as_dict(), json_out, lambda: typer.echo("Trading resumed."))
+
+
+@app.command()
+def paper(
+    port: Annotated[int, typer.Option("--port", help="Listen on this port of 127.0.0.1 "
+                                      "(default: any free one, found per data directory).",
+                                      min=0, max=65535)] = 0,
+    scenario: ScenarioOpt = None,
+    speed: Annotated[float, typer.Option("--speed", help="World time runs this many times "
+                                         "faster than the wall clock (closed hours are "
+                                         "skipped at any speed).")] = 1.0,
+    reset: Annotated[bool, typer.Option("--reset", help="Discard this data directory's "
+                                        "world and start again from the scenario.")] = False,
+    read_only_api: Annotated[bool, typer.Option(
+        "--read-only-api", help="As TWS's 'Read-Only API' setting: every order is refused "
+                                "with error 321.")] = False,
+) -> None:
+    """Run the paper gateway (a simulated IBKR TWS) in the foreground with a status line."""
+    from core.broker.scenario import ScenarioError
+    from core.paper.clock import MAX_SPEED
+    from core.paper.gateway import GatewayError, open_gateway, run_gateway
+    from core.paper.state import ScenarioMismatch, WorldStateError
+
+    settings = load()
+    if not 0 < speed <= MAX_SPEED:
+        fail(f"--speed: must be above 0 and at most {MAX_SPEED:g}, got {speed:g}")
+    if scenario is not None and not scenario.exists():
+        fail(f"--scenario: file not found: {scenario}")
+    try:
+        gateway = open_gateway(settings, scenario=scenario, speed=speed, port=port, reset=reset)
+        gateway.peer.read_only_api = read_only_api
+    except ScenarioError as exc:
+        fail(f"scenario: {exc}")
+    except ScenarioMismatch as exc:
+        fail(str(exc))
+    except (GatewayError, WorldStateError) as exc:
+        fail(str(exc), code=1)
+    tty = sys.stdout.isatty()
+    last: tuple[int, int] | None = None
+
+    def show(status: Any) -> None:
+        # On a terminal one line rewritten in place; into a pipe a line whenever the
+        # clients or working orders change (not every world second).
+        nonlocal last
+        if tty:
+            typer.echo(f"\r{status.line()}\x1b[K", nl=False)
+        elif (status.clients, status.working_orders) != last:
+            typer.echo(status.line())
+        last = (status.clients, status.working_orders)
+
+    try:
+        run(run_gateway(gateway, on_status=show))
+    except GatewayError as exc:
+        fail(str(exc), code=1)
+    if tty:
+        typer.echo("")
+    typer.echo("Paper gateway stopped; the world is kept for the next start.")
 
 
 @db_app.command("upgrade")

@@ -305,6 +305,7 @@ class NotifySettings(_Group):
 
 
 class BrokerKind(enum.StrEnum):
+    PAPER = "paper"
     SIM = "sim"
     IBKR = "ibkr"
 
@@ -337,7 +338,9 @@ class IBKRSettings(_Group):
 class AppSettings(_Group):
     """PutDesk itself: broker choice, simulator, database, logging."""
 
-    broker: BrokerKind = _f("PUTDESK_BROKER", BrokerKind.SIM, "sim (built-in simulator) or ibkr")
+    broker: BrokerKind = _f("PUTDESK_BROKER", BrokerKind.PAPER,
+                            "paper (one simulated account for every PutDesk process of this "
+                            "data directory), sim (in-process simulator, for tests) or ibkr")
     sim_scenario: Path | None = _f("PUTDESK_SIM_SCENARIO", None,
                                    "Simulator scenario file (default: the shipped demo)")
     sim_seed: int = _f("PUTDESK_SIM_SEED", 7, "Simulator random seed")

@@ -53,7 +53,7 @@ from core.execution.orders import OPEN_STATUSES, READ_ONLY_REASON, OrderExecutor
 from core.execution.reconcile import Reconciler, ReconcileReport
 from core.execution.staging import Staging
 from core.market.calendar import MarketCalendar, SessionInfo, default_calendar
-from core.market.earnings import EarningsService, make_provider
+from core.market.earnings import EarningsProvider, EarningsService, make_provider
 from core.models import Opportunity, OrderResult, PositionView, RiskDecision
 from core.monitoring.assignments import AssignmentDetector
 from core.monitoring.exits import ExitManager
@@ -128,9 +128,13 @@ class Engine:
         wall_clock: Clock | None = None,
         equity_seed: Sequence[tuple[datetime, float]] = (),
         trade_seed: Sequence[SeedTrade] = (),
+        earnings_provider: EarningsProvider | None = None,
     ) -> None:
-        """`clock` is market time (the simulator's on a scenario); `wall_clock` stamps
-        halts, resumes and audit rows, which must carry real time even in a simulation.
+        """`clock` is market time (the simulator's on a scenario, the world's on the
+        paper gateway); `wall_clock` stamps halts, resumes, audit rows and notifications.
+        On the paper gateway both are the world's clock (Engine.build), so the demo never
+        shows two dates; the in-process simulator (tests) keeps real time for stamps,
+        as each such process has a world clock of its own.
         `equity_seed` (a scenario's equity history) is written to an empty database so
         the loss breakers have a week start and a peak from the first minute."""
         self.settings = settings
@@ -145,8 +149,8 @@ class Engine:
         self.wall_clock = wall_clock or SystemClock()
         self.kill_switch = KillSwitch(db, self.wall_clock)
         self.notifier = Notifier(settings.notify, self.wall_clock)
-        self.earnings = EarningsService(db, make_provider(settings, broker), clock,
-                                        settings.earnings.cache_hours)
+        self.earnings = EarningsService(db, earnings_provider or make_provider(settings, broker),
+                                        clock, settings.earnings.cache_hours)
         self._equity = EquityRepo(db)
         self.audit = AuditRepo(db)
         self.staged = StagedOrderRepo(db)
@@ -198,13 +202,19 @@ class Engine:
         scenario: Path | None = None,
         clock: Clock | None = None,
         db: Database | None = None,
+        client_id: int | None = None,
     ) -> Engine:
-        """The engine for these settings: simulator or IBKR, database from the URL."""
+        """The engine for these settings: the paper gateway (started if none runs for this
+        data directory), the in-process simulator, or IBKR; database from the URL.
+        `client_id` overrides PUTDESK_IBKR_CLIENT_ID on the paper gateway (one-shot
+        commands take their own, so they never collide with a console)."""
         db = db or Database(database_url(settings))
         calendar = default_calendar()
         broker: Broker
         seed: list[tuple[datetime, float]] = []
         trades: list[SeedTrade] = []
+        wall_clock: Clock | None = None
+        earnings: EarningsProvider | None = None
         if settings.app.broker is BrokerKind.SIM:
             from core.broker.scenario import demo_scenario_path, load_scenario
             from core.broker.sim import SimBroker
@@ -216,14 +226,37 @@ class Engine:
                                rate=settings.app.sim_rate, label=Path(path).name)
             seed = world.equity_closes()
             trades = world.open_trades()
+        elif settings.app.broker is BrokerKind.PAPER:
+            from core.broker.ibkr import IbkrBroker
+            from core.market.earnings import SimEarnings
+            from core.paper.client import GatewayClock, ensure_gateway
+            from core.paper.gateway import paper_home
+            from core.paper.state import stored_scenario
+
+            info = ensure_gateway(settings, scenario)
+            home = paper_home(settings)
+            world = stored_scenario(home)  # the running world's own copy
+            clock = clock or GatewayClock(home, info.anchor)
+            wall_clock = clock  # one clock: the world's, in every process
+            ibkr = settings.ibkr.model_copy(update={
+                "host": "127.0.0.1", "port": info.port,
+                "client_id": settings.ibkr.client_id if client_id is None else client_id})
+            broker = IbkrBroker(ibkr, clock,
+                                pacing_msgs_per_sec=settings.validation.pacing_msgs_per_sec)
+            seed = world.equity_closes()
+            trades = world.open_trades()
+            if settings.earnings.provider in ("auto", "scenario"):
+                unds = world.underlyings
+                earnings = SimEarnings(lambda s: unds[s].earnings if s in unds else None,
+                                       lambda: sorted(unds))
         else:
             from core.broker.ibkr import IbkrBroker
 
             clock = clock or SystemClock()
             broker = IbkrBroker(settings.ibkr, clock,
                                 pacing_msgs_per_sec=settings.validation.pacing_msgs_per_sec)
-        return cls(settings, broker, db, clock, calendar, equity_seed=seed,
-                   trade_seed=trades)
+        return cls(settings, broker, db, clock, calendar, wall_clock=wall_clock,
+                   equity_seed=seed, trade_seed=trades, earnings_provider=earnings)
 
     # --- state -----------------------------------------------------------------
 
@@ -319,9 +352,17 @@ class Engine:
         self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds, self.sync_halt))
         if trading_desk:
             self._spawn(self._loop(1.0, self.tick))
-            self._spawn(self._loop(self.settings.risk.account_health_interval_minutes * 60,
+            # Market-time cadences follow a sped-up world (the paper gateway's --speed): a
+            # 15-minute monitor runs every 1.5 s at x600, never more often than once a
+            # second.
+            speed = float(getattr(self.clock, "speed", 1.0))
+
+            def paced(minutes: float) -> float:
+                return minutes * 60 if speed <= 1 else max(1.0, minutes * 60 / speed)
+
+            self._spawn(self._loop(paced(self.settings.risk.account_health_interval_minutes),
                                    self.refresh_account))
-            self._spawn(self._loop(self.settings.monitoring.interval_minutes * 60,
+            self._spawn(self._loop(paced(self.settings.monitoring.interval_minutes),
                                    self.monitor_cycle))
         if not self.read_only:
             self._spawn(self._loop(self.settings.execution.order_lease_seconds / 3,
@@ -338,20 +379,21 @@ class Engine:
             log.exception("first position check failed")
 
     def _seed_trades(self) -> None:
-        """The scenario's open puts become trades (with entry snapshots) the first time a
-        database meets them, so the monitor has entries to measure against."""
+        """The scenario's open puts become trades (with entry snapshots) once, in a
+        database that has no trades at all, so the monitor has entries to measure
+        against. A database with any trade is never seeded again: a trade closed since
+        must not come back as OPEN when a later command starts."""
         from datetime import time as time_of_day
 
         from core.clock import NEW_YORK
         from core.db.tables import Trade, TradeEntrySnapshot
         from core.market.sectors import get_sector
 
-        held = {(t.symbol, t.strike, t.expiration) for t in self.trades.open_trades()}
+        if self.trades.any():
+            return
         added = 0
         for s in self._trade_seed:
             c = s.contract
-            if (c.symbol, c.strike, c.expiration) in held:
-                continue
             opened = s.opened or self.clock.now().date()
             when = datetime.combine(opened, time_of_day(10, 0), NEW_YORK)
             trade = Trade(symbol=c.symbol, right=c.right, strike=c.strike,

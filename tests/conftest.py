@@ -24,6 +24,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setenv("PUTDESK_ENV_FILE", os.devnull)
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    # The suite runs on the in-process simulator (fast, one world per test); tests of
+    # the paper gateway ask for it explicitly.
+    monkeypatch.setenv("PUTDESK_BROKER", "sim")
 
 
 # --- databases ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from core.broker.base import (
     BrokerEvent,
     BrokerInfo,
     BrokerMessage,
+    ComboLeg,
     ConnectionChanged,
     EventListener,
     Fill,
@@ -62,6 +64,9 @@ log = logging.getLogger("putdesk.broker.sim")
 COMMISSION_PER_CONTRACT = 0.65
 MIN_COMMISSION = 1.00
 MULTIPLIER = 100
+#: VIX's log change per unit of the underlyings' average log return (about -5: a 1%
+#: fall lifts VIX about 5%), kept within the range VIX has traded in.
+VIX_BETA, VIX_MIN, VIX_MAX = 5.0, 9.0, 90.0
 
 
 @dataclass
@@ -100,6 +105,9 @@ class _Underlying:
 class _Holding:
     quantity: float
     avg_cost: float
+    #: Commission paid for the quantity held (kept pro rata as it shrinks): IBKR's
+    #: average cost includes it.
+    commission: float = 0.0
 
 
 @dataclass
@@ -380,10 +388,15 @@ class SimBroker:
                 for s, h in sorted(self._stocks.items())]
         return out
 
+    def position_commission(self, contract: OptionContract) -> float:
+        """Commission paid for the option quantity held now (0 if none)."""
+        holding = self._options.get(contract)
+        return holding.commission if holding else 0.0
+
     async def underlying_price(self, symbol: str) -> float | None:
         await self._request()
         und = self._unds.get(symbol)
-        return und.price if und else None
+        return round(und.price, 2) if und else None  # the walk keeps more digits
 
     async def vix(self) -> float | None:
         await self._request()
@@ -503,11 +516,11 @@ class SimBroker:
 
     @staticmethod
     def _apply(options: dict[OptionContract, _Holding], cash: float, contract: OptionContract,
-               side: str, qty: int, price: float) -> float:
+               side: str, qty: int, price: float, commission: float = 0.0) -> float:
         signed = qty if side == "BUY" else -qty
         holding = options.get(contract)
         if holding is None:
-            options[contract] = _Holding(signed, price)
+            options[contract] = _Holding(signed, price, commission)
         else:
             new_qty = holding.quantity + signed
             if new_qty == 0:
@@ -516,9 +529,12 @@ class SimBroker:
                 holding.avg_cost = ((holding.avg_cost * abs(holding.quantity) + price * qty)
                                     / abs(new_qty))
                 holding.quantity = new_qty
+                holding.commission += commission
             elif (holding.quantity > 0) != (new_qty > 0):
-                options[contract] = _Holding(new_qty, price)  # crossed through zero
+                # Crossed through zero: the new side keeps its share of this commission.
+                options[contract] = _Holding(new_qty, price, commission * abs(new_qty) / qty)
             else:
+                holding.commission *= abs(new_qty) / abs(holding.quantity)
                 holding.quantity = new_qty
         return cash - signed * MULTIPLIER * price
 
@@ -572,8 +588,10 @@ class SimBroker:
         self._cash -= commission
         net = 0.0
         fills = []
+        contracts = sum(n for _c, _s, n, _p in plan)
         for i, (contract, side, n, price) in enumerate(plan):
-            self._cash = self._apply(self._options, self._cash, contract, side, n, price)
+            self._cash = self._apply(self._options, self._cash, contract, side, n, price,
+                                     commission * n / contracts)
             net += (price if side == "SELL" else -price) * n / qty
             self._exec_seq += 1
             fill = Fill(f"sim.{record.order_id}.{self._exec_seq}", record.order_id,
@@ -742,15 +760,104 @@ class SimBroker:
         self._vix = vix
 
     def random_walk(self, days: float, vol_scale: float = 1.0) -> None:
-        """Move every underlying by one seeded geometric-Brownian step of `days`."""
+        """Move every underlying by one seeded geometric-Brownian step of `days` at its
+        implied volatility, and VIX with the market: against the average move
+        (VIX_BETA), so a falling book comes with a rising VIX."""
         dt = days / 365.0
+        if dt <= 0:
+            return
+        moves = []
         for symbol in sorted(self._unds):
             und = self._unds[symbol]
             sigma = und.iv * vol_scale
             shock = float(self._rng.normal())
-            und.price = round(und.price * math.exp(-0.5 * sigma**2 * dt
-                                                   + sigma * math.sqrt(dt) * shock), 2)
+            step = -0.5 * sigma**2 * dt + sigma * math.sqrt(dt) * shock
+            moves.append(step)
+            und.price = max(0.01, und.price * math.exp(step))  # unrounded: steps are small
             self._touch(symbol)
+        if self._vix is not None and moves:
+            mean = sum(moves) / len(moves)
+            self._vix = round(min(VIX_MAX, max(VIX_MIN, self._vix * math.exp(-VIX_BETA * mean))),
+                              2)
+
+    # --- the world as data (the paper gateway persists it) ------------------------------
+
+    def world_state(self) -> dict[str, Any]:
+        """Everything that changed since the scenario was loaded, as JSON-able data:
+        cash, holdings (with their commission), prices, VIX, orders, fills, ids and the
+        random generator. `restore_world_state` on a simulator built from the same
+        scenario continues from exactly here."""
+        def request(r: OrderRequest) -> dict[str, Any]:
+            return {"action": r.action, "quantity": r.quantity, "order_ref": r.order_ref,
+                    "contract": r.contract.key if r.contract else None,
+                    "legs": [[leg.contract.key, leg.action, leg.ratio] for leg in r.legs],
+                    "order_type": r.order_type.value, "limit_price": r.limit_price,
+                    "tif": r.tif, "symbol": r.symbol, "stock": r.stock}
+
+        return {
+            "cash": self._cash, "vix": self._vix, "next_id": self._next_id,
+            "exec_seq": self._exec_seq, "rng": self._rng.bit_generator.state,
+            "underlyings": {s: {"price": u.price, "iv": u.iv} for s, u in self._unds.items()},
+            "options": [[c.key, h.quantity, h.avg_cost, h.commission]
+                        for c, h in self._options.items()],
+            "stocks": [[s, h.quantity, h.avg_cost, h.commission]
+                       for s, h in self._stocks.items()],
+            "overrides": sorted(c.key for c in self._overrides),
+            "orders": [{"id": o.order_id, "perm_id": o.perm_id, "request": request(o.request),
+                        "status": o.status.value, "filled": o.filled,
+                        "fill_value": o.fill_value, "message": o.message}
+                       for o in self._orders.values()],
+            "fills": [{"exec_id": f.exec_id, "order_id": f.order_id, "order_ref": f.order_ref,
+                       "symbol": f.symbol, "contract": f.contract.key if f.contract else None,
+                       "side": f.side, "quantity": f.quantity, "price": f.price,
+                       "time": f.time.isoformat(), "commission": f.commission,
+                       "perm_id": f.perm_id} for f in self._fills],
+        }
+
+    def order_requests(self) -> dict[int, OrderRequest]:
+        """Every order's request by order id, done or working."""
+        return {o.order_id: o.request for o in self._orders.values()}
+
+    def restore_world_state(self, data: dict[str, Any]) -> None:
+        """The inverse of world_state(); KeyError/ValueError/TypeError on bad data, and
+        then nothing of this simulator has changed."""
+        key = OptionContract.parse_key
+
+        def request(d: dict[str, Any]) -> OrderRequest:
+            return OrderRequest(
+                action=d["action"], quantity=int(d["quantity"]), order_ref=str(d["order_ref"]),
+                contract=key(d["contract"]) if d["contract"] else None,
+                legs=tuple(ComboLeg(key(k), a, int(n)) for k, a, n in d["legs"]),
+                order_type=OrderType(d["order_type"]), limit_price=d["limit_price"],
+                tif=d["tif"], symbol=str(d["symbol"]), stock=d["stock"])
+
+        unds = {s: replace(self._unds[s], price=float(u["price"]), iv=float(u["iv"]))
+                if s in self._unds else None for s, u in data["underlyings"].items()}
+        if any(u is None for u in unds.values()):
+            raise ValueError("underlyings: a symbol the scenario does not have")
+        options = {key(k): _Holding(float(q), float(a), float(c))
+                   for k, q, a, c in data["options"]}
+        stocks = {str(s): _Holding(float(q), float(a), float(c)) for s, q, a, c in data["stocks"]}
+        keep = set(data["overrides"])
+        orders = {}
+        for o in data["orders"]:
+            orders[int(o["id"])] = _Order(int(o["id"]), int(o["perm_id"]), request(o["request"]),
+                                          OrderStatus(o["status"]), int(o["filled"]),
+                                          float(o["fill_value"]), str(o["message"]))
+        fills = [Fill(str(f["exec_id"]), int(f["order_id"]), str(f["order_ref"]),
+                      str(f["symbol"]), key(f["contract"]) if f["contract"] else None,
+                      f["side"], int(f["quantity"]), float(f["price"]),
+                      datetime.fromisoformat(f["time"]), f["commission"], f["perm_id"])
+                 for f in data["fills"]]
+        rng = np.random.default_rng(self._seed)
+        rng.bit_generator.state = data["rng"]
+        # Everything parsed: only now does the simulator change.
+        self._cash, self._vix = float(data["cash"]), data["vix"]
+        self._next_id, self._exec_seq = int(data["next_id"]), int(data["exec_seq"])
+        self._rng = rng
+        self._unds = {s: u for s, u in unds.items() if u is not None}
+        self._options, self._stocks, self._orders, self._fills = options, stocks, orders, fills
+        self._overrides = {c: q for c, q in self._overrides.items() if c.key in keep}
 
     def earnings_date(self, symbol: str) -> date | None:
         und = self._unds.get(symbol)

@@ -230,6 +230,11 @@ class TradeRepo:
         with self.db.session() as session:
             return list(session.exec(select(Trade).order_by(col(Trade.entry_time))).all())
 
+    def any(self) -> bool:
+        """Whether the database holds a trade of any status."""
+        with self.db.session() as session:
+            return session.exec(select(Trade.id).limit(1)).first() is not None
+
     def open_trades(self) -> list[Trade]:
         with self.db.session() as session:
             return list(session.exec(

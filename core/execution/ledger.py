@@ -154,6 +154,15 @@ class OrderLedger:
         return self.repo.request_cancel(row_id, actor, self.clock.now())
 
 
+#: Reasons an order is stopped on purpose (an operator's cancel, a process shutting down):
+#: such an order did not get stuck, and is not reported as if it had.
+ON_PURPOSE = ("cancelled by ", "PutDesk stopping", "PutDesk process stopping")
+
+
+def stopped_on_purpose(text: str | None) -> bool:
+    return any(mark in (text or "") for mark in ON_PURPOSE)
+
+
 _SENDER = re.compile(r"@(?P<host>\S+) pid (?P<pid>\d+)")
 
 

@@ -203,6 +203,9 @@ class AssignmentDetector:
 
     async def _sell(self, event: AssignmentEvent) -> str:
         engine = self.engine
+        # The persisted flag, not only this process's copy of it: another process may
+        # have halted since the last sync.
+        await asyncio.to_thread(engine.kill_switch.sync)
         if engine.kill_switch.is_halted()[0]:
             return (f"{event.symbol}: SELL_IMMEDIATELY not sent — trading is halted; sell "
                     f"{event.shares} shares after review")

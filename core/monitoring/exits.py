@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from core.execution.ledger import NewOrder, stopped_on_purpose
 from core.models import OrderResult, PositionView
 
 if TYPE_CHECKING:
@@ -145,8 +146,6 @@ class ExitManager:
     async def close(self, v: PositionView, reason: str, actor: str) -> OrderResult:
         """BUY to close through the adaptive executor, as an order-ledger row claimed by
         this process; the trade is closed (or reduced, its P&L realised) on fills."""
-        from core.execution.ledger import NewOrder
-
         engine = self.engine
         closed = engine.executor.market_gate(dry_run=False)
         if closed is not None:
@@ -203,6 +202,7 @@ class ExitManager:
         # Stuck: said once per streak (unless the previous close of this position already
         # ended stuck); the Positions row shows it until a close succeeds.
         if (result.filled < v.contracts and result.outcome != "WORKING"
+                and not stopped_on_purpose(result.reason)
                 and previous not in ("REJECTED", "CANCELLED", "PARTIAL", "UNKNOWN")):
             engine.alert("CRITICAL", f"EXIT STUCK: {v.position_id}: {result.reason} "
                              f"({reason})", "exit_stuck", symbol=v.symbol)

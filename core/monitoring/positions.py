@@ -22,6 +22,7 @@ from core.broker.base import BrokerError, Position
 from core.clock import new_york
 from core.config import MonitoringSettings
 from core.db.tables import PositionSnapshot, StagedOrder, Trade
+from core.execution.ledger import stopped_on_purpose
 from core.models import SEVERITY_ORDER, Alert, Campaign, CampaignLeg, PositionView
 from core.risk.figures import pct_vs, vs
 
@@ -153,7 +154,8 @@ class PositionMonitor:
             if last is not None and last.status in ("SENDING", "WORKING", "UNKNOWN"):
                 state = f"CLOSING at ${last.last_limit or last.limit_price:.2f}"
             elif (last is not None and last.status in ("REJECTED", "CANCELLED", "PARTIAL")
-                  and new_york(last.updated_at).date() == today):
+                  and new_york(last.updated_at).date() == today
+                  and not stopped_on_purpose(last.message)):
                 state = f"EXIT STUCK: {(last.message or last.status).split(' · ')[0]}"
             out[v.position_id] = (state, self._campaign(v.trade_id))
         return out

@@ -61,7 +61,7 @@ def test_calendar_naive_time_is_new_york(env):
         (["status"], {"BARCHART_OTM_PCT_MAX": "0.05"},
          "BARCHART_OTM_PCT_MIN=0.1 is greater than BARCHART_OTM_PCT_MAX=0.05"),
         (["status", "--scenario", "/nonexistent/world.json"], {}, "file not found"),
-        (["status"], {"PUTDESK_BROKER": "paper"}, "PUTDESK_BROKER='paper'"),
+        (["status"], {"PUTDESK_BROKER": "tws"}, "PUTDESK_BROKER='tws'"),
     ],
 )
 def test_bad_input_exits_2_with_a_named_error(env, args, extra_env, message):

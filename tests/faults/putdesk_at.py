@@ -19,9 +19,9 @@ _build = Engine.build.__func__  # type: ignore[attr-defined]
 
 
 def _at_world_time(cls: type[Engine], settings: Any, *, scenario: Path | None = None,
-                   clock: Any = None, db: Any = None) -> Engine:
+                   clock: Any = None, db: Any = None, **more: Any) -> Engine:
     engine: Engine = _build(cls, settings, scenario=scenario, clock=clock or ShiftedClock(START),
-                            db=db)
+                            db=db, **more)
     return engine
 
 

@@ -32,11 +32,11 @@ from core.broker.sim import SimBroker
 from core.clock import ManualClock, SystemClock
 from core.db.session import Database
 from core.engine import Engine
+from core.paper import TwsPeer
 from core.risk.kill_switch import KillSwitch
 from tests.core.risk.worlds import world, write
 from tests.factories import make_settings
 from tests.faults.conftest import KO, quoted, stage
-from tests.tws_peer import TwsPeer
 
 REPO = Path(__file__).parents[2]
 KO_68 = OptionContract("KO", date(2026, 12, 31), 68.0)
@@ -137,10 +137,10 @@ def db(gw: Gateway) -> Database:
     return Database(f"sqlite:///{gw.home}/putdesk.db")
 
 
-def row_of(gw: Gateway, order_id: str) -> Any:
+def row_of(gw: Gateway, order_id: str, url: str | None = None) -> Any:
     from core.db.repos import StagedOrderRepo
 
-    database = db(gw)
+    database = Database(url) if url else db(gw)
     try:
         return StagedOrderRepo(database).get(order_id)
     finally:
@@ -152,6 +152,15 @@ def working_at_peer(gw: Gateway, ref: str) -> bool:
                for po in gw.orders(ref))
 
 
+def working_everywhere(gw: Gateway, row: Any, url: str | None = None) -> bool:
+    """Working at the broker, and its sender has written that (WORKING, with the
+    broker's order id) to the ledger."""
+    if not working_at_peer(gw, row.order_ref):
+        return False
+    now = row_of(gw, row.id, url)
+    return now is not None and now.status == "WORKING" and now.broker_order_id is not None
+
+
 # --- kill -9, then a restart ------------------------------------------------------------
 
 
@@ -160,7 +169,7 @@ async def test_kill_9_during_execute_then_a_restart_follows_the_one_order(gatewa
     row = await staged_ko(gw)
     slow = gw.env(31, ORDER_REPRICE_INTERVAL_SECONDS=120, ORDER_TIMEOUT_SECONDS=600)
     first = await putdesk(slow, "execute", "--json")
-    await until(lambda: working_at_peer(gw, row.order_ref), proc=first)
+    await until(lambda: working_everywhere(gw, row), proc=first)
     first.kill()  # SIGKILL: no handler runs, nothing is cancelled
     await first.wait()
     assert working_at_peer(gw, row.order_ref), "the peer outlives PutDesk with the order"
@@ -332,7 +341,7 @@ async def test_postgres_lost_during_execute_exits_named_and_the_row_converges(
         env = gw.env(36, PUTDESK_DATABASE_URL=url, ORDER_REPRICE_INTERVAL_SECONDS=1.0,
                      ORDER_TIMEOUT_SECONDS=600)
         proc = await putdesk(env, "execute", "--json")
-        await until(lambda: working_at_peer(gw, row.order_ref), proc=proc)
+        await until(lambda: working_everywhere(gw, row, url), proc=proc)
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

@@ -265,7 +265,9 @@ def test_every_command_is_fuzzed() -> None:
     import typer.main
 
     group = typer.main.get_group(app)
-    assert set(group.commands) - {"console"} == set(COMMANDS)
+    # Not fuzzed: the long-running ones, the console (Pilot tests) and the paper gateway
+    # (tests/paper): each runs until a signal.
+    assert set(group.commands) - {"console", "paper"} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -1,5 +1,5 @@
 """The IBKR adapter end to end: real ib_async over a real socket to the TWS wire-protocol
-peer (tests/tws_peer), which answers from a simulator world. Every Broker method runs
+peer (core/paper), which answers from a simulator world. Every Broker method runs
 through the adapter, and the answers are compared with what the same world's simulator
 says directly, so the adapter and the simulator are held to one behaviour."""
 
@@ -30,7 +30,7 @@ from core.broker.scenario import demo_scenario_path, load_scenario
 from core.broker.sim import SimBroker
 from core.clock import ManualClock
 from core.config import load_settings
-from tests.tws_peer import TwsPeer
+from core.paper import TwsPeer
 
 AAPL = OptionContract("AAPL", date(2026, 12, 18), 200.0)
 

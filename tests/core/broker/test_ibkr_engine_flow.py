@@ -24,10 +24,10 @@ from core.broker.sim import SimBroker
 from core.clock import ManualClock
 from core.engine import Engine
 from core.models import Opportunity
+from core.paper import TwsPeer
 from tests.core.conftest import FAST
 from tests.factories import make_settings
 from tests.http_server import Reply, http_server
-from tests.tws_peer import TwsPeer
 
 DATA = Path(__file__).parents[2] / "data"
 WORLD = DATA / "screen-world.json"

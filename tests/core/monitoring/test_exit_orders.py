@@ -184,3 +184,21 @@ async def test_two_engines_on_one_book_close_a_position_once(tmp_path):
     finally:
         for e in (a, b):
             await e.stop()
+
+
+async def test_a_close_the_operator_cancels_is_not_stuck(desk):
+    engine = await desk(ko_short(7.00, 9.50), ORDER_REPRICE_INTERVAL_SECONDS="30",
+                        ORDER_TIMEOUT_SECONDS="120")
+    await engine.monitor_cycle()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while not (rows := [r for r in engine.staged.list(None, kinds=("close",))
+                        if r.status == "WORKING"]):
+        assert loop.time() < end
+        await asyncio.sleep(0.02)
+    await engine.cancel_staged(rows[0].order_ref, "operator")
+    await engine.exits.settled()
+    assert engine.staged.get(rows[0].id).status == "CANCELLED"
+    assert list(engine.audit.list(kinds=["exit_stuck"])) == []
+    views = await engine.monitor_cycle(exits=False)
+    assert view_of(engine, views).exit_state == ""

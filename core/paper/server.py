@@ -21,6 +21,7 @@ from core.broker.base import BrokerDisconnected, BrokerError
 from core.clock import NEW_YORK
 
 from . import market
+from .accounts import SUMMARY_REFRESH_SECONDS
 from .codec import (
     HELLO_PREFIX,
     FieldReader,
@@ -41,12 +42,16 @@ if TYPE_CHECKING:
     from core.broker.sim import SimBroker
 
 PACING_LIMIT = 50  # messages per second, TWS's documented API limit
+#: The server versions whose layouts the gateway writes and reads (ib_async 2.1 offers
+#: 157..178; IBKR's own client more): a client's range is answered with the highest
+#: version both speak, and a client above MAX_SERVER_VERSION only is refused.
+MIN_SERVER_VERSION, MAX_SERVER_VERSION = 157, 178
 FARM_OK = ((2104, "Market data farm connection is OK:usfarm"),
            (2106, "HMDS data farm connection is OK:ushmds"),
            (2158, "Sec-def data farm connection is OK:secdefnj"))
 #: Requests TWS takes without answering (or whose answer nothing here needs).
 SILENT = frozenset({
-    "reqAutoOpenOrders", "cancelMktData", "cancelHistoricalData", "cancelAccountSummary",
+    "reqAutoOpenOrders", "cancelMktData", "cancelHistoricalData",
     "cancelPositionsMulti", "cancelAccountUpdatesMulti", "setServerLogLevel",
     "reqNewsBulletins", "cancelNewsBulletins", "cancelMktDepth", "cancelRealTimeBars",
     "cancelPnL", "cancelPnLSingle", "cancelTickByTickData", "cancelHeadTimeStamp",
@@ -56,12 +61,19 @@ SILENT = frozenset({
 class TwsPeer(OrderDesk):
     """A TWS API server for ib_async, driven by a SimBroker (see module docstring)."""
 
-    def __init__(self, sim: SimBroker, server_version: int = 178,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(self, sim: SimBroker, server_version: int = MAX_SERVER_VERSION,
+                 host: str = "127.0.0.1", port: int = 0,
+                 summary_refresh_seconds: float = SUMMARY_REFRESH_SECONDS) -> None:
         super().__init__(sim)
+        if not MIN_SERVER_VERSION <= server_version <= MAX_SERVER_VERSION:
+            raise ValueError(f"the gateway speaks server versions {MIN_SERVER_VERSION} to "
+                             f"{MAX_SERVER_VERSION}, not {server_version}")
         self.server_version = server_version
+        self.summary_refresh_seconds = summary_refresh_seconds
         self.host = host
-        self.port = 0
+        self.port = port  # 0: any free port (the bound one is here after start())
+        #: Every request as received, for tests' count() and wait_for().
+        self.record = True
         self.received: list[tuple[float, str, list[str]]] = []
         self._cues: list[str] = []  # per received request: the name fault cues match
         self.pacing_violations = 0
@@ -69,6 +81,7 @@ class TwsPeer(OrderDesk):
         self._drops: list[str] = []
         self._errors: dict[str, list[tuple[int, str]]] = {}
         self._serving: set[asyncio.Task[Any]] = set()
+        self._arrival = asyncio.Event()  # set on every request (wait_for)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -77,8 +90,9 @@ class TwsPeer(OrderDesk):
         self.sim.add_listener(self._on_sim_event)
         for p in await self.sim.positions():
             self._instrument(p)  # held contracts get their conIds first
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._spawn(self._summary_cadence(self.summary_refresh_seconds))
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -127,7 +141,8 @@ class TwsPeer(OrderDesk):
         """Until `count` requests named `msg_name` have arrived (bound it with
         asyncio.timeout)."""
         while self.count(msg_name) < count:
-            await asyncio.sleep(0.005)
+            self._arrival.clear()
+            await self._arrival.wait()
 
     @property
     def client_ids(self) -> list[int]:
@@ -159,8 +174,11 @@ class TwsPeer(OrderDesk):
                 return
             low, high, _options = parse_hello(await read_frame(reader))
             session.version = min(high, self.server_version)
-            if session.version < low:
-                return  # TWS hangs up on a client it is too old for
+            if session.version < max(low, MIN_SERVER_VERSION):
+                log.warning("Paper gateway: a client offering server versions %d..%d is "
+                            "outside %d..%d; hung up", low, high, MIN_SERVER_VERSION,
+                            self.server_version)
+                return  # TWS hangs up on a client it cannot speak to
             now = self.sim.clock.now().astimezone(NEW_YORK)
             writer.write(encode([session.version, now.strftime("%Y%m%d %H:%M:%S %Z")]))
             while not session.closed:
@@ -178,9 +196,11 @@ class TwsPeer(OrderDesk):
 
     def _on_request(self, s: Session, fields: list[str]) -> None:
         name = request_name(fields)
-        self.received.append((time.monotonic(), name, list(fields)))
         cue = self._cue_name(s, name, fields)
-        self._cues.append(cue)
+        if self.record:  # off in the long-running gateway: the log would only grow
+            self.received.append((time.monotonic(), name, list(fields)))
+            self._cues.append(cue)
+            self._arrival.set()
         self._pace(s)
         if name == "startApi":
             self._start_api(s, fields)

@@ -8,6 +8,7 @@ import logging
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from core.broker.base import OrderRequest
@@ -19,7 +20,7 @@ from .orders import ComboLegSpec, MarginState, OrderView
 if TYPE_CHECKING:
     from core.broker.sim import SimBroker
 
-log = logging.getLogger("tests.tws_peer")
+log = logging.getLogger("core.paper")
 
 
 def error_msg(version: int, req_id: int, code: int, text: str) -> list[Field]:
@@ -56,6 +57,7 @@ class PeerOrder:
     last_fill_price: float = 0.0
     message: str = ""
     execs: dict[int, tuple[float, float]] = field(default_factory=dict)  # conId → qty, value
+    combo_execs: int = 0  # the combo's own (BAG) executions reported so far
 
     @property
     def working(self) -> bool:
@@ -110,6 +112,13 @@ class MarketSub:
     generic: set[str]
 
 
+@dataclass(eq=False)
+class SummarySub:
+    session: Session
+    req_id: int
+    tags: frozenset[str]
+
+
 class PeerState:
     """What every desk of the peer reads and writes."""
 
@@ -127,6 +136,10 @@ class PeerState:
         self._next_ids: dict[int, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._subs: dict[tuple[int, int], MarketSub] = {}
+        self._summaries: dict[tuple[int, int], SummarySub] = {}
+        self._prev_equity: tuple[date | None, float | None] = (None, None)
+        #: TWS's "Read-Only API" setting: every order is refused with 321.
+        self.read_only_api = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh_pending = False
         self._quiet_link = False
@@ -151,3 +164,5 @@ class PeerState:
             del self._by_client[session.client_id]
         for key in [k for k, sub in self._subs.items() if sub.session is session]:
             del self._subs[key]
+        for key in [k for k, summ in self._summaries.items() if summ.session is session]:
+            del self._summaries[key]

@@ -223,8 +223,8 @@ def open_order(version: int, v: OrderView) -> list[Field]:
     f += ["None", None, None, None, None, None, None, 0,  # adjusted* .. adjustableTrailingUnit
           "", "", "", None,  # softDollarTier name/val/displayName, cashQty
           False, False, False, None]  # dontUseAutoPriceForHedge .. usePriceMgmtAlgo
-    if version >= 159:
-        f.append(None)  # duration
+    if version >= 158:
+        f.append(None)  # duration (IBKR's decoder: MIN_SERVER_VER_DURATION = 158)
     if version >= 160:
         f.append(None)  # postToAts
     if version >= 162:

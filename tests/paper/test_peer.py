@@ -9,8 +9,7 @@ own record of requests it could not parse.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -32,13 +31,11 @@ from ib_async.decoder import Decoder
 from ib_async.order import Order
 
 from core.broker.base import OptionContract, OrderRequest
-from core.broker.scenario import demo_scenario_path, load_scenario
 from core.broker.sim import SimBroker
-from core.clock import ManualClock
-from tests.tws_peer import TwsPeer
-from tests.tws_peer.codec import field_text, split_fields
-from tests.tws_peer.contracts import Instrument
-from tests.tws_peer.orders import (
+from core.paper import TwsPeer
+from core.paper.codec import field_text, split_fields
+from core.paper.contracts import Instrument
+from core.paper.orders import (
     ComboLegSpec,
     MarginState,
     OrderView,
@@ -51,73 +48,11 @@ AAPL_DEC = date(2026, 12, 18)
 AAPL_PUT = OptionContract("AAPL", AAPL_DEC, 215.0, "P")
 HELD_200P = OptionContract("AAPL", AAPL_DEC, 200.0, "P")  # the scenario is short 2
 
-# --- the decode-error guard --------------------------------------------------------------
-
-#: ib_async messages that only appear when a frame was misread or misrouted.
-DECODE_SYMPTOMS = ("Error handling fields", "Error for ", "No order found", "Unknown reqId",
-                   "malformed value", "request timed out")
-
-
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture(autouse=True)
-def ib_async_decode_guard() -> Iterator[_Capture]:
-    capture = _Capture()
-    logger = logging.getLogger("ib_async")
-    logger.addHandler(capture)
-    try:
-        yield capture
-    finally:
-        logger.removeHandler(capture)
-    bad = [r for r in capture.records
-           if r.exc_info or r.name == "ib_async.Decoder"
-           or any(s in r.getMessage() for s in DECODE_SYMPTOMS)]
-    if bad:
-        pytest.fail("ib_async logged decode problems:\n" + "\n".join(
-            f"{r.name}: {r.getMessage()[:300]}" for r in bad))
-
-
-# --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sim() -> SimBroker:
-    world = load_scenario(demo_scenario_path())
-    sim = SimBroker(world, clock=ManualClock(world.now))
-    # The market calendar loads lazily (about a second, once per process): load it here
-    # so no test's timing includes it.
-    sim.calendar.options_trading(world.now, "AAPL")
-    return sim
-
-
-@pytest.fixture(params=[178])
-async def peer(request: pytest.FixtureRequest, sim: SimBroker) -> AsyncIterator[TwsPeer]:
-    p = TwsPeer(sim, server_version=request.param)
-    await p.start()
-    yield p
-    await p.stop()
-    assert p.failures == []
-
-
 async def connect(peer: TwsPeer, client_id: int = 1, **kwargs: Any) -> IB:
     ib = IB()
     await ib.connectAsync("127.0.0.1", peer.port, clientId=client_id,
                           timeout=kwargs.pop("timeout", 4), **kwargs)
     return ib
-
-
-@pytest.fixture
-async def ib(peer: TwsPeer) -> AsyncIterator[IB]:
-    client = await connect(peer)
-    yield client
-    client.disconnect()
 
 
 def errors_of(ib: IB) -> list[tuple[int, int, str]]:
@@ -421,7 +356,9 @@ async def test_marketable_sell_put_fills_with_commission_and_order_ref(
     # The position stream follows the fill.
     await until(lambda: any(p.contract.conId == option.conId for p in ib.positions()))
     [pos] = [p for p in ib.positions() if p.contract.conId == option.conId]
-    assert pos.position == -1 and pos.avgCost == pytest.approx(q.bid * 100)
+    # IBKR's average cost includes commission: a sale's proceeds net of it.
+    assert pos.position == -1
+    assert pos.avgCost == pytest.approx(q.bid * 100 - sim_fill.commission)
     # And a later reqExecutions replays it.
     [replayed] = await ib.reqExecutionsAsync()
     assert replayed.execution.execId == fill.execution.execId
@@ -483,8 +420,15 @@ async def test_bag_order_legs_follow_tws_sign_rules(ib: IB, sim: SimBroker) -> N
     t3 = ib.placeOrder(bag("BUY", "SELL"), LimitOrder("BUY", 1, 20.0, orderRef="roll-3"))
     await until(t3.isDone)
     assert t3.orderStatus.status == "Filled"
-    await until(lambda: len(t3.fills) == 2)
-    assert {f.execution.side for f in t3.fills} == {"BOT", "SLD"}
+    # As TWS reports a combo fill: each leg's execution, then the combo's own (BAG)
+    # execution at the net price, from which IBKR clients count the combo's fills.
+    await until(lambda: len(t3.fills) == 3)
+    legs = [f for f in t3.fills if f.contract.secType == "OPT"]
+    [combo] = [f for f in t3.fills if f.contract.secType == "BAG"]
+    assert {f.execution.side for f in legs} == {"BOT", "SLD"}
+    assert combo.execution.shares == 1 and combo.execution.side == "BOT"
+    assert combo.execution.price == pytest.approx(t3.orderStatus.avgFillPrice)
+    assert combo.execution.orderRef == "roll-3" and t3.filled() == 1
     held = {p.contract: p.quantity for p in await sim.positions() if p.contract}
     assert held[HELD_200P] == -1 and held[new] == -1
 

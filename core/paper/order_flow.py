@@ -45,6 +45,9 @@ from .orders import (
 )
 from .session import PeerOrder, Session
 
+READ_ONLY_TEXT = ("Error validating request.-'bO' : cause - The API interface is currently "
+                  "in Read-Only mode.")
+
 
 class OrderDesk(AccountDesk):
     def _on_sim_event(self, event: BrokerEvent) -> None:
@@ -83,6 +86,7 @@ class OrderDesk(AccountDesk):
     def _on_order_state(self, state: OrderState) -> None:
         po = self._order_for(state)
         before = po.status
+        combo_fill = self._combo_fill(po, state)
         po.request = state.request
         po.status = state.status.value
         po.filled, po.remaining = float(state.filled), float(state.remaining)
@@ -95,11 +99,30 @@ class OrderDesk(AccountDesk):
             return  # nobody connected: like TWS, the client catches up via reqOpenOrders
         if state.status is OrderStatus.INACTIVE and before != "Inactive":
             s.error(po.order_id, 201, f"Order rejected - reason:{state.message}")
+        if combo_fill is not None:
+            s.send(exec_details(s.version, combo_fill))
         if state.status is not OrderStatus.CANCELLED:
             s.send(open_order(s.version, po.view()))
         s.send(self._status_msg(po))
         if state.status is OrderStatus.CANCELLED and before != "Cancelled":
             s.error(po.order_id, 202, "Order Canceled - reason:")
+
+    def _combo_fill(self, po: PeerOrder, state: OrderState) -> ExecView | None:
+        """A combo's own execution (its BAG contract, the net price), which TWS reports
+        after its legs' executions: IBKR clients count a combo's fills from it."""
+        if not po.request.legs or state.filled <= po.filled:
+            return None
+        qty = state.filled - po.filled
+        total = (state.avg_fill_price or 0.0) * state.filled
+        price = (total - po.avg_fill_price * po.filled) / qty
+        po.combo_execs += 1
+        when = self.sim.clock.now().astimezone(NEW_YORK)
+        return ExecView(
+            -1, po.order_id, po.contract, f"sim.{po.sim_id}.bag{po.combo_execs}",
+            when.strftime("%Y%m%d %H:%M:%S US/Eastern"), self.account, "SMART",
+            "SLD" if po.action == "SELL" else "BOT", float(qty), round(price, 4),
+            po.perm_id, po.client_id, float(state.filled), state.avg_fill_price or price,
+            po.order_ref)
 
     def _status_msg(self, po: PeerOrder) -> list[Field]:
         return order_status(po.order_id, po.status, po.filled, po.remaining,
@@ -204,6 +227,9 @@ class OrderDesk(AccountDesk):
         cid = s.client_id
         assert cid is not None
         self._next_ids[cid] = max(self._next_ids.get(cid, 1), placed.order_id + 1)
+        if self.read_only_api:
+            s.error(placed.order_id, 321, READ_ONLY_TEXT)
+            return
         if placed.what_if:
             await self._what_if(s, placed)
             return
@@ -274,11 +300,18 @@ class OrderDesk(AccountDesk):
     async def _h_cancelOrder(self, s: Session, fields: list[str]) -> None:
         assert s.client_id is not None
         order_id = int(fields[2])
+        if self.read_only_api:
+            s.error(order_id, 321, READ_ONLY_TEXT)
+            return
         async with self._lock(s.client_id):
             po = self._orders.get((s.client_id, order_id))
             if po is None or po.sim_id is None:
                 s.error(order_id, 135, f"Can't find order with id = {order_id}")
                 return
+            if po.working and po.status != "PendingCancel":
+                # TWS acknowledges a cancel before the exchange confirms it.
+                po.status = "PendingCancel"
+                s.send(self._status_msg(po))
             try:
                 await self.sim.cancel_order(po.sim_id)
             except BrokerDisconnected:
