@@ -331,7 +331,13 @@ def _candidate_dict(c: Any) -> dict[str, Any]:
         "delta": None if c.delta is None else round(c.delta, 4),
         "volume": c.volume, "open_interest": c.open_interest, "sector": c.sector,
         "earnings_date": c.earnings_date.isoformat() if c.earnings_date else None,
-        "earnings_known": c.earnings_known, "score": c.score, "score_parts": c.score_parts,
+        "earnings_known": c.earnings_known,
+        # What the trade pays and risks (figures), then the score and its 0..1 parts.
+        "premium_per_contract": c.premium_per_contract,
+        "margin_per_contract": c.margin_per_contract, "return_on_margin": c.return_on_margin,
+        "annualised_return": c.annualised_return, "prob_otm": c.prob_otm,
+        "prob_otm_method": "N(d2)", "prob_otm_inputs": c.prob_otm_inputs,
+        "score": c.score, "score_parts": c.score_parts,
         "warnings": list(c.warnings), "source_row": c.source_row,
     }
 
@@ -403,14 +409,20 @@ def scan(
         for warning in result.warnings:
             out.print(f"[bold yellow]WARNING[/] {warning}")
         t = Table(title=f"Accepted ({len(result.accepted)})", title_justify="left")
-        for col in ("#", "Symbol", "Exp", "DTE", "Strike", "OTM%", "Bid", "Δ", "IVR",
-                    "Earnings", "Score"):
+        for col in ("#", "Symbol", "Exp", "DTE", "Strike", "OTM%", "Bid", "$/ct", "ROM",
+                    "Ann", "POTM", "Δ", "IVR", "Earnings", "Score"):
             t.add_column(col, no_wrap=True,
                          justify="left" if col in ("Symbol", "Exp", "Earnings") else "right")
         notes = []
+
+        def pc(x: float | None, spec: str = ".1%") -> str:
+            return "—" if x is None else format(x, spec)
+
         for n, c in enumerate(result.accepted, start=1):
             t.add_row(str(n), c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
                       f"{c.otm_pct:.1%}", f"{c.premium or 0:.2f}",
+                      pc(c.premium_per_contract, ",.0f"), pc(c.return_on_margin),
+                      pc(c.annualised_return), pc(c.prob_otm),
                       "—" if c.delta is None else f"{c.delta:.2f}",
                       "—" if c.iv_rank is None else f"{c.iv_rank:.0%}",
                       (f"{c.earnings_date:%m-%d}" if c.earnings_date else

@@ -105,7 +105,9 @@ class EngineState:
     @property
     def excess_liquidity_ratio(self) -> float | None:
         a = self.account
-        if a is None or a.excess_liquidity is None or not a.net_liquidation:
+        # No ratio over a NetLiquidation that is missing, zero or negative.
+        if a is None or a.excess_liquidity is None or a.net_liquidation is None \
+                or not 0 < a.net_liquidation < float("inf"):
             return None
         return a.excess_liquidity / a.net_liquidation
 
@@ -412,10 +414,11 @@ class Engine:
             log.info("Seeded %d open trades from the scenario", added)
 
     def _seed_equity(self) -> None:
-        if self._equity.has_history():
+        account = self.broker.info().account_id
+        if self._equity.has_history(account):
             return
         for moment, nlv in self._equity_seed:
-            self._equity.record(moment, nlv, source="scenario")
+            self._equity.record(moment, nlv, source="scenario", account=account)
         log.info("Seeded %d equity history points from the scenario", len(self._equity_seed))
 
     async def stop(self, reason: str = "PutDesk process stopping") -> None:
@@ -787,7 +790,7 @@ class Engine:
 
         def build() -> Journal:
             return build_journal(self.trades.all(), self.trades.entry_snapshot,
-                                 self._equity.history())
+                                 self._equity.history(account=self.broker.info().account_id))
 
         return await asyncio.to_thread(build)
 
@@ -855,7 +858,9 @@ class Engine:
         self._publish(**changes)
 
     async def equity_history(self, since: datetime | None = None) -> list[EquitySnapshot]:
-        return await asyncio.to_thread(self._equity.history, since)
+        """This account's equity history (one database may hold several accounts')."""
+        return await asyncio.to_thread(self._equity.history, since,
+                                       self.broker.info().account_id)
 
     def audit_event(self, kind: str, message: str, severity: str, actor: str,
                symbol: str | None = None, data: dict[str, Any] | None = None) -> None:
