@@ -86,7 +86,7 @@ def test_db_upgrade(env):
     r = putdesk(env, "db", "upgrade", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["revision"] == "0009"
+    assert data["revision"] == "0010"
     assert data["database"].startswith("sqlite:///")
 
 

@@ -29,7 +29,7 @@ def test_migrations_match_the_models(db):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                 SQLModel.metadata)
     assert diff == []
-    assert db.current_revision() == "0009"
+    assert db.current_revision() == "0010"
 
 
 def columns(db: Database, table: str) -> set[str]:
@@ -51,7 +51,7 @@ def test_each_spec_migration_is_its_own_revision(tmp_path):
     db.downgrade("base")
     assert inspect(db.engine).get_table_names() == ["alembic_version"]
     db.upgrade()
-    assert db.current_revision() == "0009"
+    assert db.current_revision() == "0010"
 
 
 def test_sqlite_is_wal_and_user_only(tmp_path):
@@ -124,7 +124,7 @@ def test_rows_from_before_the_account_column_are_claimed_by_the_first_account(tm
     """Revision 0009 keeps existing rows (account ""); the first account that records
     equity afterwards takes them, so a one-account desk keeps its peak and closes."""
     db = Database(f"sqlite:///{tmp_path}/m.db")
-    db.upgrade("0010")  # main's head before this revision (0009 is chained after it)
+    db.upgrade("0008")  # the shipped head before this revision
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO equity_snapshots (ts, net_liquidation, source) "
                           "VALUES ('2026-11-20 21:05:00', 125000.0, 'broker')"))
@@ -136,7 +136,7 @@ def test_rows_from_before_the_account_column_are_claimed_by_the_first_account(tm
     assert repo.peak_equity("U1234567") == 125_000.0
     repo.record(ny("2026-11-24T10:00:00"), 50_000.0, account="U7654321")
     assert repo.peak_equity("U7654321") == 50_000.0
-    db.downgrade("0010")
+    db.downgrade("0008")
     assert "account" not in columns(db, "equity_snapshots")
 
 

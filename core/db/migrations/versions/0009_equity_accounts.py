@@ -1,14 +1,10 @@
 """equity_snapshots.account: equity history (and so the loss breakers) per account
 
 Revision ID: 0009
-Revises: 0010
+Revises: 0008
 
 Existing rows are kept with account "" and are claimed by the first account that records
 equity after the upgrade (core/db/repos.py EquityRepo.record).
-
-Chained after 0010 (the order ledger, which revises 0008 and reached main first), not
-after 0008: a database already at 0010 must still get this column. The numbers are out
-of order; the chain is 0008 -> 0010 -> 0009.
 """
 
 from __future__ import annotations
@@ -17,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0010"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
