@@ -122,13 +122,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-#: One-shot commands on the paper gateway connect as 100..999 (from their pid), so they
-#: never take the console's PUTDESK_IBKR_CLIENT_ID (TWS refuses a client id in use).
+#: One-shot commands on the paper gateway connect as the lowest free id of 100..999, so
+#: they never take the console's PUTDESK_IBKR_CLIENT_ID (TWS refuses a client id in use),
+#: and a command run again after a crash (kill -9) gets its predecessor's id back: at
+#: IBKR only the id that placed an order may change it, so the new process can follow or
+#: cancel the order the dead one left working.
 CLI_CLIENT_IDS = (100, 900)
 
 
 def build_engine(settings: Settings, scenario: Path | None) -> Engine:
-    import os
 
     from core.broker.scenario import ScenarioError
     from core.config import ConfigError
@@ -141,7 +143,8 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
         fail(f"--scenario: file not found: {scenario}")
     first, span = CLI_CLIENT_IDS
     try:
-        return Engine.build(settings, scenario=scenario, client_id=first + os.getpid() % span)
+        return Engine.build(settings, scenario=scenario, client_id=first,
+                            spare_client_ids=span - 1)
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     except ConfigError as exc:

@@ -204,6 +204,7 @@ class Engine:
         clock: Clock | None = None,
         db: Database | None = None,
         client_id: int | None = None,
+        spare_client_ids: int = 0,
     ) -> Engine:
         """The engine for these settings: the paper gateway (started if none runs for this
         data directory), the in-process simulator, or IBKR; database from the URL.
@@ -243,7 +244,8 @@ class Engine:
                 "host": "127.0.0.1", "port": info.port,
                 "client_id": settings.ibkr.client_id if client_id is None else client_id})
             broker = IbkrBroker(ibkr, clock,
-                                pacing_msgs_per_sec=settings.validation.pacing_msgs_per_sec)
+                                pacing_msgs_per_sec=settings.validation.pacing_msgs_per_sec,
+                                spare_client_ids=spare_client_ids)
             seed = world.equity_closes()
             trades = world.open_trades()
             if settings.earnings.provider in ("auto", "scenario"):
