@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -59,14 +58,32 @@ def read_only_mode(on: bool) -> None:
         os.environ["PUTDESK_READ_ONLY"] = "true"
 
 
+def redact(text: str) -> str:
+    from core.redaction import redact as core_redact
+
+    return core_redact(text)
+
+
+def install_redacting_output() -> None:
+    """Everything this process prints from here on (tables, JSON, messages, a traceback)
+    goes through core.redaction, like the log (idempotent; typer's test runner puts its
+    own streams back after each command)."""
+    from core.redaction import RedactingStream
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"putdesk: {message}", err=True)
+    typer.echo(redact(f"putdesk: {message}"), err=True)
     raise typer.Exit(code)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        typer.echo(json.dumps(fmt.clean_floats(data), indent=2, default=str))
+        typer.echo(redact(json.dumps(fmt.clean_floats(data), indent=2, default=str)))
     else:
         human()
 
@@ -77,9 +94,11 @@ class SettingsProblem(Exception):
 
 def load(stderr_logs: bool = True) -> Settings:
     try:
-        return read_settings(stderr_logs)
+        settings = read_settings(stderr_logs)
     except SettingsProblem as exc:
         fail(str(exc))
+    install_redacting_output()
+    return settings
 
 
 def read_settings(stderr_logs: bool = True) -> Settings:
@@ -105,13 +124,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-#: One-shot commands on the paper gateway connect as 100..999 (from their pid), so they
-#: never take the console's PUTDESK_IBKR_CLIENT_ID (TWS refuses a client id in use).
+#: One-shot commands on the paper gateway connect as the lowest free id of 100..999, so
+#: they never take the console's PUTDESK_IBKR_CLIENT_ID (TWS refuses a client id in use),
+#: and a command run again after a crash (kill -9) gets its predecessor's id back: at
+#: IBKR only the id that placed an order may change it, so the new process can follow or
+#: cancel the order the dead one left working.
 CLI_CLIENT_IDS = (100, 900)
 
 
 def build_engine(settings: Settings, scenario: Path | None) -> Engine:
-    import os
 
     from core.broker.scenario import ScenarioError
     from core.config import ConfigError
@@ -124,7 +145,8 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
         fail(f"--scenario: file not found: {scenario}")
     first, span = CLI_CLIENT_IDS
     try:
-        return Engine.build(settings, scenario=scenario, client_id=first + os.getpid() % span)
+        return Engine.build(settings, scenario=scenario, client_id=first,
+                            spare_client_ids=span - 1)
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     except ConfigError as exc:
@@ -205,10 +227,13 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
 
     async def gather() -> dict[str, Any]:
         from core.broker.base import BrokerError
+        from core.db.session import DatabaseError
 
         try:
             await asyncio.to_thread(engine.db.upgrade)
             halt = await engine.sync_halt()
+        except DatabaseError as exc:  # it names the database and the cause
+            fail(str(exc), code=1)
         except Exception as exc:
             fail(f"database {engine.db.redacted_url}: {exc}", code=1)
         account = None
@@ -311,7 +336,13 @@ def _candidate_dict(c: Any) -> dict[str, Any]:
         "delta": None if c.delta is None else round(c.delta, 4),
         "volume": c.volume, "open_interest": c.open_interest, "sector": c.sector,
         "earnings_date": c.earnings_date.isoformat() if c.earnings_date else None,
-        "earnings_known": c.earnings_known, "score": c.score, "score_parts": c.score_parts,
+        "earnings_known": c.earnings_known,
+        # What the trade pays and risks (figures), then the score and its 0..1 parts.
+        "premium_per_contract": c.premium_per_contract,
+        "margin_per_contract": c.margin_per_contract, "return_on_margin": c.return_on_margin,
+        "annualised_return": c.annualised_return, "prob_otm": c.prob_otm,
+        "prob_otm_method": "N(d2)", "prob_otm_inputs": c.prob_otm_inputs,
+        "score": c.score, "score_parts": c.score_parts,
         "warnings": list(c.warnings), "source_row": c.source_row,
     }
 
@@ -335,11 +366,15 @@ def scan(
     async def go() -> Any:
         from core.actor import whoami
         from core.broker.base import BrokerError
+        from core.db.session import DatabaseError
         from core.screening.barchart_csv import BarchartCsvError
 
         try:
             await asyncio.to_thread(engine.db.upgrade)
             await engine.broker.connect()
+        except DatabaseError as exc:
+            await engine.stop()
+            fail(str(exc), code=1)
         except BrokerError as exc:
             await engine.stop()
             fail(f"broker: {exc}", code=1)
@@ -379,14 +414,20 @@ def scan(
         for warning in result.warnings:
             out.print(f"[bold yellow]WARNING[/] {warning}")
         t = Table(title=f"Accepted ({len(result.accepted)})", title_justify="left")
-        for col in ("#", "Symbol", "Exp", "DTE", "Strike", "OTM%", "Bid", "Δ", "IVR",
-                    "Earnings", "Score"):
+        for col in ("#", "Symbol", "Exp", "DTE", "Strike", "OTM%", "Bid", "$/ct", "ROM",
+                    "Ann", "POTM", "Δ", "IVR", "Earnings", "Score"):
             t.add_column(col, no_wrap=True,
                          justify="left" if col in ("Symbol", "Exp", "Earnings") else "right")
         notes = []
+
+        def pc(x: float | None, spec: str = ".1%") -> str:
+            return "—" if x is None else format(x, spec)
+
         for n, c in enumerate(result.accepted, start=1):
             t.add_row(str(n), c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
                       f"{c.otm_pct:.1%}", f"{c.premium or 0:.2f}",
+                      pc(c.premium_per_contract, ",.0f"), pc(c.return_on_margin),
+                      pc(c.annualised_return), pc(c.prob_otm),
                       "—" if c.delta is None else f"{c.delta:.2f}",
                       "—" if c.iv_rank is None else f"{c.iv_rank:.0%}",
                       (f"{c.earnings_date:%m-%d}" if c.earnings_date else
@@ -462,6 +503,12 @@ def print_decision(data: dict[str, Any]) -> None:
             out.print(f"  [yellow]{w['fallback_reason']}[/]")
 
 
+#: Sane ranges of the numbers `check` takes (the dearest US underlyings trade in the
+#: thousands; one order of more than 10,000 contracts is no naked-put book's).
+MAX_STRIKE = 100_000
+MAX_CONTRACTS = 10_000
+
+
 @app.command()
 def check(
     symbol: Annotated[str, typer.Argument(help="Underlying symbol, e.g. AAPL.")],
@@ -483,12 +530,15 @@ def check(
 
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.\- ]{0,9}", symbol.strip()):
         fail(f"SYMBOL: {symbol!r} is not a ticker symbol")
-    if not 0 < strike < math.inf:
-        fail(f"STRIKE: {strike:g} must be greater than 0 and finite")
-    if premium is not None and not 0 < premium < math.inf:
-        fail(f"--premium: {premium:g} must be greater than 0 and finite")
+    # Bounded, not just finite: 1e308 overflowed the sizing arithmetic.
+    if not 0 < strike <= MAX_STRIKE:
+        fail(f"STRIKE: {strike:g} must be greater than 0 and at most {MAX_STRIKE:,}")
+    if premium is not None and not 0 < premium <= MAX_STRIKE:
+        fail(f"--premium: {premium:g} must be greater than 0 and at most {MAX_STRIKE:,}")
     if contracts is not None and contracts < 1:
         fail(f"--contracts: {contracts} must be at least 1")
+    if contracts is not None and contracts > MAX_CONTRACTS:
+        fail(f"--contracts: {contracts} must be at most {MAX_CONTRACTS:,}")
     exp = _parse_expiration(expiration)
     settings = load()
     engine = build_engine(settings, scenario)
@@ -1183,14 +1233,72 @@ def emergency_stop(
     reason: Annotated[str, typer.Argument(help="Why (shown to whoever resumes).")] = "",
     json_out: JsonOpt = False,
 ) -> None:
-    """Halt trading now, in every PutDesk process on this database."""
-    from core.actor import whoami
+    """Halt trading now, in every PutDesk process on this database. Works at any schema
+    revision (no upgrade first); prints HALTED, or NOT HALTED with the reason and exits 1."""
+    import logging
 
-    settings = load()
-    switch = kill_switch(settings)
-    state = switch.halt(reason or "Manual emergency stop (CLI)", whoami("cli"))
-    emit(state.as_dict(), json_out,
-         lambda: typer.echo(f"TRADING HALTED: {state.reason} (since {state.since}, by {state.by})"))
+    from core.actor import whoami
+    from core.clock import SystemClock
+    from core.config import ConfigError, load_settings
+    from core.db.session import Database, DatabaseError, database_url, error_text
+    from core.logs import setup_logging
+    from core.risk.kill_switch import emergency_halt
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(f"NOT HALTED: {exc}")
+    try:
+        setup_logging(settings, stderr_level=logging.WARNING)
+    except OSError as exc:  # the halt matters more than the log
+        typer.echo(redact(f"putdesk: PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
+                          f"{exc.strerror}; halting anyway"), err=True)
+    install_redacting_output()
+    actor = whoami("cli")
+    why = ""
+    try:
+        db = Database(database_url(settings))
+    except DatabaseError as exc:
+        why = str(exc)
+    else:
+        try:
+            state, already = emergency_halt(db, reason or "Manual emergency stop (CLI)",
+                                            actor, SystemClock().now())
+        except Exception as exc:  # whatever it is, the operator must read that it failed
+            why = str(exc) if isinstance(exc, DatabaseError) else (
+                f"Database {db.redacted_url}: {error_text(exc)}")
+        finally:
+            db.dispose()
+    if why:
+        logging.getLogger("putdesk.cli").critical("NOT HALTED: %s", why)
+        run(_send_notification(settings, "CRITICAL", "halt_failed",
+                               f"EMERGENCY STOP FAILED, NOT HALTED: {why}"))
+        fail(f"NOT HALTED: {why}", code=1)
+    if not already:
+        from core.risk.kill_switch import announce
+
+        run(_send_notification(settings, announce=lambda n: announce(n, state)))
+    data = state.as_dict() | {"already_halted": already}
+    emit(data, json_out, lambda: typer.echo(
+        f"HALTED{' (already)' if already else ''}: {state.reason} (since {state.since}, "
+        f"by {state.by})"))
+
+
+async def _send_notification(settings: Settings, severity: str = "", kind: str = "",
+                             message: str = "", announce: Callable[[Any], None] | None = None
+                             ) -> None:
+    """Send one notification the way the console does (email/webhook by severity) and
+    wait for it, up to the channels' timeout."""
+    from core.clock import SystemClock
+    from core.notify import TIMEOUT_SECONDS, Notifier
+
+    notifier = Notifier(settings.notify, SystemClock())
+    if announce is not None:
+        announce(notifier)
+    else:
+        notifier.notify(severity, kind, message)
+    await notifier.drain(within=TIMEOUT_SECONDS + 5)
+    await notifier.close()
 
 
 @app.command("resume-trading")

@@ -45,7 +45,7 @@ from core.db.repos import (
     SystemStateRepo,
     TradeRepo,
 )
-from core.db.session import Database, database_url, error_text
+from core.db.session import Database, DatabaseError, database_url, error_text
 from core.db.tables import EquitySnapshot, StagedOrder
 from core.execution.adaptive import AdaptiveOrderExecutor
 from core.execution.ledger import RISK_ADDING, OrderLedger
@@ -60,8 +60,9 @@ from core.monitoring.exits import ExitManager
 from core.monitoring.positions import PositionMonitor
 from core.monitoring.rolls import RollManager
 from core.notify import Notifier
+from core.redaction import redact
 from core.risk.governor import RiskGovernor
-from core.risk.kill_switch import HaltState, KillSwitch
+from core.risk.kill_switch import HaltState, KillSwitch, announce
 from core.risk.margin import AccountHealth, MarginChecker
 
 if TYPE_CHECKING:
@@ -104,7 +105,9 @@ class EngineState:
     @property
     def excess_liquidity_ratio(self) -> float | None:
         a = self.account
-        if a is None or a.excess_liquidity is None or not a.net_liquidation:
+        # No ratio over a NetLiquidation that is missing, zero or negative.
+        if a is None or a.excess_liquidity is None or a.net_liquidation is None \
+                or not 0 < a.net_liquidation < float("inf"):
             return None
         return a.excess_liquidity / a.net_liquidation
 
@@ -201,6 +204,7 @@ class Engine:
         clock: Clock | None = None,
         db: Database | None = None,
         client_id: int | None = None,
+        spare_client_ids: int = 0,
     ) -> Engine:
         """The engine for these settings: the paper gateway (started if none runs for this
         data directory), the in-process simulator, or IBKR; database from the URL.
@@ -218,7 +222,7 @@ class Engine:
             from core.broker.sim import SimBroker
 
             path = scenario or settings.app.sim_scenario or demo_scenario_path()
-            world = load_scenario(path)
+            world = load_scenario(path, round(settings.app.scenario_max_mb * 1024 * 1024))
             clock = clock or ShiftedClock(world.now)
             broker = SimBroker(world, clock=clock, calendar=calendar, seed=settings.app.sim_seed,
                                rate=settings.app.sim_rate, label=Path(path).name)
@@ -240,7 +244,8 @@ class Engine:
                 "host": "127.0.0.1", "port": info.port,
                 "client_id": settings.ibkr.client_id if client_id is None else client_id})
             broker = IbkrBroker(ibkr, clock,
-                                pacing_msgs_per_sec=settings.validation.pacing_msgs_per_sec)
+                                pacing_msgs_per_sec=settings.validation.pacing_msgs_per_sec,
+                                spare_client_ids=spare_client_ids)
             seed = world.equity_closes()
             trades = world.open_trades()
             if settings.earnings.provider in ("auto", "scenario"):
@@ -270,6 +275,8 @@ class Engine:
             self._listeners.remove(listener)
 
     def _publish(self, **changes: object) -> None:
+        if isinstance(changes.get("last_message"), str):  # on every screen: redacted
+            changes["last_message"] = redact(str(changes["last_message"]))
         self._state = replace(self._state, now=self.clock.now(), broker=self.broker.info(),
                               halt=self.kill_switch.state, **changes)  # type: ignore[arg-type]
         for listener in list(self._listeners):
@@ -303,8 +310,7 @@ class Engine:
             if stopped:
                 log.warning("Halt: cancelling %d working opening order(s): %s", len(stopped),
                             ", ".join(stopped))
-            self.notifier.notify("CRITICAL", "halt", f"TRADING HALTED: {state.reason}",
-                                 data={"by": state.by, "persisted": state.persisted})
+            announce(self.notifier, state)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
         if isinstance(event, ConnectionChanged):
@@ -330,6 +336,10 @@ class Engine:
         self._loop_ref = asyncio.get_running_loop()
         try:
             await asyncio.to_thread(self.db.upgrade)
+        except DatabaseError as exc:  # it names the URL already: say it once
+            url = self.db.redacted_url
+            cause = str(exc).removeprefix(f"Database {url}: ")
+            raise EngineError(f"Database {url} unusable: {cause}") from exc
         except Exception as exc:
             raise EngineError(f"Database {self.db.redacted_url} unusable: {exc}") from exc
         await asyncio.to_thread(self.kill_switch.sync)
@@ -406,10 +416,11 @@ class Engine:
             log.info("Seeded %d open trades from the scenario", added)
 
     def _seed_equity(self) -> None:
-        if self._equity.has_history():
+        account = self.broker.info().account_id
+        if self._equity.has_history(account):
             return
         for moment, nlv in self._equity_seed:
-            self._equity.record(moment, nlv, source="scenario")
+            self._equity.record(moment, nlv, source="scenario", account=account)
         log.info("Seeded %d equity history points from the scenario", len(self._equity_seed))
 
     async def stop(self, reason: str = "PutDesk process stopping") -> None:
@@ -781,7 +792,7 @@ class Engine:
 
         def build() -> Journal:
             return build_journal(self.trades.all(), self.trades.entry_snapshot,
-                                 self._equity.history())
+                                 self._equity.history(account=self.broker.info().account_id))
 
         return await asyncio.to_thread(build)
 
@@ -849,7 +860,9 @@ class Engine:
         self._publish(**changes)
 
     async def equity_history(self, since: datetime | None = None) -> list[EquitySnapshot]:
-        return await asyncio.to_thread(self._equity.history, since)
+        """This account's equity history (one database may hold several accounts')."""
+        return await asyncio.to_thread(self._equity.history, since,
+                                       self.broker.info().account_id)
 
     def audit_event(self, kind: str, message: str, severity: str, actor: str,
                symbol: str | None = None, data: dict[str, Any] | None = None) -> None:

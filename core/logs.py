@@ -3,8 +3,8 @@
 Two lines of defence. At the source, nothing PutDesk logs carries a secret (errors name
 the channel or the host, never the URL), and httpx/httpcore records have every URL cut to
 scheme://host:port by a filter on those loggers themselves, so it applies to every
-handler (a test's capture included). Last, each PutDesk handler replaces the configured
-secret values with '***' in the message and in any traceback.
+handler (a test's capture included). Last, each PutDesk handler passes the message and
+any traceback through core.redaction (the one redaction path of every output).
 
 The log file is created user-only (0600), rotated files too; a directory PutDesk creates
 for it is 0700.
@@ -20,7 +20,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from core import redaction
 from core.config import Settings
+from core.redaction import secret_values
 
 FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 #: The loggers of the HTTP client: httpx logs every request's full URL at INFO (the
@@ -68,22 +70,21 @@ def guard_http_logs() -> None:
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every configured secret value with '***' in the formatted message and
-    in the traceback (chained exceptions included)."""
+    """On a handler: the formatted message and the traceback (chained exceptions
+    included) through `core.redaction.redact`, with these secret values registered."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        redaction.register(secrets, source="log")
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redaction.redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
             return True
-        message = record.getMessage()
         redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
@@ -95,33 +96,6 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         return True
-
-
-def secret_values(settings: Settings) -> list[str]:
-    """Every secret as it could appear in text: the values, and the parts of URLs."""
-    from urllib.parse import unquote, urlsplit
-
-    values: list[str] = []
-    for secret in (settings.screener.api_key, settings.earnings.fmp_api_key,
-                   settings.notify.smtp_password):
-        if secret is not None:
-            values.append(secret.get_secret_value())
-    if settings.notify.webhook_url is not None:
-        url = settings.notify.webhook_url.get_secret_value()
-        values.append(url)
-        parts = urlsplit(url)
-        # The path and query carry the token (Slack, Discord); a client may print them
-        # apart from the host, or normalised.
-        tail = parts.path + (f"?{parts.query}" if parts.query else "")
-        if len(tail) >= 8:
-            values += [tail, unquote(tail)]
-        if parts.password:
-            values += [parts.password, unquote(parts.password)]
-    if settings.app.database_url is not None:
-        password = urlsplit(settings.app.database_url.get_secret_value()).password
-        if password:
-            values += [password, unquote(password)]
-    return values
 
 
 class UserOnlyFileHandler(logging.handlers.RotatingFileHandler):

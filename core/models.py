@@ -48,8 +48,15 @@ class Candidate:
     spread_pct: float | None = None
     iv_rank: float | None = None
     current_iv: float | None = None
+    option_iv: float | None = None  # the option's own IV from the live quote
+    # Figures a trader reads (filled at scoring; None when they cannot be computed):
+    margin_per_contract: float | None = None  # IBKR's Reg T rule, $
+    return_on_margin: float | None = None  # premium / margin, this trade
+    annualised_return: float | None = None  # return_on_margin x 365 / DTE
+    prob_otm: float | None = None  # N(d2): probability the put expires out of the money
+    prob_otm_inputs: dict[str, float] = field(default_factory=dict)  # iv, rate, years
     score: float | None = None
-    score_parts: dict[str, float] = field(default_factory=dict)
+    score_parts: dict[str, float] = field(default_factory=dict)  # each a 0..1 score
     sector: str | None = None
     warnings: tuple[str, ...] = ()
 
@@ -65,6 +72,10 @@ class Candidate:
     def premium(self) -> float | None:
         """What a sale would collect per share: the live bid when validated, else the source's."""
         return self.live_bid if self.live_bid is not None else self.bid
+
+    @property
+    def premium_per_contract(self) -> float | None:
+        return None if self.premium is None else round(self.premium * 100, 2)
 
     def but(self, **changes: Any) -> Candidate:
         return replace(self, **changes)
@@ -186,6 +197,7 @@ class SizingResult:
     requested: int | None = None
     vix_halted: bool = False
     explanation: str = ""
+    log_text: str = ""  # the spec's "Position size: ..." and "VIX=..." lines, as logged
 
     def as_dict(self) -> dict[str, Any]:
         return {"contracts": self.contracts, "fixed": self.fixed, "risk_based": self.risk_based,

@@ -9,7 +9,9 @@ EMERGENCY log + email + webhook, repeated every NOTIFY_EMERGENCY_REPEAT_MINUTES 
 Sending happens in background tasks (SMTP in a worker thread, webhooks with httpx), so a
 slow or dead channel never holds up trading. A failing channel logs an error and is
 otherwise ignored. The webhook URL and the SMTP password are secrets: they are never
-logged or shown (the log names the channel, not its address).
+logged or shown (the log names the channel, not its address). Every message sent and
+every channel error goes through core.redaction (a server may echo what it received:
+an SMTP rejection quoting the AUTH PLAIN payload).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from urllib.parse import urlparse
 from core.clock import Clock, new_york
 from core.config import NotifySettings
 from core.logs import guard_http_logs
+from core.redaction import redact, register, smtp_auth_payloads
 
 log = logging.getLogger("putdesk.notify")
 
@@ -86,6 +89,7 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self.emergencies: dict[str, Notification] = {}
         self.sent: list[tuple[str, str]] = []  # (channel, notification id): for the screen
+        register(_secrets(settings), source="notifier")
 
     @property
     def email_enabled(self) -> bool:
@@ -100,7 +104,8 @@ class Notifier:
                data: dict[str, Any] | None = None) -> Notification:
         """Log now; email/webhook in the background. Never raises, never blocks."""
         severity = severity if severity in LEVELS else "WARNING"
-        n = Notification(severity, kind, message, self.clock.now(), symbol, dict(data or {}))
+        n = Notification(severity, kind, redact(message), self.clock.now(), symbol,
+                         dict(data or {}))
         level = LEVELS[severity]
         if level >= LEVELS["WARNING"] and self.email_enabled:
             self._spawn(self._email(n))
@@ -214,10 +219,15 @@ class Notifier:
             log.error("Webhook notification (%s) failed: %s", kind, type(exc).__name__)
 
 
+def _secrets(s: NotifySettings) -> list[str]:
+    values = [secret.get_secret_value() for secret in (s.smtp_password, s.webhook_url)
+              if secret is not None]
+    if s.smtp_password is not None and s.smtp_password.get_secret_value():
+        values += smtp_auth_payloads(s.smtp_user or "", s.smtp_password.get_secret_value())
+    return values
+
+
 def _safe(exc: BaseException, s: NotifySettings) -> str:
-    """An exception's text without the secrets it might carry."""
-    text = str(exc) or type(exc).__name__
-    for secret in (s.smtp_password, s.webhook_url):
-        if secret is not None:
-            text = text.replace(secret.get_secret_value(), "***")
-    return text
+    """An exception's text without the secrets it might carry (a server's echo of the
+    AUTH payload included)."""
+    return redact(str(exc) or type(exc).__name__, _secrets(s))

@@ -27,20 +27,23 @@ if TYPE_CHECKING:
 
 DEMO_CSV = Path(__file__).parents[1] / "core" / "data" / "scenarios" / "demo-barchart.csv"
 
-#: column key -> (label, width). The score and the figures it rests on come first: 80
-#: columns show them up to IV rank; the score parts follow.
+#: column key -> (label, width). The score and the figures a trader reads come first
+#: (premium per contract, annualised return on margin, probability OTM from N(d2)); 80
+#: columns show them up to OTM%; the score parts (0..1 scores, "s·" labels) follow.
 COLUMNS: dict[str, tuple[str, int]] = {
     "mark": ("", 1), "note": ("!", 1), "symbol": ("Symbol", 6), "exp": ("Exp", 5),
     "dte": ("DTE", 3), "strike": ("Strike", 7), "score": ("Score", 5),
+    "prem": ("$/ct", 5), "ann": ("Ann%", 5), "potm": ("POTM", 5), "rom": ("ROM", 5),
     "otm": ("OTM%", 5), "bid": ("Bid", 5), "delta": ("Δ", 5), "ivr": ("IVR", 4),
-    "earn": ("Earn", 5), "spread": ("Sprd", 4), "ret": ("Ret", 4), "prob": ("POTM", 4),
-    "liq": ("Liq", 4), "pen": ("Pen", 4),
+    "earn": ("Earn", 5), "spread": ("Sprd", 4), "ret": ("s·Ret", 5),
+    "prob": ("s·POT", 5), "liq": ("s·Liq", 5), "pen": ("Pen", 4),
 }
 SORTS = {
     "score": lambda c: -(c.score or 0), "symbol": lambda c: c.symbol, "dte": lambda c: c.dte,
     "otm": lambda c: -c.otm_pct, "ivr": lambda c: -(c.iv_rank or 0),
-    "ret": lambda c: -c.score_parts.get("return", 0), "strike": lambda c: c.strike,
-    "exp": lambda c: c.expiration, "bid": lambda c: -(c.premium or 0),
+    "ann": lambda c: -(c.annualised_return or 0), "potm": lambda c: -(c.prob_otm or 0),
+    "strike": lambda c: c.strike, "exp": lambda c: c.expiration,
+    "bid": lambda c: -(c.premium or 0),
 }
 
 
@@ -250,6 +253,8 @@ class CandidatesScreen(DeskScreen):
                 Text("⚠", style=YELLOW) if c.warnings else "",
                 c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
                 Text(f"{c.score:.3f}", style="bold"),
+                _f(c.premium_per_contract, ",.0f"), _f(c.annualised_return, ".0%"),
+                _f(c.prob_otm, ".1%"), _f(c.return_on_margin, ".1%"),
                 pct(c.otm_pct), _f(c.premium, ".2f"), _f(c.delta, ".2f"),
                 _f(c.iv_rank, ".0%"), earn, _f(c.spread_pct, ".0%"),
                 _f(parts.get("return"), ".2f"), _f(parts.get("prob_otm"), ".2f"),
@@ -352,12 +357,18 @@ class CandidateDetail(DeskModal[None]):
         t.append(f"IV now {_f(c.current_iv, '.1%')} · IV rank {_f(c.iv_rank, '.0%')}"
                  f" (Barchart's: {_f(c.source_iv_rank, '.0%')}) · raw IV in file "
                  f"{_f(c.raw_iv, '.1%')}\n")
+        t.append(f"Premium {_f(c.premium_per_contract, ',.2f')} per contract · margin "
+                 f"{_f(c.margin_per_contract, ',.2f')} (IBKR Reg T) · return on margin "
+                 f"{_f(c.return_on_margin, '.2%')} · annualised {_f(c.annualised_return, '.1%')}"
+                 f" · P(OTM) {_f(c.prob_otm, '.1%')} = N(d2)"
+                 + (f" at IV {c.prob_otm_inputs['iv']:.1%}, r {c.prob_otm_inputs['rate']:.2%}"
+                    if c.prob_otm_inputs else "") + "\n")
         earnings = (f"next report {c.earnings_date:%Y-%m-%d}, after expiration"
                     if c.earnings_date else "UNKNOWN (provider had no data)"
                     if c.earnings_known is False else "no report expected")
         t.append(f"Earnings: {earnings}\n")
         t.append("Score ", style="bold")
-        t.append(f"{c.score:.3f} = (" + " + ".join(
+        t.append(f"{c.score:.3f} (0..1 scores) = (" + " + ".join(
             f"{WEIGHTS[k]:g}×{k} {c.score_parts.get(k, 0):.2f}" for k in WEIGHTS)
             + f") × (1 − penalty {c.score_parts.get('penalty', 0):.2f})\n")
         for w in c.warnings:

@@ -199,7 +199,7 @@ class OverviewScreen(DeskScreen):
         summary = Table.grid(padding=(0, 2))
         summary.add_column(style="dim", no_wrap=True)
         summary.add_column(no_wrap=False)
-        summary.add_row("P&L", _pnl_line(book))
+        summary.add_row("P&L", _pnl_line(book, narrow))
         summary.add_row("Act next", self._actions_line(book, state))
         summary.add_row("Orders", _orders_line(book, narrow))
         summary.add_row("Risk", _greeks_line(book, narrow))
@@ -232,10 +232,12 @@ def _signed(value: float | None) -> Text:
     return Text(pnl(value), style=GREEN if value > 0 else RED if value < 0 else "")
 
 
-def _pnl_line(book: BookSummary) -> Text:
+def _pnl_line(book: BookSummary, narrow: bool) -> Text:
     t = Text("day ")
     t.append_text(_signed(book.day_pnl) if book.day_pnl is not None
-                  else Text("— (no equity at today's start)", style="dim"))
+                  else Text("— (no previous close recorded)", style="dim"))
+    if book.day_pnl is not None and not narrow and book.day_basis:
+        t.append(f" ({book.day_basis})", style="dim")
     t.append(" · since inception ")
     t.append_text(_signed(book.inception_pnl) if book.inception_pnl is not None
                   else Text("— (a position has no price)", style=YELLOW))

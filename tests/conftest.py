@@ -13,6 +13,9 @@ from core.config import all_settings_defaults
 from core.db.session import Database
 from tests.postgres_server import PostgresUnavailable, postgres_server
 
+#: The fuzz seed and budget (printed in the header; see tests/fuzz/__init__.py).
+pytest_plugins = ["tests.fuzz.plugin"]
+
 # --- isolation: no developer .env, no real home, no stray settings --------------------
 
 

@@ -101,12 +101,21 @@ READ_ONLY = ("The IBKR connection is read-only (PUTDESK_IBKR_READONLY): orders a
              "what-if requests are disabled")
 
 
+class ClientIdInUse(BrokerError):
+    """TWS refused the client id: another session holds it (326)."""
+
+
 class IbkrBroker:
     def __init__(self, settings: IBKRSettings, clock: Clock | None = None,
-                 pacing_msgs_per_sec: float = 45.0) -> None:
+                 pacing_msgs_per_sec: float = 45.0, spare_client_ids: int = 0) -> None:
+        """`spare_client_ids`: when the client id is in use (326), try the next ones, up
+        to this many. A one-shot command then takes the lowest free id of its range, so
+        the same command run again after a crash gets its predecessor's id back, and with
+        it (as at IBKR) the right to change the orders that id placed."""
         from ib_async import IB
 
         self.settings = settings
+        self._spare_client_ids = spare_client_ids
         self.clock = clock or SystemClock()
         self.ib = IB()
         # Request errors (200, 321, 162 ...) as exceptions with their code, not as empty
@@ -178,11 +187,23 @@ class IbkrBroker:
                 self._ready = True
                 self._emit(ConnectionChanged(True))
             return
-        s = self.settings
+        for spare in range(self._spare_client_ids, -1, -1):
+            try:
+                await self._connect_as(self.settings)
+                return
+            except ClientIdInUse:
+                if not spare:
+                    raise
+                self.settings = self.settings.model_copy(
+                    update={"client_id": self.settings.client_id + 1})
+
+    async def _connect_as(self, s: IBKRSettings) -> None:
         self._closing = False
         self._refused = asyncio.Event()
         try:
             await self._connect_or_refused(s)
+        except ClientIdInUse:
+            raise
         except ConnectionRefusedError:
             self._fail(f"Cannot reach TWS/IB Gateway at {self.where} (connection refused). "
                        "Is it running with the API enabled (Configure > API > Settings: "
@@ -250,14 +271,14 @@ class IbkrBroker:
                 await connecting
             self._fail(f"Client id {s.client_id} is already in use at {self.where} (IBKR "
                        "326): another PutDesk or API session holds it. Give this instance "
-                       "its own PUTDESK_IBKR_CLIENT_ID.")
+                       "its own PUTDESK_IBKR_CLIENT_ID.", ClientIdInUse)
         connecting.result()
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, kind: type[BrokerError] = BrokerError) -> None:
         self._last_error = message
         with contextlib.suppress(Exception):
             self.ib.disconnect()
-        raise BrokerError(message, code=502)
+        raise kind(message, code=502)
 
     async def disconnect(self) -> None:
         self._closing = True

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -222,10 +224,49 @@ def _message(error: Any) -> str:
     return msg
 
 
-def load_scenario(path: Path | str) -> Scenario:
+#: The default size limit of a scenario file (PUTDESK_SCENARIO_MAX_MB): the demo is a
+#: few kilobytes; a world of thousands of positions is well under a megabyte.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_limited(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`. Opened non-blocking so a FIFO
+    is refused at once instead of waiting for a writer; /dev/zero and its kind are refused
+    before a byte is read; a file that grows while read stops at the limit."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ScenarioError(f"(file): {path} is {_file_kind(info.st_mode)}, not a "
+                                "regular file")
+        if info.st_size > max_bytes:
+            raise ScenarioError(_too_big(path, info.st_size, max_bytes))
+        os.set_blocking(fd, True)
+        data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ScenarioError(_too_big(path, len(data), max_bytes))
+        return data
+
+
+def _too_big(path: Path, size: int, max_bytes: int) -> str:
+    return (f"(file): {path} is {size:,} bytes, above the limit of {max_bytes:,} "
+            "(PUTDESK_SCENARIO_MAX_MB)")
+
+
+def load_scenario(path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES) -> Scenario:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is fine
+        # utf-8-sig: a BOM (Windows editors) is fine
+        text = _read_limited(path, max_bytes).decode("utf-8-sig")
     except OSError as exc:
         raise ScenarioError(f"(file): cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

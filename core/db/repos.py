@@ -4,7 +4,7 @@ here), so tests and the simulator decide what "now" is."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
@@ -23,6 +23,7 @@ from core.db.tables import (
     Trade,
     TradeEntrySnapshot,
 )
+from core.redaction import redact
 
 
 def _table(model: type[Any]) -> Any:
@@ -62,9 +63,11 @@ class AuditRepo:
     def record(self, kind: str, message: str, *, ts: datetime, severity: str = "INFO",
                actor: str = "", source: str = "", symbol: str | None = None,
                data: dict[str, Any] | None = None) -> AuditEvent:
+        # Audit rows are output too (the Log screen, `putdesk audit`): one redaction path.
         event = AuditEvent(ts=ts, kind=kind, severity=severity, actor=actor[:200],
-                           source=source, symbol=symbol, message=message,
-                           data=json.dumps(data, default=str) if data is not None else None)
+                           source=source, symbol=symbol, message=redact(message),
+                           data=(redact(json.dumps(data, default=str)) if data is not None
+                                 else None))
         with self.db.session() as session:
             session.add(event)
             session.flush()
@@ -89,54 +92,80 @@ def _ny_day_bounds(ts: datetime, days_back: int = 0) -> datetime:
     return start.replace(tzinfo=None).replace(tzinfo=NEW_YORK)
 
 
+def _ny_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), NEW_YORK)
+
+
+#: Rows that are a session's closing NetLiquidation: recorded at (or after) a close, or a
+#: scenario's equity history (a list of daily closes).
+CLOSE_SOURCES = ("close", "scenario")
+
+
 class EquityRepo:
-    """Equity history: the breakers' memory across restarts (spec 6.1A)."""
+    """Equity history per account: the breakers' memory across restarts (spec 6.1A).
+    Rows from before the account column (account "") belong to the first account that
+    records equity after the upgrade: a one-account desk keeps its peak and closes."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def record(self, ts: datetime, net_liquidation: float, source: str = "broker",
-               excess_liquidity: float | None = None) -> None:
+               excess_liquidity: float | None = None, account: str = "") -> None:
         with self.db.session() as session:
+            if account and session.exec(select(EquitySnapshot.id).where(
+                    EquitySnapshot.account == account).limit(1)).first() is None:
+                session.execute(update(EquitySnapshot).where(
+                    col(EquitySnapshot.account) == "").values(account=account))
             session.add(EquitySnapshot(ts=ts, net_liquidation=net_liquidation, source=source,
-                                       excess_liquidity=excess_liquidity))
+                                       excess_liquidity=excess_liquidity, account=account))
 
-    def _first_since(self, start: datetime, end: datetime) -> float | None:
+    def _one(self, query: Any) -> tuple[datetime, float] | None:
+        with self.db.session() as session:
+            row = session.exec(query.limit(1)).first()
+            return (row.ts, row.net_liquidation) if row else None
+
+    def last_close(self, account: str, first_day: date, last_day: date
+                   ) -> tuple[datetime, float] | None:
+        """The latest close recorded on a New York day in [first_day, last_day]."""
         query = (select(EquitySnapshot)
-                 .where(col(EquitySnapshot.ts) >= start, col(EquitySnapshot.ts) < end)
-                 .order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id)).limit(1))
+                 .where(EquitySnapshot.account == account,
+                        col(EquitySnapshot.source).in_(CLOSE_SOURCES),
+                        col(EquitySnapshot.ts) >= _ny_midnight(first_day),
+                        col(EquitySnapshot.ts) < _ny_midnight(last_day + timedelta(days=1)))
+                 .order_by(col(EquitySnapshot.ts).desc(), col(EquitySnapshot.id).desc()))
+        return self._one(query)
+
+    def first_since(self, account: str, start: datetime) -> tuple[datetime, float] | None:
+        """The first equity recorded at or after `start`."""
+        query = (select(EquitySnapshot)
+                 .where(EquitySnapshot.account == account, col(EquitySnapshot.ts) >= start)
+                 .order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id)))
+        return self._one(query)
+
+    def peak_equity(self, account: str = "") -> float | None:
         with self.db.session() as session:
-            row = session.exec(query).first()
-            return row.net_liquidation if row else None
-
-    def day_start_equity(self, ts: datetime) -> float | None:
-        """First equity recorded on ts's New York calendar day."""
-        start = _ny_day_bounds(ts)
-        return self._first_since(start, start + timedelta(days=1))
-
-    def week_start_equity(self, ts: datetime) -> float | None:
-        """First equity of the ISO week (Monday-Sunday, New York) containing ts — the
-        week's real start, even when the first record is mid-week."""
-        ny = ts.astimezone(NEW_YORK)
-        start = _ny_day_bounds(ts, days_back=ny.weekday())
-        return self._first_since(start, start + timedelta(days=7))
-
-    def peak_equity(self) -> float | None:
-        with self.db.session() as session:
-            value = session.exec(select(func.max(EquitySnapshot.net_liquidation))).one()
+            value = session.exec(select(func.max(EquitySnapshot.net_liquidation))
+                                 .where(EquitySnapshot.account == account)).one()
             return float(value) if value is not None else None
 
-    def history(self, since: datetime | None = None) -> list[EquitySnapshot]:
+    def history(self, since: datetime | None = None, account: str | None = None
+                ) -> list[EquitySnapshot]:
+        """Oldest first; one account's when `account` is given."""
         query = select(EquitySnapshot)
         if since is not None:
             query = query.where(col(EquitySnapshot.ts) >= since)
+        if account is not None:
+            query = query.where(EquitySnapshot.account == account)
         with self.db.session() as session:
             return list(session.exec(
                 query.order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id))).all())
 
-    def has_history(self) -> bool:
+    def has_history(self, account: str | None = None) -> bool:
+        query = select(EquitySnapshot.id)
+        if account is not None:
+            query = query.where(EquitySnapshot.account == account)
         with self.db.session() as session:
-            return session.exec(select(EquitySnapshot.id).limit(1)).first() is not None
+            return session.exec(query.limit(1)).first() is not None
 
 
 class TradeRepo:

@@ -139,7 +139,9 @@ class EquitySnapshot(SQLModel, table=True):
     ts: datetime = _ts(index=True)
     net_liquidation: float
     excess_liquidity: float | None = None
+    #: "broker" (an observation), "close" (a session's closing figure), "scenario"
     source: str = Field(default="broker", max_length=32)
+    account: str = Field(default="", max_length=32, index=True)  # "" = before revision 0009
 
 
 class EarningsCache(SQLModel, table=True):

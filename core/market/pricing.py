@@ -144,9 +144,11 @@ def ibkr_short_option_margin(underlying: ArrayLike, strike: ArrayLike, option_pr
                              right: Literal["P", "C"] = "P", broad_index: ArrayLike = False,
                              multiplier: float = 100.0) -> Array:
     """IBKR's Reg T initial (= maintenance) margin per short contract:
-    option price + max(pct x underlying - OTM amount, 10% x strike [put] / underlying [call]),
-    pct 20% (15% for broad-based index ETFs), at least $2.50 per share; x multiplier.
-    Example: stock 100, 95 put at 1.50 -> (1.50 + max(20 - 5, 9.5)) x 100 = $1,650."""
+    option price + max(pct x underlying - OTM amount, 10% x strike [put] / underlying [call],
+    $2.50), pct 20% (15% for broad-based index ETFs); x multiplier. The $2.50 per share is
+    one of the max()'s terms, as IBKR's rule reads, not a floor under the whole sum.
+    Examples: stock 100, 95 put at 1.50 -> (1.50 + max(20 - 5, 9.5, 2.5)) x 100 = $1,650;
+    PFE 22 put at 0.30 with PFE at 25 -> (0.30 + max(2.0, 2.2, 2.5)) x 100 = $280."""
     if all(isinstance(x, (int, float)) for x in (underlying, strike, option_price)) \
             and isinstance(broad_index, bool):
         # One contract at a time (the governor, thousands a second): plain floats are
@@ -154,9 +156,9 @@ def ibkr_short_option_margin(underlying: ArrayLike, strike: ArrayLike, option_pr
         u, k0, p0 = float(underlying), float(strike), float(option_price)
         rate = 0.15 if broad_index else 0.20
         if right == "P":
-            value = max(p0 + max(rate * u - max(u - k0, 0.0), 0.10 * k0), 2.50)
+            value = p0 + max(rate * u - max(u - k0, 0.0), 0.10 * k0, 2.50)
         else:
-            value = max(p0 + max(rate * u - max(k0 - u, 0.0), 0.10 * u), 2.50)
+            value = p0 + max(rate * u - max(k0 - u, 0.0), 0.10 * u, 2.50)
         return np.asarray(value * multiplier)
     s, k, p = map(_arr, (underlying, strike, option_price))
     pct = np.where(np.asarray(broad_index, dtype=bool), 0.15, 0.20)
@@ -166,9 +168,20 @@ def ibkr_short_option_margin(underlying: ArrayLike, strike: ArrayLike, option_pr
     else:
         otm = np.maximum(k - s, 0.0)
         floor = 0.10 * s
-    per_share = np.maximum(p + np.maximum(pct * s - otm, floor), 2.50)
+    per_share = p + np.maximum(np.maximum(pct * s - otm, floor), 2.50)
     return per_share * multiplier
 
 
 def is_broad_index(symbol: str) -> bool:
     return symbol.upper() in BROAD_INDEX_ETFS
+
+
+def prob_above(s: float, k: float, t: float, sigma: float, r: float = 0.0,
+               q: float = 0.0) -> float | None:
+    """Risk-neutral probability that the underlying ends above `k`: N(d2). For a short
+    put that is the probability it expires out of the money (not 1 - |delta|, which is
+    N(d1) and overstates it). None when undefined (no time, no volatility, no price)."""
+    if t <= 0 or sigma <= 0 or s <= 0 or k <= 0:
+        return None
+    _d1, d2 = _d1_d2(*(np.asarray(x, dtype=np.float64) for x in (s, k, t, sigma, r, q)))
+    return float(_n(d2))

@@ -39,12 +39,14 @@ class GreekSum:
 @dataclass(frozen=True)
 class BookSummary:
     as_of: datetime
-    #: Net liquidation now minus the first recorded today (New York day); None without both.
+    #: Net liquidation now minus the day baseline of the loss breakers (the previous
+    #: session's close); None without both. `day_basis` says what it is measured from.
     day_pnl: float | None
     #: Closed trades' realised P&L plus the open positions' P&L; None if an open one has
     #: no price.
     inception_pnl: float | None
     realized: float
+    day_basis: str
     #: Open short puts, the worst P&L first (no price counts as worst: unknown risk).
     positions: tuple[PositionView, ...]
     #: Positions past an exit rule, not yet being closed: acted on at the next cycle.
@@ -112,8 +114,13 @@ def build_book(engine: Engine, state: EngineState) -> BookSummary:
 
     a = state.account
     nlv = a.net_liquidation if a is not None else None
-    day_start = engine.margin.equity.day_start_equity(now) if nlv is not None else None
-    day_pnl = nlv - day_start if nlv is not None and day_start is not None else None
+    # The loss breakers' day baseline (the previous session's close): one definition.
+    health = state.health
+    day_start = health.baselines.day_start if health is not None else None
+    day_nlv = health.net_liquidation if health is not None else None
+    day_pnl = day_nlv - day_start if day_nlv is not None and day_start is not None else None
+    day_basis = "" if health is None else (health.baselines.day_note
+                                          or f"vs the {health.baselines.day_label}")
     excess = a.excess_liquidity if a is not None else None
     warn = engine.settings.risk.excess_liquidity_warn_pct
     headroom = excess - warn * nlv if excess is not None and nlv else None
@@ -123,6 +130,7 @@ def build_book(engine: Engine, state: EngineState) -> BookSummary:
     interval = timedelta(minutes=engine.settings.monitoring.interval_minutes)
     return BookSummary(
         as_of=now, day_pnl=day_pnl, inception_pnl=inception, realized=realized,
+        day_basis=day_basis,
         positions=tuple(sorted(views, key=_worst_first)), exits_due=tuple(due),
         exits_working=tuple(v for v in views if v.exit_state.startswith("CLOSING")),
         exits_stuck=tuple(v for v in views if v.exit_state.startswith("EXIT STUCK")),

@@ -2,10 +2,12 @@
 the underlying, P&L against the entry premium and days to expiration; alerts; snapshots.
 
 Alerts: |delta| > DELTA_WARN (0.30) WARNING "Delta elevated", > DELTA_CRITICAL (0.50)
-CRITICAL "Delta breach"; underlying down > 5% from the entry snapshot's price WARNING,
-> 10% CRITICAL. One alert per position per kind, at the highest severity that applies;
-none on missing data (missing greeks are logged once per position). An alert reaches
-the notifier when it first appears or escalates, not on every cycle.
+CRITICAL "Delta breach"; underlying down 5% or more from the entry snapshot's price
+WARNING, 10% or more CRITICAL (spec 4.2B's acceptance: "5%+", "10%+"). Figures print
+with enough precision that a breached limit never reads as equal to it. One alert per
+position per kind, at the highest severity that applies; none on missing data (missing
+greeks are logged once per position). An alert reaches the notifier when it first
+appears or escalates, not on every cycle.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from core.config import MonitoringSettings
 from core.db.tables import PositionSnapshot, StagedOrder, Trade
 from core.execution.ledger import stopped_on_purpose
 from core.models import SEVERITY_ORDER, Alert, Campaign, CampaignLeg, PositionView
+from core.risk.figures import pct_vs, vs
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -37,25 +40,31 @@ def check_alerts(view: PositionView, s: MonitoringSettings) -> tuple[Alert, ...]
     alerts: list[Alert] = []
     if view.delta is not None:
         d = abs(view.delta)
+        sign = "-" if view.delta < 0 else ""
         if d > s.delta_critical:
             alerts.append(Alert("delta", "CRITICAL", f"Delta breach: {view.symbol} "
-                                f"delta={view.delta:.2f} (>{s.delta_critical:.2f}, deep ITM "
-                                "risk)"))
+                                f"delta={sign}{vs(d, s.delta_critical, 2)} "
+                                f"(>{s.delta_critical:.2f}, deep ITM risk)"))
         elif d > s.delta_warn:
             alerts.append(Alert("delta", "WARNING", f"Delta elevated: {view.symbol} "
-                                f"delta={view.delta:.2f} (>{s.delta_warn:.2f}, thesis "
-                                "weakening)"))
+                                f"delta={sign}{vs(d, s.delta_warn, 2)} (>{s.delta_warn:.2f}, "
+                                "thesis weakening)"))
     drop = view.drop_pct
     if drop is not None and view.entry_underlying is not None \
             and view.underlying_price is not None:
-        if drop > s.underlying_drop_critical_pct:
+        # Float noise must not decide a boundary: (100 - 95) / 100 is 0.05, but
+        # (235 - 223.25) / 235 computes as 0.04999999...
+        at = round(drop, 9)
+        crit, warn = s.underlying_drop_critical_pct, s.underlying_drop_warn_pct
+        if at >= crit:
             alerts.append(Alert("underlying_drop", "CRITICAL", f"Underlying {view.symbol} "
-                                f"down {drop:.1%} — review position (${view.entry_underlying:.2f}"
-                                f" → ${view.underlying_price:.2f})"))
-        elif drop > s.underlying_drop_warn_pct:
-            alerts.append(Alert("underlying_drop", "WARNING", f"Underlying {view.symbol} down "
-                                f"{drop:.1%} from entry (${view.entry_underlying:.2f} → "
+                                f"down {pct_vs(drop, crit)} — review position "
+                                f"(${view.entry_underlying:.2f} → "
                                 f"${view.underlying_price:.2f})"))
+        elif at >= warn:
+            alerts.append(Alert("underlying_drop", "WARNING", f"Underlying {view.symbol} down "
+                                f"{pct_vs(drop, warn)} from entry (${view.entry_underlying:.2f}"
+                                f" → ${view.underlying_price:.2f})"))
     return tuple(alerts)
 
 

@@ -2,11 +2,11 @@
 
 Search: later expirations up to ROLL_MAX_DTE days out; the same strike (roll out) or
 lower strikes down to 85% of it (roll down and out). A target must give a net credit
-(its bid above the current put's ask), pass the entry screening filters (DTE bounded by
-ROLL_MAX_DTE instead of BARCHART_DTE_MAX), have no earnings on or before its expiration,
-and pass a what-if of the combined close+open (per-trade cap, utilisation). Of the
-targets that pass, the lowest strike wins (safety first), then the nearest expiration,
-then the larger credit.
+(its bid above the current put's ask), pass the governor's entry bounds (DTE bounded by
+ROLL_MAX_DTE instead of BARCHART_DTE_MAX; OTM%, delta, IV rank, spread), have no earnings
+on or before its expiration, and pass a what-if of the combined close+open (per-trade
+cap, utilisation). Of the targets that pass, the lowest strike wins (safety first), then
+the nearest expiration, then the larger credit.
 
 Approval executes one combo (BAG) order — buy the old put, sell the new one — at the
 natural net credit. A broker that refuses combos gets close-then-open: the new put is
@@ -35,9 +35,8 @@ from core.clock import new_york
 from core.db.tables import RollProposal, Trade, TradeEntrySnapshot
 from core.execution.ledger import NewOrder
 from core.market.sectors import get_sector
-from core.models import Candidate, OrderResult, PositionView
+from core.models import Opportunity, OrderResult, PositionView
 from core.risk.margin import clean, money
-from core.screening.filters import check as screening_check
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -91,7 +90,6 @@ class RollManager:
         strikes = sorted((s for s in chain.strikes
                           if v.contract.strike * LOWEST_STRIKE <= s <= v.contract.strike),
                          reverse=True)
-        screener = engine.settings.screener.model_copy(update={"dte_max": self.settings.max_dte})
         why: dict[str, int] = {}
         viable: list[tuple[float, int, float, RollProposal]] = []
         for expiration in expirations:
@@ -110,12 +108,15 @@ class RollManager:
                     why["no net credit"] = why.get("no net credit", 0) + 1
                     continue
                 dte = (expiration - today).days
-                candidate = Candidate(v.symbol, expiration, strike, underlying, dte,
-                                      (underlying - strike) / underlying, q.bid, ask=q.ask,
-                                      raw_iv=q.iv, delta=q.delta)
-                reason, _warnings = screening_check(candidate, screener)
-                if reason is not None:
-                    rule = reason.split(" ")[0] + " filter"
+                # The governor's entry bounds (DTE to ROLL_MAX_DTE, OTM%, delta, IV rank,
+                # spread): a roll target is a new short put like any other.
+                bounds = await engine.governor.entry_checks(
+                    Opportunity(v.symbol, expiration, strike, q.bid, underlying_price=underlying,
+                                bid=q.bid, ask=q.ask, delta=q.delta),
+                    dte_max=self.settings.max_dte)
+                failed = next((c for c in bounds if c.failed), None)
+                if failed is not None:
+                    rule = f"{failed.name} bound"
                     why[rule] = why.get(rule, 0) + 1
                     continue
                 credit = round(q.bid - old.ask, 2)

@@ -1,9 +1,11 @@
 """Loss circuit breakers (spec 6.1A): daily, weekly, peak-to-trough drawdown.
 
-The reference equities come from the database (`Baselines`): the first equity of the
-New York day, the first of the ISO week (so a mid-week start still has a week start,
-and Monday does not reset all day long), and the highest ever recorded. A breach halts
-trading through the kill switch, which persists it.
+The reference equities come from the database, per account (`Baselines`): the previous
+session's closing NetLiquidation (daily), the last close of the previous week (weekly),
+and the highest ever recorded (drawdown). So a gap between sessions counts: a $103k close
+and $100k now is -2.9% today. Where no close was recorded the first equity seen since
+stands in and the check WARNs saying so. A breach halts trading through the kill switch,
+which persists it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 from core.config import RiskSettings
 from core.models import CheckResult
+from core.risk.figures import pct_vs
 from core.risk.margin import Baselines, money
 
 
@@ -28,20 +31,27 @@ DRAWDOWN = Breaker("max_drawdown", "Drawdown from peak", "Max drawdown exceeded"
 
 
 def _check(breaker: Breaker, nlv: float | None, base: float | None, limit: float,
-           base_label: str) -> CheckResult:
-    figures = {"equity": nlv, base_label: base, "limit_pct": limit}
+           key: str, label: str, note: str = "") -> CheckResult:
+    figures: dict[str, object] = {"equity": nlv, key: base, "limit_pct": limit,
+                                  "baseline": label}
+    if note:
+        figures["baseline_note"] = note
     if nlv is None:
         return CheckResult(breaker.name, "fail", "NetLiquidation unavailable: "
                            f"{breaker.label.lower()} cannot be checked", figures)
     if base is None or base <= 0:
-        return CheckResult(breaker.name, "pass", f"No {base_label.replace('_', ' ')} recorded "
-                           "yet: this equity becomes the baseline", figures)
+        return CheckResult(breaker.name, "warn", f"No baseline: {note or label + ' missing'}; "
+                           "this equity becomes the baseline", figures)
     change = (nlv - base) / base
     figures["change_pct"] = change
-    text = (f"{breaker.label} {change:+.2%} ({money(nlv)} vs {base_label.replace('_', ' ')} "
-            f"{money(base)}; limit {limit:.0%})")
+    sign = "+" if change >= 0 else "-"
+    text = (f"{breaker.label} {sign}{pct_vs(abs(change), abs(limit), 2)} ({money(nlv)} vs "
+            f"{label} {money(base)}; limit {limit:.0%})")
     if change < limit:
-        return CheckResult(breaker.name, "fail", f"{breaker.halt_reason}: {text}", figures)
+        return CheckResult(breaker.name, "fail", f"{breaker.halt_reason}: {text}"
+                           + (f" — {note}" if note else ""), figures)
+    if note:
+        return CheckResult(breaker.name, "warn", f"{text} — {note}", figures)
     return CheckResult(breaker.name, "pass", text, figures)
 
 
@@ -49,9 +59,11 @@ def evaluate(nlv: float | None, baselines: Baselines | None,
              limits: RiskSettings) -> list[CheckResult]:
     b = baselines or Baselines(None, None, None)
     return [
-        _check(DAILY, nlv, b.day_start, limits.max_daily_loss_pct, "day_start"),
-        _check(WEEKLY, nlv, b.week_start, limits.max_weekly_loss_pct, "week_start"),
-        _check(DRAWDOWN, nlv, b.peak, limits.max_drawdown_pct, "peak"),
+        _check(DAILY, nlv, b.day_start, limits.max_daily_loss_pct, "day_start", b.day_label,
+               b.day_note),
+        _check(WEEKLY, nlv, b.week_start, limits.max_weekly_loss_pct, "week_start",
+               b.week_label, b.week_note),
+        _check(DRAWDOWN, nlv, b.peak, limits.max_drawdown_pct, "peak", "peak"),
     ]
 
 

@@ -14,6 +14,14 @@ Fail-safe rules:
 - hold(): the database itself failed (locked, unreachable) while the engine worked. This
   process halts in memory ("Database unavailable: ..."); the first sync() that can write
   to the database again lifts it.
+- The SQLite file deleted or replaced under this process (its (device, inode) at each
+  sync differs from the one opened): this process and the file at the path no longer
+  share a truth. Halted in memory for good, and the halt is written into the file now at
+  the path too if there is one; only a restart clears it.
+
+`emergency_halt()` is the CLI's stop: it writes the halt row with nothing but
+system_state's three columns, so it lands whatever the schema revision (older, newer,
+half-migrated).
 """
 
 from __future__ import annotations
@@ -23,10 +31,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from core.clock import Clock
 from core.db.repos import AuditRepo, SystemStateRepo
 from core.db.session import Database
+from core.db.tables import AuditEvent, SystemState
+from core.redaction import redact
 
 log = logging.getLogger("putdesk.kill_switch")
 
@@ -61,6 +72,8 @@ class KillSwitch:
         self._listeners: list[Callable[[HaltState], None]] = []
         self._held: str | None = None  # hold(): the database failed; halted in memory
         self._unpersisted: HaltState | None = None  # a halt the database did not take
+        self._db = db
+        self._lost: HaltState | None = None  # the file was deleted or replaced: for good
 
     @property
     def state(self) -> HaltState:
@@ -102,9 +115,44 @@ class KillSwitch:
         self._set(HaltState(True, reason, self._clock.now(), "engine", persisted=False))
         return self._state
 
+    def _file_lost(self) -> str | None:
+        """Why the SQLite file at the path is no longer the one this process opened."""
+        opened = self._db.file_identity
+        if opened is None:
+            return None
+        now = self._db.current_file_identity()
+        if now is None:
+            return f"Database file deleted under this process: {self._db.sqlite_path}"
+        if now != opened:
+            return (f"Database file replaced under this process: {self._db.sqlite_path} "
+                    "is another file now")
+        return None
+
+    def _lose_file(self, reason: str) -> HaltState:
+        reason = f"{reason}. Halts and resumes no longer reach this process: restart PutDesk"
+        log.critical("TRADING HALTED: %s", reason)
+        state = HaltState(True, reason, self._clock.now(), "kill switch", persisted=False)
+        self._lost = state
+        self._set(state)
+        if self._db.current_file_identity() is not None:
+            # A restart opens the file now at the path: the halt must be in it.
+            fresh = Database(self._db.url)
+            try:
+                emergency_halt(fresh, reason, "kill switch", self._clock.now())
+            except Exception as exc:
+                log.error("Could not write the halt into the new database file: %s", exc)
+            finally:
+                fresh.dispose()
+        return state
+
     def sync(self) -> HaltState:
         """Re-read the flag from the database (startup and the periodic sync); write a
         halt it did not take before; lift a hold() once the database takes a write."""
+        if self._lost is not None:
+            return self._state
+        lost = self._file_lost()
+        if lost is not None:
+            return self._lose_file(lost)
         try:
             row = self._state_repo.get(HALT_KEY)
             stored = _decode(row[0]) if row else HaltState(halted=False)
@@ -136,6 +184,12 @@ class KillSwitch:
 
     def halt(self, reason: str, actor: str) -> HaltState:
         reason = reason.strip() or "Manual emergency stop"
+        if self._lost is not None or self._file_lost() is not None:
+            # The file this process holds is not the one at the path: a halt written
+            # through it would reach nobody. Halted here, and into the file at the path.
+            self.sync()
+            log.critical("Halt requested by %s (%s): %s", actor, reason, self._state.reason)
+            return self._state
         # Read the database first: another process may have resumed since our last sync,
         # and an "already halted" answer from a stale copy would let trading go on.
         self.sync()
@@ -163,6 +217,8 @@ class KillSwitch:
         return state
 
     def resume(self, actor: str) -> HaltState:
+        if self._lost is not None:
+            raise RuntimeError(f"Not resumed: {self._lost.reason}")
         previous = self._state
         state = HaltState(False, "", self._clock.now(), actor)
         self._state_repo.set(HALT_KEY, _encode(state), self._clock.now())
@@ -180,6 +236,55 @@ class KillSwitch:
         except Exception:
             # The halt itself is persisted; a missing audit row must not undo it.
             log.exception("could not write the audit event for %s", kind)
+
+
+def emergency_halt(db: Database, reason: str, actor: str, now: datetime) -> tuple[HaltState, bool]:
+    """Write the halt without the schema being current: only system_state's key, value
+    and updated_at are read and written, and the table is created on a database that
+    predates it (revision 0004 keeps it). Returns (the state in force, whether it was
+    halted already: the first reason stays). Raises when the halt did not land."""
+    from sqlalchemy import insert, inspect, select, update
+
+    table: Any = SystemState.__table__  # type: ignore[attr-defined]
+    reason = reason.strip() or "Manual emergency stop"
+    state = HaltState(True, reason, now, actor)
+    with db.engine.connect() as conn:
+        tables = inspect(conn)
+        fresh = not tables.has_table(table.name) and not tables.has_table("alembic_version")
+    if fresh:
+        # A new database (halting before anything runs): built whole, as any command would.
+        db.upgrade()
+    with db.engine.begin() as conn:
+        if not inspect(conn).has_table(table.name):
+            table.create(conn)
+        row = conn.execute(select(table.c.value).where(table.c.key == HALT_KEY)).first()
+        if row is not None and (current := _decode(row[0])).halted:
+            return current, True
+        values = {"value": _encode(state), "updated_at": now}
+        if row is None:
+            conn.execute(insert(table).values(key=HALT_KEY, **values))
+        else:
+            conn.execute(update(table).where(table.c.key == HALT_KEY).values(**values))
+    log.critical("TRADING HALTED: %s", reason)
+    try:
+        audit: Any = AuditEvent.__table__  # type: ignore[attr-defined]
+        with db.engine.begin() as conn:
+            conn.execute(insert(audit).values(
+                ts=now, kind="halt", severity="CRITICAL", actor=actor[:200],
+                source="kill_switch", symbol=None, message=redact(f"Trading halted: {reason}"),
+                data=None))
+    except Exception as exc:
+        # The halt itself is written; an audit table of another shape must not undo it.
+        from core.db.session import error_text
+
+        log.warning("Halt written; its audit event could not be: %s", error_text(exc))
+    return state, False
+
+
+def announce(notifier: Any, state: HaltState) -> None:
+    """A halt as every process notifies it (email and webhook by severity)."""
+    notifier.notify("CRITICAL", "halt", f"TRADING HALTED: {state.reason}",
+                    data={"by": state.by, "persisted": state.persisted})
 
 
 def _encode(state: HaltState) -> str:

@@ -16,7 +16,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from core.broker.base import (
@@ -27,11 +27,13 @@ from core.broker.base import (
     OrderType,
     WhatIfMargin,
 )
-from core.clock import Clock
+from core.clock import NEW_YORK, Clock
 from core.config import Settings
 from core.db.repos import EquityRepo
+from core.market.calendar import MarketCalendar, default_calendar
 from core.market.pricing import ibkr_short_option_margin, is_broad_index
 from core.models import CheckResult, Opportunity, WhatIfResult
+from core.risk.figures import pct_vs
 
 log = logging.getLogger("putdesk.risk.margin")
 
@@ -49,17 +51,34 @@ def clean(value: float | None) -> float | None:
     return value
 
 
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), NEW_YORK)
+
+
+def positive(value: float | None) -> float | None:
+    """A figure that can be divided by: set, finite and above zero (NetLiquidation)."""
+    value = clean(value)
+    return value if value is not None and value > 0 else None
+
+
 def money(value: float | None) -> str:
     return "n/a" if value is None else f"${value:,.2f}"
 
 
 @dataclass(frozen=True)
 class Baselines:
-    """Equity reference points from the database (spec 6.1A; DESIGN spec hazards)."""
+    """One account's equity reference points from the database (spec 6.1A): the previous
+    session's closing NetLiquidation (daily), the last close of the previous week
+    (weekly) and the highest equity recorded (drawdown). Where no close was recorded the
+    first equity seen since stands in, and `day_note` / `week_note` say so."""
 
     day_start: float | None
     week_start: float | None
     peak: float | None
+    day_label: str = "previous close"
+    week_label: str = "previous week's close"
+    day_note: str = ""
+    week_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,17 +91,25 @@ class AccountHealth:
 
     @property
     def net_liquidation(self) -> float | None:
-        return clean(self.values.net_liquidation)
+        """NetLiquidation when it is a usable figure (set, finite, above zero), else None:
+        nothing is measured against an account worth nothing or less."""
+        return positive(self.values.net_liquidation)
+
+    @property
+    def nlv_text(self) -> str:
+        raw = self.values.net_liquidation
+        return "not reported" if raw is None else (
+            money(raw) if clean(raw) is not None else repr(raw))
 
     @property
     def excess_ratio(self) -> float | None:
         el, nlv = clean(self.values.excess_liquidity), self.net_liquidation
-        return el / nlv if el is not None and nlv else None
+        return el / nlv if el is not None and nlv is not None else None
 
     @property
     def utilization(self) -> float | None:
-        init, elv = clean(self.values.init_margin_req), clean(self.values.equity_with_loan)
-        return init / elv if init is not None and elv else None
+        init, elv = clean(self.values.init_margin_req), positive(self.values.equity_with_loan)
+        return init / elv if init is not None and elv is not None else None
 
     @property
     def status(self) -> HealthStatus:
@@ -116,8 +143,10 @@ class PostTradeMargin:
 
 class MarginChecker:
     def __init__(self, broker: Broker, settings: Settings, clock: Clock, equity: EquityRepo,
-                 on_fallback: Callable[[str], None] | None = None) -> None:
+                 on_fallback: Callable[[str], None] | None = None,
+                 calendar: MarketCalendar | None = None) -> None:
         self.broker = broker
+        self.calendar = calendar or default_calendar()
         self.risk = settings.risk
         self.clock = clock
         self.equity = equity
@@ -132,19 +161,54 @@ class MarginChecker:
         Raises BrokerError when the broker cannot answer (the cache is kept)."""
         values = await self.broker.account_values(fresh=fresh)
         now = self.clock.now()
-        nlv = clean(values.net_liquidation)
-        baselines = await asyncio.to_thread(self._record_and_load, now, nlv,
-                                            clean(values.excess_liquidity))
+        baselines = await asyncio.to_thread(self._record_and_load, now, values)
         self.health = AccountHealth(values, now, baselines, self.risk.excess_liquidity_reject_pct,
                                     self.risk.excess_liquidity_warn_pct)
         return self.health
 
-    def _record_and_load(self, now: datetime, nlv: float | None,
-                         excess: float | None) -> Baselines:
+    def _record_and_load(self, now: datetime, values: AccountValues) -> Baselines:
+        """Record this equity (as the session's close when it is the first figure at or
+        after today's close) and load the account's baselines."""
+        account = values.account_id or ""
+        nlv = positive(values.net_liquidation)
+        ny = now.astimezone(NEW_YORK)
+        today = ny.date()
+        cal = self.calendar
+        hours = cal.open_close(today)
         if nlv is not None:
-            self.equity.record(now, nlv, excess_liquidity=excess)
-        return Baselines(self.equity.day_start_equity(now), self.equity.week_start_equity(now),
-                         self.equity.peak_equity())
+            closing = (hours is not None and ny >= hours[1]
+                       and self.equity.last_close(account, today, today) is None)
+            self.equity.record(now, nlv, source="close" if closing else "broker",
+                               excess_liquidity=clean(values.excess_liquidity), account=account)
+        # The session whose P&L this is: today's (also after its close), else the next.
+        session = today
+        while not cal.is_session(session):
+            session += timedelta(days=1)
+        previous = cal.previous_session(session - timedelta(days=1))
+        prev_hours = cal.open_close(previous)
+        since_prev = prev_hours[1] if prev_hours else _midnight(previous + timedelta(days=1))
+        day, day_note = self._baseline(account, previous, previous, since_prev,
+                                       f"session {previous}")
+        monday = session - timedelta(days=session.weekday())
+        week, week_note = self._baseline(account, monday - timedelta(days=7),
+                                         monday - timedelta(days=1), _midnight(monday),
+                                         f"the week before {monday}")
+        return Baselines(day, week, self.equity.peak_equity(account),
+                         day_label=f"{previous} close", week_label="previous week's close",
+                         day_note=day_note, week_note=week_note)
+
+    def _baseline(self, account: str, first: date, last: date, since: datetime,
+                  period: str) -> tuple[float | None, str]:
+        close = self.equity.last_close(account, first, last)
+        if close is not None:
+            return close[1], ""
+        seen = self.equity.first_since(account, since)
+        if seen is None:
+            return None, f"no close recorded for {period} and no equity seen since"
+        at = seen[0].astimezone(NEW_YORK)
+        note = (f"no close recorded for {period}: baseline is the first equity seen since, "
+                f"{money(seen[1])} at {at:%Y-%m-%d %H:%M} ET")
+        return seen[1], note
 
     async def account_health(self) -> AccountHealth | None:
         """The cached health if younger than ACCOUNT_HEALTH_INTERVAL_MINUTES, else a fresh
@@ -176,10 +240,13 @@ class MarginChecker:
         log.info("Post-trade margin: AvailFunds=%s, ExcessLiq=%s, Util=%s", money(avail),
                  money(excess), "n/a" if util is None else f"{util:.1%}")
         if ratio is None:
-            return PostTradeMargin(avail, excess, health.net_liquidation, util, False,
-                                   "ExcessLiquidity or NetLiquidation not reported")
+            why = ("ExcessLiquidity not reported" if health.net_liquidation is not None
+                   else f"NetLiquidation {health.nlv_text} is not a usable positive figure")
+            log.error("Post-trade margin: %s", why)
+            return PostTradeMargin(avail, excess, health.net_liquidation, util, False, why)
         if ratio < self.risk.excess_liquidity_reject_pct:
-            text = (f"ExcessLiquidity {ratio:.1%} of NLV after the fill (danger below "
+            text = (f"ExcessLiquidity {pct_vs(ratio, self.risk.excess_liquidity_reject_pct)} "
+                    f"of NLV after the fill (danger below "
                     f"{self.risk.excess_liquidity_reject_pct:.0%})")
             log.critical("Post-trade margin danger: %s", text)
             return PostTradeMargin(avail, excess, health.net_liquidation, util, False, text)
@@ -220,7 +287,9 @@ class MarginChecker:
         available = clean(values.available_funds) if values else None
         cap = nlv * limits.max_margin_per_trade_pct if nlv is not None else None
         if nlv is None:
-            return self._fail("NetLiquidation unavailable: the per-trade margin cap cannot be "
+            what = ("unavailable" if health is None or health.values.net_liquidation is None
+                    else f"{health.nlv_text} is not a usable positive figure")
+            return self._fail(f"NetLiquidation {what}: the per-trade margin cap cannot be "
                               "checked", estimate, cap, init_now)
         if estimate is None:
             why = ("no premium (the option has no quote)" if opportunity.premium is None
@@ -267,7 +336,7 @@ class MarginChecker:
         impact = after - before
         elv_after = clean(wi.equity_with_loan_after)
         elv_after = elv_after if elv_after is not None else elv_now
-        util_after = after / elv_after if elv_after else None
+        util_after = after / elv_after if elv_after is not None and elv_after > 0 else None
         log.info("WhatIf margin: estimated=%s, actual=%s, delta=%s", money(estimate),
                  money(impact), money(impact - estimate))
         result = WhatIfResult("whatif", estimate, before, after, impact,
@@ -304,19 +373,23 @@ class MarginChecker:
             return text
         if available is not None and impact > available:
             return f"Margin impact {money(impact)} exceeds AvailableFunds {money(available)}"
+        if elv is not None and elv <= 0:
+            return (f"EquityWithLoanValue {money(elv)} is not positive: margin utilisation "
+                    "cannot be measured")
         if util_after is None and init_before is not None and elv:
             util_after = (init_before + impact) / elv
         if util_after is not None and util_after > limits.max_margin_utilization:
-            return (f"Margin utilisation after the trade {util_after:.0%} exceeds "
+            return (f"Margin utilisation after the trade "
+                    f"{pct_vs(util_after, limits.max_margin_utilization, 0)} exceeds "
                     f"{limits.max_margin_utilization:.0%} limit")
         return None
 
     def _estimate_result(self, estimate: float, cap: float | None, init_now: float | None,
                          elv_now: float | None, why: str) -> WhatIfResult:
         after = init_now + estimate if init_now is not None else None
+        util = after / elv_now if after is not None and elv_now and elv_now > 0 else None
         return WhatIfResult("estimate", estimate, init_now, after, estimate, None, elv_now, None,
-                            cap, after / elv_now if after is not None and elv_now else None,
-                            fallback_reason=why)
+                            cap, util, fallback_reason=why)
 
     def _fail(self, reason: str, estimate: float | None, cap: float | None,
               init_now: float | None, fallback: str = "") -> tuple[CheckResult, WhatIfResult]:

@@ -1,10 +1,17 @@
-"""Screening filters (spec 1.2A-C), applied identically to CSV and API candidates.
+"""Screening filters (spec 1.2A-C), applied identically to CSV and API candidates, and
+the entry bounds every trade meets wherever it comes from (spec 1.3 point 2: the
+governor catches a bypass): one definition of each rule.
 
-Order: DTE, OTM%, raw IV, delta, bid, volume, open interest. The first failing rule
+Screening order: DTE, OTM%, raw IV, delta, bid, volume, open interest. The first failing rule
 rejects with a readable reason (logged as one line per rule, each row at DEBUG). A value
 the source did not provide is not a failure: the rule is skipped and the candidate
 carries a warning saying so. `check_columns` is the same rules over numpy columns (the
 CSV screener's path); the reasons come from the same functions.
+
+Entry bounds (`entry_bounds`): DTE, OTM%, delta, IV rank and spread, each a named check
+with the figures it saw. The governor runs them for the CLI check, the console,
+candidates and roll targets; the screener and the IBKR validator use the same rules.
+Figures print with enough precision that a breached bound never reads as equal to it.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from core.config import ScreenerSettings
-from core.models import Candidate, Rejection
+from core.config import ScreenerSettings, ValidationSettings
+from core.models import Candidate, CheckResult, Rejection
+from core.risk.figures import pct_vs, vs
 
 log = logging.getLogger("putdesk.screening.filters")
 #: The rule a reason names: its words before the first figure ('DTE', 'OTM%', 'Raw IV'...).
@@ -41,8 +49,8 @@ def _dte_low(dte: int, s: ScreenerSettings) -> str:
     return f"DTE {dte} below minimum {s.dte_min}"
 
 
-def _dte_high(dte: int, s: ScreenerSettings) -> str:
-    return f"DTE {dte} above maximum {s.dte_max}"
+def _dte_high(dte: int, s: ScreenerSettings, top: int | None = None) -> str:
+    return f"DTE {dte} above maximum {s.dte_max if top is None else top}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -51,7 +59,9 @@ def _pct_range(low: float, high: float) -> str:
 
 
 def _otm(otm: float, s: ScreenerSettings) -> str:
-    return f"OTM% {otm * 100:.1f}% outside range {_pct_range(s.otm_pct_min, s.otm_pct_max)}"
+    limit = s.otm_pct_min if otm < s.otm_pct_min else s.otm_pct_max
+    return (f"OTM% {pct_vs(otm, limit)} outside range "
+            f"{_pct_range(s.otm_pct_min, s.otm_pct_max)}")
 
 
 def _iv(iv: float, s: ScreenerSettings) -> str:
@@ -59,7 +69,8 @@ def _iv(iv: float, s: ScreenerSettings) -> str:
 
 
 def _delta(delta: float, s: ScreenerSettings) -> str:
-    return f"Delta {delta:.2f} outside range {s.delta_min:g}-{s.delta_max:g}"
+    limit = s.delta_min if delta < s.delta_min else s.delta_max
+    return f"Delta {vs(delta, limit, 2)} outside range {s.delta_min:g}-{s.delta_max:g}"
 
 
 def _bid(bid: float, s: ScreenerSettings) -> str:
@@ -72,6 +83,106 @@ def _volume(volume: int, s: ScreenerSettings) -> str:
 
 def _open_interest(oi: int, s: ScreenerSettings) -> str:
     return f"Open interest {oi} below minimum {s.min_open_interest}"
+
+
+# --- the entry bounds: one rule each, the reason a value breaks it or None -------------
+
+def dte_problem(dte: int, s: ScreenerSettings, dte_max: int | None = None) -> str | None:
+    top = s.dte_max if dte_max is None else dte_max
+    if dte < s.dte_min:
+        return _dte_low(dte, s)
+    if dte > top:
+        return _dte_high(dte, s, top)
+    return None
+
+
+def otm_problem(otm_pct: float, s: ScreenerSettings) -> str | None:
+    return None if s.otm_pct_min <= otm_pct <= s.otm_pct_max else _otm(otm_pct, s)
+
+
+def delta_problem(delta: float, s: ScreenerSettings) -> str | None:
+    d = abs(delta)
+    return None if s.delta_min <= d <= s.delta_max else _delta(d, s)
+
+
+def iv_rank_problem(rank: float, v: ValidationSettings) -> str | None:
+    if rank >= v.iv_rank_min:
+        return None
+    return f"IV rank {pct_vs(rank, v.iv_rank_min, 0)} below minimum {v.iv_rank_min:.0%}"
+
+
+def spread_problem(bid: float | None, ask: float | None, v: ValidationSettings
+                   ) -> tuple[float | None, str | None]:
+    """(spread = (ask - bid) / bid, reason it is refused). No bid (or 0) refuses: nobody
+    would pay for the put; no ask (or one under the bid) cannot be measured."""
+    top = v.max_spread_pct
+    if bid is None or bid <= 0:
+        return None, f"No live bid (bid {bid}, ask {ask})"
+    if ask is None or ask < bid:
+        return None, f"No usable live ask (bid {bid}, ask {ask})"
+    spread = (ask - bid) / bid
+    if spread > top:
+        return spread, (f"Spread {pct_vs(spread, top, 0)} exceeds {top:.0%} max "
+                        f"(bid ${bid:.2f}, ask ${ask:.2f})")
+    return spread, None
+
+
+def entry_bounds(*, dte: int, otm_pct: float | None, delta: float | None,
+                 iv_rank: float | None, iv_rank_note: str, bid: float | None,
+                 ask: float | None, screener: ScreenerSettings,
+                 validation: ValidationSettings, dte_max: int | None = None,
+                 spread_at_send: bool = False) -> list[CheckResult]:
+    """The entry bounds as named checks. An unmeasurable OTM% (no underlying price) or
+    spread (no quote) fails: the trade cannot be shown to be inside them. An unknown
+    delta or IV rank warns and passes, as screening does with a source that lacks it
+    (spec 1.2B: IV-rank data gaps do not block); OTM% still bounds the moneyness."""
+    s, v = screener, validation
+    top = s.dte_max if dte_max is None else dte_max
+    out: list[CheckResult] = []
+    problem = dte_problem(dte, s, dte_max)
+    out.append(CheckResult("dte", "fail" if problem else "pass",
+                           problem or f"DTE {dte} within {s.dte_min}-{top}",
+                           {"dte": dte, "min": s.dte_min, "max": top}))
+    figures: dict[str, object] = {"otm_pct": otm_pct, "min": s.otm_pct_min,
+                                  "max": s.otm_pct_max}
+    if otm_pct is None:
+        out.append(CheckResult("otm_pct", "fail", "No underlying price: OTM% cannot be "
+                               "measured", figures))
+    else:
+        problem = otm_problem(otm_pct, s)
+        out.append(CheckResult("otm_pct", "fail" if problem else "pass", problem or
+                               f"OTM% {otm_pct:.1%} within "
+                               f"{_pct_range(s.otm_pct_min, s.otm_pct_max)}", figures))
+    figures = {"delta": delta, "min": s.delta_min, "max": s.delta_max}
+    if delta is None:
+        out.append(CheckResult("delta", "warn", "Delta unavailable (no greeks): delta "
+                               "bound not applied", figures))
+    else:
+        problem = delta_problem(delta, s)
+        out.append(CheckResult("delta", "fail" if problem else "pass", problem or
+                               f"Delta {abs(delta):.2f} within {s.delta_min:g}-"
+                               f"{s.delta_max:g}", figures))
+    figures = {"iv_rank": iv_rank, "min": v.iv_rank_min}
+    if iv_rank is None:
+        out.append(CheckResult("iv_rank", "warn", f"IV rank unknown ({iv_rank_note}): "
+                               "IV-rank bound not applied", figures))
+    else:
+        problem = iv_rank_problem(iv_rank, v)
+        out.append(CheckResult("iv_rank", "fail" if problem else "pass", problem or
+                               f"IV rank {iv_rank:.0%} at or above minimum "
+                               f"{v.iv_rank_min:.0%}", figures))
+    if spread_at_send:
+        out.append(CheckResult("spread", "pass", "Spread measured by the order executor on "
+                               "the live quote right before sending (MAX_EXECUTION_SPREAD_PCT)",
+                               {"bid": bid, "ask": ask}))
+        return out
+    spread, problem = spread_problem(bid, ask, v)
+    out.append(CheckResult("spread", "fail" if problem else "pass", problem or
+                           f"Spread {spread or 0:.0%} within {v.max_spread_pct:.0%} max "
+                           f"(bid ${bid or 0:.2f}, ask ${ask or 0:.2f})",
+                           {"bid": bid, "ask": ask, "spread_pct": spread,
+                            "max": v.max_spread_pct}))
+    return out
 
 
 def check(c: Candidate, s: ScreenerSettings) -> tuple[str | None, list[str]]:

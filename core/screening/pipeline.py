@@ -101,7 +101,9 @@ class ScreeningPipeline:
             held = []
             result.warnings.append(f"positions unavailable ({exc}): scores carry no "
                                    "diversification penalty")
-        scored = [score(c, held, self.settings.risk, self.settings.validation) for c in passed]
+        rate = self.settings.app.sim_rate
+        scored = [score(c, held, self.settings.risk, self.settings.validation, rate)
+                  for c in passed]
         result.accepted = sorted(scored, key=lambda c: (-(c.score or 0), c.symbol, c.strike))
         return result
 

@@ -23,6 +23,7 @@ from core.broker.base import Broker, BrokerError, IVPoint
 from core.broker.pacing import Pacer
 from core.config import ValidationSettings
 from core.models import Candidate, Rejection
+from core.screening.filters import iv_rank_problem, spread_problem
 
 log = logging.getLogger("putdesk.screening.validator")
 T = TypeVar("T")
@@ -80,16 +81,10 @@ class Validator:
         except BrokerError as exc:
             return Rejection.of(c, "validation", f"No live quote: {exc}")
         bid, ask = quote.bid, quote.ask
-        if bid is None or bid <= 0:
-            return Rejection.of(c, "validation", f"No live bid (bid {bid}, ask {ask})")
-        if ask is None or ask < bid:
-            return Rejection.of(c, "validation", f"No usable live ask (bid {bid}, ask {ask})")
-        spread = (ask - bid) / bid
-        if spread > s.max_spread_pct:
-            return Rejection.of(c, "validation",
-                                f"Spread {spread:.0%} exceeds {s.max_spread_pct:.0%} max "
-                                f"(bid ${bid:.2f}, ask ${ask:.2f})")
-        c = c.but(live_bid=bid, live_ask=ask, spread_pct=spread,
+        spread, problem = spread_problem(bid, ask, s)
+        if problem is not None:
+            return Rejection.of(c, "validation", problem)
+        c = c.but(live_bid=bid, live_ask=ask, spread_pct=spread, option_iv=quote.iv,
                   delta=quote.delta if quote.delta is not None else c.delta)
         try:
             history = await self._once(self._history, c.symbol,
@@ -108,9 +103,10 @@ class Validator:
         if rank is None:
             log.warning("%s: %s; candidate passes", c.symbol, note)
             return c.but(current_iv=current).with_warning(note)
-        if rank < s.iv_rank_min:
+        problem = iv_rank_problem(rank, s)
+        if problem is not None:
             return Rejection.of(c, "validation",
-                                f"IV rank {rank:.0%} below minimum {s.iv_rank_min:.0%} "
+                                f"{problem} "
                                 f"(IV {current:.1%}, 52w {min(p.iv for p in history):.1%}-"
                                 f"{max(p.iv for p in history):.1%})")
         return c.but(iv_rank=rank, current_iv=current)

@@ -26,7 +26,7 @@ def test_the_trail_has_every_decision_with_who(env, tmp_path):
     halt = next(e for e in events if e["kind"] == "halt")
     assert halt["actor"].startswith("cli ") and "lunch" in halt["message"]
     decision = next(e for e in events if e["kind"] == "risk_decision")
-    assert len(decision["data"]["checks"]) == 12  # every check, as the governor saw it
+    assert len(decision["data"]["checks"]) == 18  # every check, as the governor saw it
     only = json.loads(putdesk(env, "audit", "--json", "--kind", "halt", "--kind",
                               "resume").stdout)["events"]
     assert {e["kind"] for e in only} == {"halt", "resume"}

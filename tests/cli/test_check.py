@@ -26,7 +26,7 @@ def test_json_shape_and_approval(env, tmp_path):
     assert set(data) >= CHECK_KEYS
     assert set(data["whatif"]) >= WHATIF_KEYS
     assert data["approved"] is True and data["whatif"]["source"] == "whatif"
-    assert [c["status"] for c in data["checks"]] == ["pass"] * 12
+    assert [c["status"] for c in data["checks"]] == ["pass"] * 18
     assert all({"name", "status", "reason"} <= set(c) for c in data["checks"])
 
 
@@ -73,13 +73,13 @@ def test_rejection_exits_1_and_names_the_deciding_check(env, tmp_path):
     sector = next(c for c in data["checks"] if c["name"] == "sector_concentration")
     assert sector["reason"] == ("Sector Information Technology concentration 40% exceeds 30% "
                                 "limit (4 of 10 positions)")
-    assert len(data["checks"]) == 12  # every check still reports
+    assert len(data["checks"]) == 18  # every check still reports
 
 
 def test_earnings_inside_the_dte_rejects_from_the_shell(env, tmp_path):
     data = world()
-    data["underlyings"]["KO"]["earnings"] = "2026-11-29"
-    r = check(env, tmp_path, data, "KO", "66", "2026-12-04")
+    data["underlyings"]["AMD"]["earnings"] = "2026-11-29"
+    r = check(env, tmp_path, data, "AMD", "185", "2026-12-04")
     assert r.returncode == 1
     assert json.loads(r.stdout)["rejected_by"] == "earnings"
 
@@ -117,3 +117,82 @@ def test_bad_arguments_exit_2_naming_the_argument(env, tmp_path, args, message):
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- issue 16: risk figures a trader can trust --------------------------------------------
+
+
+def test_a_deep_in_the_money_put_is_rejected_from_the_shell(env, tmp_path):
+    """`putdesk check BA 240 ...` (BA at 218, delta about -0.78) was approved and filled
+    before the governor ran the entry bounds."""
+    r = check(env, tmp_path, world(), "BA", "240", "2026-12-31")
+    assert r.returncode == 1
+    data = json.loads(r.stdout)
+    checks = {c["name"]: c for c in data["checks"]}
+    assert data["rejected_by"] == "otm_pct"
+    assert checks["otm_pct"]["reason"] == "OTM% -10.1% outside range 10-25%"
+    assert checks["delta"]["status"] == "fail"
+    assert checks["delta"]["reason"].endswith("outside range 0.05-0.3")
+
+
+def test_a_one_dte_put_is_rejected_from_the_shell(env, tmp_path):
+    r = check(env, tmp_path, world(), "KO", "66", "2026-11-25", "--premium", "0.05")
+    assert r.returncode == 1
+    data = json.loads(r.stdout)
+    assert data["rejected_by"] == "dte"
+    assert data["reason"] == "DTE 1 below minimum 7"
+
+
+def test_a_negative_net_liquidation_is_rejected_from_the_shell(env, tmp_path):
+    r = check(env, tmp_path, world(cash=-1.0, equity_history=[]), "KO", "66", "2026-12-31")
+    assert r.returncode == 1
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["margin"]["status"] == "fail"
+    assert checks["excess_liquidity"]["status"] == "fail"
+    assert checks["excess_liquidity"]["reason"].startswith(
+        "NetLiquidation $-1.00 is not a usable positive figure")
+
+
+def test_an_unknown_symbol_stops_first_and_pages_nobody(env, tmp_path):
+    r = check(env, tmp_path, world(), "ZZZZ", "100", "2026-12-18")
+    assert r.returncode == 1
+    data = json.loads(r.stdout)
+    assert [c["name"] for c in data["checks"]] == ["symbol"]
+    assert data["reason"].startswith("Unknown symbol: ZZZZ")
+    events = json.loads(putdesk(env, "audit", "--json").stdout)["events"]
+    assert not [e for e in events if e["severity"] in ("CRITICAL", "EMERGENCY")]
+    assert "Margin limit rejection" not in Path(env["PUTDESK_LOG_FILE"]).read_text()
+
+
+def test_two_accounts_on_one_database_do_not_trip_each_others_breakers(env, tmp_path):
+    """The audit's case: a check on one account then on another (a third of the equity)
+    on one default database halted trading with "Weekly loss limit exceeded -32.70%"."""
+    small = world(cash=30_000.0)
+    small["account"]["id"] = "DU0000777"
+    assert check(env, tmp_path, world(), "KO", "66", "2026-12-31").returncode == 0
+    r = check(env, tmp_path, small, "KO", "66", "2026-12-31")
+    assert r.returncode == 0, r.stdout
+    status = json.loads(putdesk(env, "status", "--json").stdout)
+    assert status["halted"] is False
+
+
+def test_a_gap_since_the_previous_close_reads_in_the_daily_figure(env, tmp_path):
+    """103k at the previous close, 100k now: Daily P&L -2.91% (it read +0.00% when the
+    baseline was the first equity seen today), past the -2% limit."""
+    history = [{"date": "2026-11-20", "net_liquidation": 103_000.0},
+               {"date": "2026-11-23", "net_liquidation": 103_000.0}]
+    r = check(env, tmp_path, world(equity_history=history), "KO", "66", "2026-12-31")
+    assert r.returncode == 1
+    daily = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["daily_loss"]
+    assert daily["reason"].startswith("Daily loss limit exceeded: Daily P&L -2.91%")
+
+
+def test_friday_close_106k_then_monday_100k_fails_the_weekly_limit(env, tmp_path):
+    monday = world(now="2026-11-30T10:30:00-05:00",
+                   equity_history=[{"date": "2026-11-27", "net_liquidation": 106_000.0}])
+    r = check(env, tmp_path, monday, "KO", "66", "2026-12-31")
+    assert r.returncode == 1
+    weekly = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["weekly_loss"]
+    assert weekly["reason"].startswith("Weekly loss limit exceeded: Weekly P&L -5.66% "
+                                       "($100,000.00 vs previous week's close $106,000.00")
+    assert json.loads(putdesk(env, "status", "--json").stdout)["halted"] is True

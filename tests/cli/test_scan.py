@@ -117,6 +117,36 @@ def test_unusable_input_exits_2_with_the_reason(env, args, message):
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
+def test_candidate_figures_match_an_independent_computation(env):
+    """Issue 16: premium per contract, IBKR margin (the $2.50 minimum inside the max()),
+    return on margin, annualised return and P(OTM) = N(d2), recomputed here with
+    scipy.stats.norm from the figures the JSON states."""
+    import math
+
+    from scipy.stats import norm
+
+    r, data = scan(env, "--csv", str(CSV), "--scenario", str(WORLD), "--json")
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"]
+    for c in data["accepted"]:
+        s, k, premium, dte = c["underlying_price"], c["strike"], c["bid"], c["dte"]
+        assert c["premium_per_contract"] == pytest.approx(premium * 100)
+        rate = 0.15 if c["symbol"] in ("SPY", "QQQ", "IWM", "DIA") else 0.20
+        margin = (premium + max(rate * s - max(s - k, 0.0), 0.10 * k, 2.50)) * 100
+        assert c["margin_per_contract"] == pytest.approx(margin, abs=0.01)
+        assert c["return_on_margin"] == pytest.approx(premium * 100 / margin)
+        assert c["annualised_return"] == pytest.approx(premium * 100 / margin * 365 / dte)
+        inputs = c["prob_otm_inputs"]
+        assert inputs["rate"] == 0.04 and inputs["years"] == pytest.approx(dte / 365)
+        sigma, t = inputs["iv"], dte / 365
+        d2 = (math.log(s / k) + (0.04 - sigma**2 / 2) * t) / (sigma * math.sqrt(t))
+        assert c["prob_otm"] == pytest.approx(norm.cdf(d2), abs=1e-9)
+        assert c["prob_otm_method"] == "N(d2)"
+        assert c["prob_otm"] < 1 - abs(c["delta"])  # 1 - |delta| = N(d1) overstates it
+        assert set(c["score_parts"]) >= {"return", "iv_rank", "prob_otm", "liquidity"}
+        assert all(0.0 <= v <= 1.0 for v in c["score_parts"].values())
+
+
 def test_scan_refuses_a_fifo_a_device_and_an_oversized_export_by_name(env, tmp_path):
     """Issue 17 item 5: a CSV must be a regular file under PUTDESK_CSV_MAX_MB; each case
     exits 2 at once with a named error (a FIFO nobody writes to used to hang the scan,

@@ -135,7 +135,7 @@ async def test_scenario_equity_history_seeds_an_empty_database_once(tmp_path):
     history = EquityRepo(db).history()
     seeded = [h for h in history if h.source == "scenario"]
     assert len(seeded) == 15 and seeded[0].ts.isoformat() == "2026-11-03T21:00:00+00:00"
-    assert EquityRepo(db).peak_equity() == max(h.net_liquidation for h in history)
+    assert EquityRepo(db).peak_equity("DU0000001") == max(h.net_liquidation for h in history)
     again = sim_engine(settings)
     await again.start()
     await again.stop()

@@ -163,7 +163,7 @@ async def test_the_engine_notifies_halts_margin_rejections_and_assignments(tmp_p
         from datetime import date
 
         from core.models import Opportunity
-        await engine.check(Opportunity("DUK", date(2026, 12, 31), 114.0, None))
+        await engine.check(Opportunity("KO", date(2026, 12, 31), 68.0, None))
         await engine.assignments.check_for_assignments()
         engine.halt("weekly loss limit")
         await engine.notifier.drain(5)

@@ -22,7 +22,7 @@ from core.screening.barchart_csv import (
     parse_barchart_csv,
     read_barchart_csv,
 )
-from tests.fuzz import FUZZ
+from tests.fuzz import FUZZ, budget
 
 TODAY = date(2025, 8, 25)
 DATA = Path(__file__).parents[1] / "data"
@@ -329,7 +329,7 @@ def _check_against(scan: CsvScan, case: Case) -> None:
     assert all("puts only" in s.reason for s in scan.skipped)
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=budget(150))
 @given(csv_files())
 @example((  # inf volume crashed the file; so did an impossible footer time
     "Symbol,Price~,Exp Date,Strike,Type,Bid,Volume\n"
@@ -361,7 +361,7 @@ def _outcomes(scan: CsvScan) -> dict[int, tuple[str, Any]]:
     return out
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=budget(40))
 @given(st.sampled_from(SAMPLES), st.data())
 def test_damage_to_a_real_export_costs_only_the_damaged_rows(name: str, data: st.DataObject
                                                              ) -> None:
@@ -420,7 +420,7 @@ def test_damage_to_a_real_export_costs_only_the_damaged_rows(name: str, data: st
 HEADER = "Symbol,Price~,Exp Date,Strike,Type,Bid,Volume,Delta\n"
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=budget(200))
 @given(st.one_of(st.binary(max_size=400),
                  st.text(max_size=400),
                  st.lists(st.text(st.characters(codec="utf-8"), max_size=60),
@@ -459,7 +459,7 @@ def test_any_bytes_give_a_scan_or_a_named_refusal(data: str | bytes) -> None:
         assert all(math.isfinite(v) for v in (c.strike, c.underlying_price, c.bid))
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=budget(60))
 @given(st.sampled_from(["Symbol", "Price~", "Exp Date", "Strike", "Type", "Bid"]),
        st.sampled_from(["drop", "repeat"]))
 def test_a_broken_header_is_refused_naming_the_column(column: str, how: str) -> None:

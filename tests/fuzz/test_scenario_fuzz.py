@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from core.broker.base import OptionContract
 from core.broker.scenario import Scenario, ScenarioError, demo_scenario_path, load_scenario
-from tests.fuzz import FUZZ
+from tests.fuzz import FUZZ, budget
 
 SYMBOLS = ["AAPL", "MSFT", "SPY", "KO", "BRK.B", "X"]
 Path_ = tuple[str | int, ...]
@@ -205,7 +205,7 @@ def _related(message: str, flaws: list[Path_]) -> bool:
     return message.startswith("(file)")
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=budget(60))
 @given(worlds())
 def test_a_valid_world_loads_whole(doc: dict[str, Any]) -> None:
     s = Scenario.from_data(json.loads(json.dumps(doc)))
@@ -217,7 +217,7 @@ def test_a_valid_world_loads_whole(doc: dict[str, Any]) -> None:
     assert set(s.option_quotes) == set(doc.get("option_quotes", {}))
 
 
-@settings(FUZZ, max_examples=250)
+@settings(FUZZ, max_examples=budget(250))
 @given(damaged())
 @example(({"version": 1, "now": "2026-11-24T10:30:00-05:00",
            "account": {"id": "DU1", "cash": math.nan}}, [("account", "cash")]))
@@ -274,7 +274,7 @@ def text_flaws(draw: st.DrawFn, text: str) -> bytes:
     return ("// a comment\n" + text).encode()
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=budget(80))
 @given(worlds(), st.data())
 @example(json.loads(demo_scenario_path().read_text()), None)
 def test_any_file_loads_or_is_refused_by_name(workdir: Path, doc: dict[str, Any],

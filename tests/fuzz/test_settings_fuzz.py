@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from core.config import ConfigError, Settings, all_settings_defaults, load_settings
-from tests.fuzz import FUZZ
+from tests.fuzz import FUZZ, budget
 
 NAMES = sorted(name for _group, name, _default, _doc in all_settings_defaults())
 
@@ -68,7 +68,7 @@ def _load(**kw: Any) -> Settings | ConfigError:
         return exc
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=budget(300))
 @given(st.sampled_from(NAMES), values)
 @example("VIX_HALT_THRESHOLD", "inf")  # switched the VIX halt off
 @example("MAX_DAILY_LOSS_PCT", "-inf")  # switched the daily loss breaker off
@@ -77,13 +77,13 @@ def test_any_value_for_any_setting(name: str, value: Any) -> None:
     _check(_load(overrides={name: value}), [name])
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=budget(60))
 @given(st.dictionaries(st.sampled_from(NAMES), values, min_size=2, max_size=6))
 def test_several_bad_values_at_once(overrides: dict[str, Any]) -> None:
     _check(_load(overrides=overrides), list(overrides))
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=budget(40))
 @given(st.text(st.characters(codec="ascii", categories=("Lu", "Nd"), include_characters="_"),
                min_size=1, max_size=20).filter(lambda n: n not in NAMES), values)
 def test_an_unknown_setting_is_named(name: str, value: Any) -> None:
@@ -91,7 +91,7 @@ def test_an_unknown_setting_is_named(name: str, value: Any) -> None:
     assert isinstance(result, ConfigError) and name in str(result)
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=budget(150))
 @given(st.sampled_from(NAMES), env_text)
 def test_any_environment_value(name: str, value: str) -> None:
     with pytest.MonkeyPatch.context() as mp:
@@ -104,7 +104,7 @@ def env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("envfile")
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=budget(80))
 @given(st.lists(st.tuples(st.sampled_from(NAMES), env_text), min_size=1, max_size=5),
        st.sampled_from(["{}={}", "{}='{}'", '{}="{}"', "export {}={}", "{} = {}"]))
 def test_any_env_file(env_dir: Path, lines: list[tuple[str, str]], form: str) -> None:

@@ -271,8 +271,8 @@ def test_cli_commands_never_print_or_log_a_secret(tmp_path, caplog, restore_logg
             fmp=f"http://127.0.0.1:{dead_port()}", barchart=f"{web.url}/bc401",
             MAX_MARGIN_PER_TRADE_PCT="0.001", COLUMNS="400")
         procs = {
-            "process: check DUK (rejected, notifications)": subprocess.Popen(
-                [sys.executable, "-m", "console", "check", "DUK", "114", "2026-12-31"],
+            "process: check AMZN (rejected, notifications)": subprocess.Popen(
+                [sys.executable, "-m", "console", "check", "AMZN", "195", "2026-12-31"],
                 env=proc_env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
         }
 
@@ -285,8 +285,8 @@ def test_cli_commands_never_print_or_log_a_secret(tmp_path, caplog, restore_logg
             (["scan", "--api"], {}, 1),
             (["scan", "--api", "--json"], {"BARCHART_API_URL": f"http://127.0.0.1:{dead_port()}"},
              1),
-            (["check", "KO", "68", "2026-12-31", "--stage"], {}, 0),
-            (["check", "DUK", "114", "2026-12-31"], {"MAX_MARGIN_PER_TRADE_PCT": "0.001"}, 1),
+            (["check", "BA", "190", "2026-12-18", "--stage"], {}, 0),
+            (["check", "AMZN", "195", "2026-12-31"], {"MAX_MARGIN_PER_TRADE_PCT": "0.001"}, 1),
             (["orders"], {}, 0),
             (["orders", "--json"], {}, 0),
             (["positions"], {}, 0),
@@ -347,7 +347,7 @@ async def _engine_flow(settings, out: Outputs, name: str) -> None:
     try:
         await engine.open()
         await engine.broker.connect()
-        decision = await engine.check(Opportunity("DUK", date(2026, 12, 31), 114.0, None))
+        decision = await engine.check(Opportunity("BA", date(2026, 12, 18), 190.0, None))
         assert not decision.approved  # margin limit: a CRITICAL notification
         await engine.check(Opportunity("KO", date(2026, 12, 31), 68.0, None))
         engine.halt("weekly loss limit")

@@ -56,7 +56,7 @@ async def test_a_put_that_expires_worthless_leaves_the_open_trades(desk):
 
 
 async def test_a_put_gone_in_the_money_after_expiry_is_recorded_assigned(desk):
-    engine = await desk(world(positions=[position("KO", 75, "2026-11-27")]),
+    engine = await desk(world(positions=[position("KO", 80, "2026-11-27")]),
                         TIME_EXIT_DTE="0")
     engine.clock.advance(timedelta(days=3, hours=6))
     engine.broker.process_time()

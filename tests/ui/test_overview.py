@@ -54,6 +54,9 @@ async def test_the_book_says_what_happens_next_worst_first(tmp_path):
         assert due == {"AMD": "roll", "JPM": "profit_target", "XOM": "profit_target",
                        "AAPL": "profit_target", "SPY": "profit_target"}
         text = book_text(app, 80)
+        # Day P&L against the loss breakers' baseline (the previous session's close).
+        assert book.day_pnl is not None and "vs the 2026-11-23 close" in book.day_basis
+        assert f"day {'-' if book.day_pnl < 0 else '+'}$" in text
         assert "5 exits due" in text
         assert "next cycle 10:45 ET (in 15 min)" in text
         assert "-$477" in text and "CLOSE: profit target" in text

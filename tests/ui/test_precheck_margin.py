@@ -44,7 +44,7 @@ async def test_approve_and_stage_an_approved_candidate(tmp_path):
         screen = app.screen
         decision = screen.decisions[0]
         assert decision.approved
-        assert len(screen.query_one("#checks").rows) == 12
+        assert len(screen.query_one("#checks").rows) == 18
         await pilot.press("a")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")

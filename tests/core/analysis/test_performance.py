@@ -16,7 +16,7 @@ from core.db.tables import Trade, TradeEntrySnapshot
 T = datetime(2026, 10, 1, 10, 0, tzinfo=NEW_YORK)
 
 
-def seed(db: Database) -> None:
+def seed(db: Database, account: str = "") -> None:
     repo = TradeRepo(db)
     rows = [("AAPL", "Information Technology", 40.0, 0.12, 0.45, "CLOSED", "profit_target"),
             ("MSFT", "Information Technology", -260.0, 0.25, 0.60, "CLOSED", "stop_loss"),
@@ -34,7 +34,7 @@ def seed(db: Database) -> None:
                                                     iv_rank=ivr, captured_at=entry))
     equity = EquityRepo(db)
     for i, v in enumerate([100_000, 104_000, 98_800, 101_000, 103_000]):
-        equity.record(T + timedelta(days=i), float(v))
+        equity.record(T + timedelta(days=i), float(v), account=account)
 
 
 def test_buckets_and_drawdown():
@@ -48,9 +48,9 @@ async def test_journal_through_the_engine(tmp_path):
     from tests.core.risk.worlds import world, write
     from tests.factories import make_settings, sim_engine
 
-    engine = sim_engine(make_settings(tmp_path), write(tmp_path, world()))
+    engine = sim_engine(make_settings(tmp_path), write(tmp_path, world(equity_history=[])))
     await engine.open()
-    seed(engine.db)
+    seed(engine.db, account="DU0000009")  # the journal is the engine's account's
     j = await engine.journal()
     await engine.stop()
     assert j.overall.trades == 4 and j.overall.wins == 3

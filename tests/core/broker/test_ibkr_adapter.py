@@ -452,3 +452,35 @@ async def test_after_1101_data_lost_the_account_subscriptions_are_made_again(rig
     assert r.peer.count("reqAccountSummary") == summaries + 1
     assert values.init_margin_req == pytest.approx((await r.sim.account_values())
                                                    .init_margin_req)
+
+
+async def test_a_busy_client_id_moves_to_the_next_free_one_and_back_after_a_crash(rig):
+    """One-shot commands take the lowest free id of their range: the same command run
+    again after its process died gets the same id, and with it its orders."""
+    r = await rig(PUTDESK_IBKR_CLIENT_ID=100)
+    second = IbkrBroker(load_settings({"PUTDESK_IBKR_PORT": r.peer.port,
+                                       "PUTDESK_IBKR_CLIENT_ID": 100,
+                                       "PUTDESK_IBKR_CONNECT_TIMEOUT": 3}).ibkr,
+                        spare_client_ids=5)
+    await second.connect()
+    try:
+        assert second.settings.client_id == 101
+        bid = (await r.sim.option_quote(r.ko)).bid
+        state = await second.place_order(sell(r.ko, 1, round(bid + 0.40, 2), "putdesk:mine"))
+    finally:
+        await second.disconnect()  # the process dies; its order stays working
+    again = IbkrBroker(load_settings({"PUTDESK_IBKR_PORT": r.peer.port,
+                                      "PUTDESK_IBKR_CLIENT_ID": 100,
+                                      "PUTDESK_IBKR_CONNECT_TIMEOUT": 3}).ibkr,
+                       spare_client_ids=5)
+    await again.connect()
+    try:
+        assert again.settings.client_id == 101
+        [mine] = [o for o in await again.open_orders() if o.order_ref == "putdesk:mine"]
+        await again.cancel_order(mine.order_id)  # its own order: allowed
+        await until(lambda: not any(o.request.order_ref == "putdesk:mine"
+                                    for o in r.sim._orders.values()
+                                    if not o.status.is_done))
+        assert mine.order_id == state.order_id
+    finally:
+        await again.disconnect()

@@ -105,19 +105,39 @@ def test_audit_is_newest_first_and_filters(db):
     assert repo.list(limit=1)[0].data == '{"i": 3}'
 
 
-def test_week_start_equity_is_the_first_record_of_the_iso_week(db):
+def test_equity_closes_and_first_equity_per_account(db):
     repo = EquityRepo(db)
-    # previous week's Friday, then the first record of this week on Wednesday
-    repo.record(ny("2026-11-20T16:05:00"), 100_000.0)
-    repo.record(ny("2026-11-25T09:31:00"), 99_000.0)
-    repo.record(ny("2026-11-26T09:31:00"), 97_000.0)
-    assert repo.week_start_equity(ny("2026-11-27T12:00:00")) == 99_000.0
-    # Sunday evening in New York is still the same ISO week (UTC already says Monday)
-    assert repo.week_start_equity(ny("2026-11-29T21:00:00")) == 99_000.0
-    # the next Monday starts a new week with no record yet
-    assert repo.week_start_equity(ny("2026-11-30T10:00:00")) is None
-    assert repo.day_start_equity(ny("2026-11-26T15:00:00")) == 97_000.0
-    assert repo.peak_equity() == 100_000.0
+    repo.record(ny("2026-11-20T16:05:00"), 100_000.0, source="close", account="A")
+    repo.record(ny("2026-11-20T16:10:00"), 100_100.0, account="A")  # an observation
+    repo.record(ny("2026-11-25T09:31:00"), 99_000.0, account="A")
+    repo.record(ny("2026-11-25T09:31:00"), 30_000.0, source="close", account="B")
+    assert repo.last_close("A", date(2026, 11, 16), date(2026, 11, 22)) == (
+        ny("2026-11-20T16:05:00"), 100_000.0)
+    assert repo.last_close("A", date(2026, 11, 23), date(2026, 11, 29)) is None
+    assert repo.first_since("A", ny("2026-11-23T00:00:00")) == (
+        ny("2026-11-25T09:31:00"), 99_000.0)
+    assert repo.peak_equity("A") == 100_100.0 and repo.peak_equity("B") == 30_000.0
+    assert [r.net_liquidation for r in repo.history(account="B")] == [30_000.0]
+
+
+def test_rows_from_before_the_account_column_are_claimed_by_the_first_account(tmp_path):
+    """Revision 0009 keeps existing rows (account ""); the first account that records
+    equity afterwards takes them, so a one-account desk keeps its peak and closes."""
+    db = Database(f"sqlite:///{tmp_path}/m.db")
+    db.upgrade("0008")  # the shipped head before this revision
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO equity_snapshots (ts, net_liquidation, source) "
+                          "VALUES ('2026-11-20 21:05:00', 125000.0, 'broker')"))
+    db.upgrade()
+    assert "account" in columns(db, "equity_snapshots")
+    repo = EquityRepo(db)
+    assert repo.peak_equity("") == 125_000.0
+    repo.record(ny("2026-11-24T10:00:00"), 100_000.0, account="U1234567")
+    assert repo.peak_equity("U1234567") == 125_000.0
+    repo.record(ny("2026-11-24T10:00:00"), 50_000.0, account="U7654321")
+    assert repo.peak_equity("U7654321") == 50_000.0
+    db.downgrade("0008")
+    assert "account" not in columns(db, "equity_snapshots")
 
 
 def test_position_snapshot_upsert_updates_instead_of_duplicating(db):

@@ -29,6 +29,15 @@ def quoted(bid: float, ask: float, **kw) -> dict:
     return world(option_quotes={KO: {"bid": bid, "ask": ask, "delta": -0.2, "iv": 0.2}}, **kw)
 
 
+def requote(engine, bid: float, ask: float) -> None:
+    """The market moves between staging (inside the entry bounds) and sending."""
+    from core.broker.base import OptionContract
+    from core.broker.scenario import QuoteSpec
+
+    engine.broker._overrides[OptionContract.parse_key(KO)] = QuoteSpec(
+        bid=bid, ask=ask, delta=-0.2, iv=0.2)
+
+
 async def staged(engine, premium: float | None = None, symbol="KO", strike=68.0,
                  expiration=date(2026, 12, 31)):
     decision = await engine.check(Opportunity(symbol, expiration, strike, premium))
@@ -51,7 +60,8 @@ def orders_with_ref(engine, ref):
 ])
 async def test_outside_market_hours_nothing_is_sent_and_it_stays_staged(desk, now, why):
     engine = await desk(at(now))
-    row = await staged(engine)
+    # An expiration inside the DTE bounds whatever the day.
+    row = await staged(engine, expiration=date.fromisoformat(now[:10]) + timedelta(days=30))
     [(_row, result)] = await engine.execute()
     assert result.outcome == "REJECTED"
     assert result.reason.startswith(f"Market closed ({why}")
@@ -95,7 +105,7 @@ async def test_regular_session_order_fills_and_is_recorded(desk, caplog):
         from core.db.tables import TradeEntrySnapshot
         snap = session.exec(select(TradeEntrySnapshot)
                             .where(TradeEntrySnapshot.trade_id == trade.id)).one()
-    assert snap.underlying_price == 70.0 and snap.earnings_date == date(2027, 2, 10)
+    assert snap.underlying_price == 76.0 and snap.earnings_date == date(2027, 2, 10)
     assert snap.vix == 18.0
     assert "Post-trade margin: AvailFunds=$" in caplog.text  # spec 2.1B, after the fill
 
@@ -126,8 +136,9 @@ async def test_normal_premium_passes_the_sanity_check(desk):
 
 
 async def test_spread_wider_than_30pct_is_not_placed(desk, caplog):
-    engine = await desk(quoted(1.00, 1.40))
+    engine = await desk(quoted(1.00, 1.10))
     row = await staged(engine, premium=1.20)
+    requote(engine, 1.00, 1.40)
     with caplog.at_level(logging.INFO):
         [(_row, result)] = await engine.execute()
     assert result.outcome == "REJECTED" and result.reason == "Spread 40% exceeds max 30%"
@@ -145,15 +156,17 @@ async def test_spread_within_limit_is_logged_ok(desk, caplog):
 
 
 async def test_spread_limit_comes_from_the_environment(desk):
-    engine = await desk(quoted(1.00, 1.40), MAX_EXECUTION_SPREAD_PCT="0.5")
+    engine = await desk(quoted(1.00, 1.10), MAX_EXECUTION_SPREAD_PCT="0.5")
     await staged(engine, premium=1.20)
+    requote(engine, 1.00, 1.40)
     [(_row, result)] = await engine.execute()
     assert result.outcome == "FILLED", result.reason
 
 
 async def test_zero_bid_is_rejected(desk):
-    engine = await desk(quoted(0.0, 0.10))
+    engine = await desk(quoted(0.30, 0.34))
     row = await staged(engine, premium=0.05)
+    requote(engine, 0.0, 0.10)
     [(_row, result)] = await engine.execute()
     assert result.outcome == "REJECTED"
     assert result.reason == "Bid is 0: nobody is paying for this put"
@@ -270,7 +283,7 @@ async def test_staged_on_sunday_goes_out_at_the_open_once(desk, caplog):
 async def test_batch_goes_out_together_with_one_margin_verification(desk, caplog):
     engine = await desk()
     rows = [await staged(engine, symbol=s, strike=k) for s, k in
-            (("KO", 68.0), ("DUK", 114.0), ("XOM", 110.0))]
+            (("KO", 68.0), ("AMD", 180.0), ("NVDA", 155.0))]
     with caplog.at_level(logging.INFO):
         results = await engine.execute()
     assert [r.outcome for _row, r in results] == ["FILLED"] * 3
@@ -283,8 +296,8 @@ async def test_post_trade_margin_danger_halts_and_alerts(desk):
     from core.broker.base import FillReceived
 
     engine = await desk(world(cash=12_000), MAX_MARGIN_PER_TRADE_PCT="0.5")
-    await staged(engine, symbol="XOM", strike=110.0)
-    engine.broker.add_listener(lambda event: engine.broker.set_price("XOM", 50.0)
+    await staged(engine, symbol="AMD", strike=180.0)
+    engine.broker.add_listener(lambda event: engine.broker.set_price("AMD", 90.0)
                                if isinstance(event, FillReceived) else None)
     [(_row, result)] = await engine.execute()
     assert result.filled == 1

@@ -84,8 +84,16 @@ def test_ibkr_margin_broad_index_etf_uses_15_percent():
 def test_ibkr_margin_far_otm_uses_ten_percent_of_strike_and_floor():
     # far OTM: 20% x 100 - 40 < 0 -> 10% x 60 = 6 -> (0.10 + 6) x 100
     assert float(ibkr_short_option_margin(100, 60, 0.10)) == pytest.approx(610.0)
-    # penny stock: the $2.50/share floor binds
-    assert float(ibkr_short_option_margin(5, 2, 0.01)) == pytest.approx(250.0)
+    # penny stock: the $2.50/share term of the max() binds, the premium comes on top
+    assert float(ibkr_short_option_margin(5, 2, 0.01)) == pytest.approx(251.0)
+
+
+def test_ibkr_margin_minimum_sits_inside_the_max():
+    """IBKR's rule: put price + max(20% x underlying - OTM, 10% x strike, $2.50). PFE 22P
+    at 0.30 with PFE at 25: 0.30 + max(5.00 - 3.00, 2.20, 2.50) = 2.80 -> $280, not $250
+    (a $2.50 floor under the whole sum)."""
+    assert float(ibkr_short_option_margin(25.0, 22.0, 0.30)) == pytest.approx(280.0)
+    assert float(ibkr_short_option_margin([25.0], [22.0], [0.30])[0]) == pytest.approx(280.0)
 
 
 def test_ibkr_margin_itm_put_and_call():

@@ -62,7 +62,7 @@ async def test_no_delta_alert_when_greeks_are_missing(desk):
 
 
 async def test_underlying_drop_5pct_warns_10pct_is_critical(desk, caplog):
-    data = world(positions=[position("KO", 60, entry=74.0),   # 70 now: -5.4%
+    data = world(positions=[position("KO", 60, entry=80.3),   # 76 now: -5.4%
                             position("XOM", 100, entry=133.0)])  # 118 now: -11.3%
     engine = await desk(data)
     engine.broker.faults.missing_greeks = {"*"}  # works without greeks
@@ -70,7 +70,7 @@ async def test_underlying_drop_5pct_warns_10pct_is_critical(desk, caplog):
         views = await engine.monitor_cycle(exits=False)
     assert alerts_of(views, "KO") == [("underlying_drop", "WARNING")]
     assert alerts_of(views, "XOM") == [("underlying_drop", "CRITICAL")]
-    assert "Underlying KO down 5.4% from entry ($74.00 → $70.00)" in caplog.text
+    assert "Underlying KO down 5.4% from entry ($80.30 → $76.00)" in caplog.text
     assert "Underlying XOM down 11.3% — review position" in caplog.text
 
 
@@ -270,7 +270,7 @@ async def test_stock_without_a_put_trade_is_not_flagged(desk):
 
 
 async def test_expiry_assignment_in_the_simulator_is_detected(desk, caplog):
-    engine = await desk(world(positions=[position("KO", 75, "2026-11-27")]),
+    engine = await desk(world(positions=[position("KO", 80, "2026-11-27")]),
                         TIME_EXIT_DTE="0")
     engine.clock.advance(timedelta(days=3, hours=6))  # past Friday's close
     with caplog.at_level(logging.CRITICAL):
@@ -282,9 +282,9 @@ async def test_expiry_assignment_in_the_simulator_is_detected(desk, caplog):
 
 
 @pytest.mark.parametrize(("mode", "expect"), [
-    ("SELL_IMMEDIATELY", "sold 100 shares at $69.99"),
+    ("SELL_IMMEDIATELY", "sold 100 shares at $75.99"),
     ("HOLD", "holding 100 shares"),
-    ("COVERED_CALL", "covered-call suggestion — sell 1 call(s) around 74"),
+    ("COVERED_CALL", "covered-call suggestion — sell 1 call(s) around 80"),
 ])
 async def test_assignment_response_modes(desk, mode, expect):
     engine = await desk(world(positions=[position("KO", 66)],

@@ -9,13 +9,14 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from core.broker.base import WhatIfMargin
+from core.clock import NEW_YORK as NY
 from core.db.repos import EquityRepo
 from core.models import Opportunity
 from tests.core.risk.worlds import short_put, world
 
-CHAIN = ["kill_switch", "broker", "duplicate", "earnings", "daily_loss", "weekly_loss",
-         "max_drawdown", "max_positions", "sector_concentration", "margin",
-         "excess_liquidity", "vix_halt"]
+CHAIN = ["kill_switch", "broker", "dte", "otm_pct", "delta", "iv_rank", "spread",
+         "duplicate", "earnings", "daily_loss", "weekly_loss", "max_drawdown", "max_positions",
+         "sector_concentration", "sizing", "margin", "excess_liquidity", "vix_halt"]
 
 
 
@@ -65,22 +66,22 @@ async def test_a_disconnected_broker_rejects_with_a_named_reason(desk):
 
 async def test_earnings_5_days_out_with_dte_10_is_rejected(desk, caplog):
     data = world()
-    data["underlyings"]["KO"]["earnings"] = "2026-11-29"  # 5 days out
+    data["underlyings"]["AMD"]["earnings"] = "2026-11-29"  # 5 days out
     engine = await desk(data)
     with caplog.at_level(logging.WARNING):
-        decision = await engine.check(put("KO", 66, date(2026, 12, 4)))  # DTE 10
+        decision = await engine.check(put("AMD", 185, date(2026, 12, 4)))  # DTE 10
     earnings = by_name(decision)["earnings"]
     assert earnings.status == "fail"
     assert earnings.reason.startswith("Earnings on 2026-11-29 falls within DTE")
     assert decision.rejected_by.name == "earnings"
-    assert "BLOCKED: KO has earnings on 2026-11-29, within DTE window" in caplog.text
+    assert "BLOCKED: AMD has earnings on 2026-11-29, within DTE window" in caplog.text
 
 
 async def test_earnings_20_days_out_with_dte_10_passes(desk):
     data = world()
-    data["underlyings"]["KO"]["earnings"] = "2026-12-14"  # 20 days out
+    data["underlyings"]["AMD"]["earnings"] = "2026-12-14"  # 20 days out
     engine = await desk(data)
-    decision = await engine.check(put("KO", 66, date(2026, 12, 4)))
+    decision = await engine.check(put("AMD", 185, date(2026, 12, 4)))
     assert by_name(decision)["earnings"].status == "pass"
     assert decision.approved
 
@@ -209,7 +210,7 @@ async def test_three_of_nine_tech_plus_one_tech_is_rejected(desk):
 async def test_three_tech_plus_one_healthcare_is_approved(desk):
     book = [short_put(s, k) for s, k in (("AAPL", 190), ("MSFT", 400), ("NVDA", 150))]
     engine = await desk(world(positions=book))
-    decision = await engine.check(put("JNJ", 140))
+    decision = await engine.check(put("UNH", 290))
     assert by_name(decision)["sector_concentration"].status == "pass"
     assert decision.approved, decision.summary
 
@@ -260,49 +261,93 @@ async def test_max_positions_and_per_symbol_limit(desk):
 # --- spec 6.1A and the daily breaker: halts persisted -------------------------------------
 
 
-async def test_daily_loss_over_2pct_rejects_and_halts(desk):
-    engine = await desk()
-    first = datetime.fromisoformat("2026-11-24T09:31:00-05:00")
-    EquityRepo(engine.db).record(first, 110_000.0)
+async def test_daily_loss_is_measured_from_the_previous_close(desk):
+    """A $103k close and $100k now is -2.91% today, not "+0.00%" from the first equity
+    seen today: a gap between sessions counts, and breaches the -2% limit (halts)."""
+    history = [{"date": "2026-11-20", "net_liquidation": 103_000.0},
+               {"date": "2026-11-23", "net_liquidation": 103_000.0}]
+    engine = await desk(world(equity_history=history))
     decision = await engine.check(put("KO", 66))
     daily = by_name(decision)["daily_loss"]
-    assert daily.status == "fail" and daily.reason.startswith("Daily loss limit exceeded")
+    assert daily.figures["day_start"] == 103_000.0
+    assert daily.figures["change_pct"] == pytest.approx(-3_000 / 103_000)
+    assert daily.status == "fail"
+    assert daily.reason == ("Daily loss limit exceeded: Daily P&L -2.91% ($100,000.00 vs "
+                            "2026-11-23 close $103,000.00; limit -2%)")
     assert engine.kill_switch.state.halted
     assert engine.kill_switch.state.reason.startswith("Daily loss limit exceeded")
     engine.kill_switch.sync()  # from the database: persisted
     assert engine.kill_switch.state.halted
 
 
-async def test_weekly_loss_over_5pct_halts(desk):
-    history = [{"date": "2026-11-20", "net_liquidation": 106_000.0},  # last week
-               {"date": "2026-11-23", "net_liquidation": 106_000.0}]  # this Monday
-    engine = await desk(world(equity_history=history))
+async def test_friday_close_106k_then_monday_100k_halts_at_the_weekly_limit(desk):
+    """The weekly baseline is the last close of the previous week: Friday 106k, Monday
+    morning 100k is -5.66%, past the -5% limit (the daily limit is widened here so the
+    weekly breaker is the one that halts)."""
+    monday = world(now="2026-11-30T10:30:00-05:00",
+                   equity_history=[{"date": "2026-11-25", "net_liquidation": 106_500.0},
+                                   {"date": "2026-11-27", "net_liquidation": 106_000.0}])
+    engine = await desk(monday, MAX_DAILY_LOSS_PCT="-0.08")
     decision = await engine.check(put("KO", 66))
     weekly = by_name(decision)["weekly_loss"]
+    assert weekly.figures["week_start"] == 106_000.0
     assert weekly.status == "fail"
-    assert weekly.reason.startswith("Weekly loss limit exceeded: Weekly P&L -5.6")
+    assert weekly.reason == ("Weekly loss limit exceeded: Weekly P&L -5.66% ($100,000.00 vs "
+                             "previous week's close $106,000.00; limit -5%)")
+    assert by_name(decision)["daily_loss"].status == "pass"  # -5.66% within -8%
     assert engine.kill_switch.state.reason.startswith("Weekly loss limit exceeded")
-    assert by_name(decision)["max_drawdown"].status == "pass"
 
 
-async def test_the_week_starts_on_monday_not_with_last_weeks_equity(desk):
-    history = [{"date": "2026-11-16", "net_liquidation": 106_000.0},  # last Monday
-               {"date": "2026-11-20", "net_liquidation": 106_000.0},  # last Friday
+async def test_the_weekly_baseline_is_the_previous_weeks_last_close(desk):
+    history = [{"date": "2026-11-16", "net_liquidation": 90_000.0},  # last Monday
+               {"date": "2026-11-20", "net_liquidation": 101_000.0},  # last Friday
                {"date": "2026-11-23", "net_liquidation": 100_500.0}]  # this Monday
     engine = await desk(world(equity_history=history))
     decision = await engine.check(put("KO", 66))
-    weekly = by_name(decision)["weekly_loss"]
-    assert weekly.status == "pass"
-    assert weekly.figures["week_start"] == 100_500.0
+    assert by_name(decision)["weekly_loss"].figures["week_start"] == 101_000.0
+    assert by_name(decision)["daily_loss"].figures["day_start"] == 100_500.0
+    assert by_name(decision)["weekly_loss"].status == "pass"
 
 
-async def test_week_start_is_the_first_equity_of_a_week_started_midweek(desk):
-    """Nothing recorded on Monday: the first record of the ISO week is the start."""
-    history = [{"date": "2026-11-18", "net_liquidation": 104_000.0}]  # last Wednesday
-    engine = await desk(world(equity_history=history))
+async def test_no_close_recorded_uses_the_first_equity_seen_with_a_warning(desk):
+    engine = await desk(world(equity_history=[]))
     decision = await engine.check(put("KO", 66))
-    assert by_name(decision)["weekly_loss"].figures["week_start"] == pytest.approx(
-        engine.margin.health.net_liquidation)
+    daily, weekly = by_name(decision)["daily_loss"], by_name(decision)["weekly_loss"]
+    assert daily.status == "warn" and weekly.status == "warn"
+    assert daily.reason.endswith("no close recorded for session 2026-11-23: baseline is the "
+                                 "first equity seen since, $100,000.00 at 2026-11-24 10:30 ET")
+    assert "no close recorded for the week before 2026-11-23" in weekly.reason
+    assert decision.approved  # a warning, not a rejection
+
+
+async def test_a_health_check_after_the_close_records_the_sessions_close(desk):
+    engine = await desk(world(now="2026-11-24T16:05:00-05:00"))
+    await engine.margin.check_account_health()
+    await engine.margin.check_account_health()  # one close per session
+    closes = [r for r in EquityRepo(engine.db).history(account="DU0000009")
+              if r.source == "close"]
+    assert [(r.ts.astimezone(NY).date(), r.net_liquidation) for r in closes] == [
+        (date(2026, 11, 24), 100_000.0)]
+
+
+async def test_two_accounts_on_one_database_each_have_their_own_breakers(desk):
+    """A check on one account, then on another with a third of the equity, then on the
+    first again: nobody's baseline is the other's, nothing halts."""
+    big = world(cash=100_000.0)
+    small = world(cash=30_000.0)
+    small["account"]["id"] = "DU0000777"
+    first = await desk(big)
+    second = await desk(small)  # the same database
+    for engine in (first, second, first):
+        engine.margin.health = None  # a fresh account read each time
+        decision = await engine.check(put("KO", 66))
+        for name in ("daily_loss", "weekly_loss", "max_drawdown"):
+            assert by_name(decision)[name].status == "pass", by_name(decision)[name].reason
+    assert by_name(decision)["daily_loss"].figures["day_start"] == 100_000.0
+    assert not first.kill_switch.state.halted
+    repo = EquityRepo(first.db)
+    assert repo.peak_equity("DU0000777") == 30_000.0
+    assert repo.peak_equity("DU0000009") == 100_000.0
 
 
 async def test_drawdown_over_10pct_from_the_peak_in_the_database_halts(desk):
@@ -319,7 +364,7 @@ async def test_drawdown_over_10pct_from_the_peak_in_the_database_halts(desk):
 async def test_peak_equity_survives_a_restart(desk, tmp_path):
     engine = await desk()
     EquityRepo(engine.db).record(datetime.fromisoformat("2026-11-02T16:00:00-05:00"),
-                                 125_000.0)
+                                 125_000.0, account="DU0000009")
     await engine.stop()
     restarted = await desk()  # same database, new process state
     decision = await restarted.check(put("KO", 66))
@@ -330,16 +375,16 @@ async def test_peak_equity_survives_a_restart(desk, tmp_path):
 # --- spec 6.2A: ExcessLiquidity ------------------------------------------------------------
 
 
-def _thin_book(cash: float) -> dict:
+def _thin_book(cash: float, **kw) -> dict:
     return world(cash=cash, positions=[short_put("CAT", 450, quantity=-3),
-                                       short_put("MSFT", 420, quantity=-3)])
+                                       short_put("MSFT", 420, quantity=-3)], **kw)
 
 
 async def test_excess_liquidity_under_10pct_rejects(desk):
-    probe = await desk(_thin_book(100_000))
+    probe = await desk(_thin_book(100_000, equity_history=[]))  # records no closes
     maint = (await probe.broker.account_values()).maint_margin_req
     engine = await desk(_thin_book(maint * 1.05))  # ExcessLiquidity ~5% of NLV
-    decision = await engine.check(put("KO", 55))
+    decision = await engine.check(put("KO", 66))
     check = by_name(decision)["excess_liquidity"]
     assert check.status == "fail"
     assert check.reason.startswith("ExcessLiquidity dangerously low (")
@@ -347,12 +392,13 @@ async def test_excess_liquidity_under_10pct_rejects(desk):
 
 
 async def test_excess_liquidity_under_20pct_warns_and_approves(desk, caplog):
-    probe = await desk(_thin_book(100_000))
+    probe = await desk(_thin_book(100_000, equity_history=[]))  # records no closes
     maint = (await probe.broker.account_values()).maint_margin_req
-    engine = await desk(_thin_book(maint * 1.3), MAX_MARGIN_UTILIZATION="1.0",
+    engine = await desk(_thin_book(maint * 1.3, equity_history=[]),
+                        MAX_MARGIN_UTILIZATION="1.0",
                         MAX_MARGIN_PER_TRADE_PCT="0.5")
     with caplog.at_level(logging.WARNING):
-        decision = await engine.check(put("KO", 50, requested_contracts=1))
+        decision = await engine.check(put("KO", 66, requested_contracts=1))
     check = by_name(decision)["excess_liquidity"]
     assert check.status == "warn", check.reason
     assert decision.approved, decision.summary
@@ -362,7 +408,8 @@ async def test_excess_liquidity_under_20pct_warns_and_approves(desk, caplog):
 # --- spec 6.4: VIX ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("vix", "factor"), [(12, 1.0), (18, 0.8), (30, 0.5), (38, 0.25)])
+@pytest.mark.parametrize(("vix", "factor"), [(12, 1.0), (15, 0.8), (18, 0.8), (30, 0.5),
+                                             (35, 0.5), (35.01, 0.25), (38, 0.25)])
 async def test_vix_factor_is_applied_and_logged(desk, caplog, vix, factor):
     engine = await desk(world(cash=1_000_000, vix=vix))
     with caplog.at_level(logging.INFO):
@@ -370,6 +417,7 @@ async def test_vix_factor_is_applied_and_logged(desk, caplog, vix, factor):
     assert decision.sizing.vix_factor == factor
     assert decision.sizing.contracts == max(1, int(5 * factor))
     assert f"VIX={vix:.2f}, sizing adjustment={factor:g}x" in caplog.text
+    assert decision.approved, decision.summary
 
 
 async def test_vix_over_40_halts_new_positions(desk):
@@ -379,6 +427,15 @@ async def test_vix_over_40_halts_new_positions(desk):
     assert vix.status == "fail" and vix.reason == "VIX 42.5 above 40: no new positions"
     assert decision.opportunity.contracts == 0
     assert not decision.approved
+
+
+async def test_a_breached_vix_limit_never_reads_as_equal(desk):
+    decision = await desk(world(vix=40.01))
+    decision = await decision.check(put("KO", 66))
+    assert by_name(decision)["vix_halt"].reason == "VIX 40.01 above 40: no new positions"
+    at_limit = await (await desk(world(vix=40.0))).check(put("KO", 66))
+    assert by_name(at_limit)["vix_halt"].status == "pass"
+    assert by_name(at_limit)["vix_halt"].reason == "VIX 40.0 at 40"
 
 
 async def test_unknown_vix_sizes_at_the_extreme_factor_and_warns(desk):

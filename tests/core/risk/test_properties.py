@@ -71,7 +71,7 @@ def test_governor_invariants(account, t):
         assert decision.rejected_by.name == "kill_switch"
     if decision.approved:
         assert all(c.status in ("pass", "warn") for c in decision.checks)
-        assert len(decision.checks) == 12
+        assert len(decision.checks) == 18
         assert 1 <= decision.opportunity.contracts <= fixed
         if t["requested"] is not None:
             assert decision.opportunity.contracts <= t["requested"]

@@ -23,10 +23,13 @@ UNDERLYINGS: dict[str, dict[str, Any]] = {
     # others
     "JPM": {"price": 300.0, "iv": 0.22, "earnings": "2027-01-13"},
     "XOM": {"price": 118.0, "iv": 0.24, "earnings": "2027-01-30"},
-    "KO": {"price": 70.0, "iv": 0.16, "earnings": "2027-02-10"},
+    # KO priced so that its 66 and 68 puts (the tests' clean trades) sit inside the entry
+    # bounds: OTM 13% and 10.5%, delta ~0.10 and ~0.15, spread ~15% and ~9%.
+    "KO": {"price": 76.0, "iv": 0.34, "earnings": "2027-02-10"},
     "DUK": {"price": 120.0, "iv": 0.17, "earnings": "2027-02-05"},
     "CAT": {"price": 500.0, "iv": 0.30, "earnings": "2027-01-29"},
     "INTC": {"price": 30.0, "iv": 0.45, "earnings": "2027-01-28"},
+    "BA": {"price": 218.0, "iv": 0.35, "earnings": "2027-01-27"},  # its 240 put: deep ITM
     # not in the sector table
     "ZZZQ": {"price": 50.0, "iv": 0.40},
     "ZZZR": {"price": 40.0, "iv": 0.40},
@@ -45,7 +48,11 @@ def world(cash: float = 100_000.0, positions: list[dict[str, Any]] | None = None
     data: dict[str, Any] = {"version": 1, "now": NOW, "account": {"id": "DU0000009",
                                                                   "cash": cash},
                             "underlyings": unds, "positions": positions or [],
-                            "equity_history": equity_history or []}
+                            # Closes of the previous week (Friday) and the previous session
+                            # (Monday): the loss breakers measure against recorded closes.
+                            "equity_history": equity_history if equity_history is not None
+                            else [{"date": "2026-11-20", "net_liquidation": cash},
+                                  {"date": "2026-11-23", "net_liquidation": cash}]}
     if vix is not None:
         data["vix"] = vix
     data.update(changes)

@@ -16,6 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # `putdesk emergency-stop` creates this table itself on a database older than this
+    # revision (a halt must land whatever the schema): the same table, kept.
+    if sa.inspect(op.get_bind()).has_table("system_state"):
+        return
     op.create_table(
         "system_state",
         sa.Column("key", sa.String(64), primary_key=True),

@@ -3,7 +3,8 @@ exit closes, roll combos, stock sales) is a row claimed before it is sent, with 
 its sender and the sender's lease, reprices, commission and the position it closes.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009 (no released database is past 0008, so the two new revisions run
+in number order)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
