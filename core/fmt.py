@@ -49,15 +49,16 @@ def contracts(n: int) -> str:
     return f"{n} contract" if abs(n) == 1 else f"{n} contracts"
 
 
-#: Decimal places kept in machine-readable output: float noise (-857.4999999999999)
-#: goes, every real figure (prices in cents, greeks to 1e-6) stays.
-JSON_DECIMALS = 6
+#: Significant digits kept in machine-readable output: binary float noise
+#: (-857.4999999999999) goes, every real figure keeps 1e-12 relative precision.
+JSON_DIGITS = 12
 
 
 def clean_floats(data: Any) -> Any:
-    """`data` with every float rounded to JSON_DECIMALS places (dicts, lists, tuples)."""
+    """`data` with every float cut to JSON_DIGITS significant digits (dicts, lists,
+    tuples)."""
     if isinstance(data, float):
-        return round(data, JSON_DECIMALS) if math.isfinite(data) else data
+        return float(f"{data:.{JSON_DIGITS}g}") if math.isfinite(data) else data
     if isinstance(data, dict):
         return {k: clean_floats(v) for k, v in data.items()}
     if isinstance(data, list | tuple):

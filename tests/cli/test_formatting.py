@@ -38,4 +38,4 @@ def test_json_figures_have_no_float_noise(env, tmp_path):
                 yield from floats(v)
 
     values = list(floats(json.loads(j.stdout)))
-    assert values and all(round(v, 6) == v for v in values)
+    assert values and all(float(f"{v:.12g}") == v for v in values)

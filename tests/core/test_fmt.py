@@ -30,6 +30,7 @@ def test_greeks_prices_and_percents_are_rounded():
 
 
 def test_json_output_loses_float_noise_not_figures():
-    data = {"pnl": -857.4999999999999, "delta": [-0.2502002246774673], "n": 3, "s": "x"}
+    data = {"pnl": -857.4999999999999, "delta": [-0.2502002246774673], "n": 3, "s": "x",
+            "fee": 0.1 + 0.2}
     assert json.loads(json.dumps(fmt.clean_floats(data))) == {
-        "pnl": -857.5, "delta": [-0.2502], "n": 3, "s": "x"}
+        "pnl": -857.5, "delta": [-0.250200224677], "n": 3, "s": "x", "fee": 0.3}
