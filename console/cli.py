@@ -157,6 +157,17 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
         fail(f"paper gateway: {exc}", code=1)
 
 
+def _halt_time(settings: Settings) -> Any:
+    """When a halt happened, on the process clock (the paper world's time when its gateway
+    runs); the wall clock if that cannot be read: the halt itself must land."""
+    from core.clock import SystemClock
+
+    try:
+        return process_clock(settings).now()
+    except Exception:
+        return SystemClock().now()
+
+
 def process_clock(settings: Settings) -> Any:
     """The clock a command stamps and measures with: the paper world's when this data
     directory's gateway runs (one clock: the world's time everywhere), else the wall's."""
@@ -1238,7 +1249,6 @@ def emergency_stop(
     import logging
 
     from core.actor import whoami
-    from core.clock import SystemClock
     from core.config import ConfigError, load_settings
     from core.db.session import Database, DatabaseError, database_url, error_text
     from core.logs import setup_logging
@@ -1263,7 +1273,7 @@ def emergency_stop(
     else:
         try:
             state, already = emergency_halt(db, reason or "Manual emergency stop (CLI)",
-                                            actor, SystemClock().now())
+                                            actor, _halt_time(settings))
         except Exception as exc:  # whatever it is, the operator must read that it failed
             why = str(exc) if isinstance(exc, DatabaseError) else (
                 f"Database {db.redacted_url}: {error_text(exc)}")
