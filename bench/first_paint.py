@@ -86,6 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         env.update({
+            "PUTDESK_BROKER": "sim",  # no background gateway left behind by the bench
             "PUTDESK_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "PUTDESK_LOG_FILE": f"{tmp}/bench.log",
             "PUTDESK_ENV_FILE": os.devnull,

@@ -726,21 +726,10 @@ def close(
     interrupted: list[str] = []
 
     async def go() -> dict[str, Any]:
-        import signal
-
         from core.actor import whoami
-        from core.engine import EngineError
 
-        engine.install_signal_handlers(interrupted.append, halt=False,
-                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        await _start_for_orders(engine, interrupted)
         try:
-            # Its heartbeat keeps this process's claim on the close while it works.
-            await engine.start(trading_desk=False)
-        except EngineError as exc:
-            fail(str(exc), code=1)
-        try:
-            if not engine.broker.connected:
-                fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
             engine.refuse_if_read_only("closing a position")
             views = await engine.monitor.refresh(notify=False)
             wanted = " ".join(position.upper().split())
@@ -786,22 +775,8 @@ def execute(
     interrupted: list[str] = []
 
     async def go() -> dict[str, Any]:
-        import signal
-
-        from core.engine import EngineError
-
-        # ctrl-c, a closed SSH session or a kill: the orders this command works are
-        # cancelled at the broker before it exits (never left working with nobody
-        # following them). Only the console halts the book on a signal.
-        engine.install_signal_handlers(interrupted.append, halt=False,
-                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        await _start_for_orders(engine, interrupted)
         try:
-            await engine.start(trading_desk=False)
-        except EngineError as exc:
-            fail(str(exc), code=1)
-        try:
-            if not engine.broker.connected:
-                fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
             staged = await asyncio.to_thread(engine.staged.list, ("STAGED",))
             if ids:
                 known = {r.id for r in staged} | {r.order_ref for r in staged}
@@ -840,6 +815,27 @@ def execute(
         raise typer.Exit(130 if data["interrupted"] == "SIGINT" else 1)
     if any(not o["result"]["success"] for o in data["orders"]):
         raise typer.Exit(1)
+
+
+async def _start_for_orders(engine: Any, interrupted: list[str]) -> None:
+    """Start an order-sending command's engine: ctrl-c, a closed SSH session or a kill
+    cancels the orders it works before it exits (never left working with nobody
+    following them; only the console halts the book on a signal), and only the loops its
+    orders need run (the halt sync, the ledger heartbeat that keeps its claims, the
+    reconnect). Exit 1 unless the broker is connected."""
+    import signal
+
+    from core.engine import EngineError
+
+    engine.install_signal_handlers(interrupted.append, halt=False,
+                                   signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    try:
+        await engine.start(trading_desk=False)
+    except EngineError as exc:
+        fail(str(exc), code=1)
+    if not engine.broker.connected:
+        await engine.stop()
+        fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
 
 
 async def _opened(engine: Any) -> None:
@@ -964,22 +960,10 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
     engine.identify(f"cli roll {'approve' if approve else 'reject'}")
 
     async def go() -> dict[str, Any]:
-        import signal
-
         from core.actor import whoami
-        from core.engine import EngineError
 
-        # The roll combo (or the close a rejection leads to) is cancelled on ctrl-c or a
-        # lost session, and its claim is renewed while it works.
-        engine.install_signal_handlers(lambda _name: None, halt=False,
-                                       signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
-        try:
-            await engine.start(trading_desk=False)
-        except EngineError as exc:
-            fail(str(exc), code=1)
-        if not engine.broker.connected:
-            await engine.stop()
-            fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
+        # The roll combo (or the close a rejection leads to) is cancelled on a signal.
+        await _start_for_orders(engine, [])
         try:
             rows = await asyncio.to_thread(engine.rolls.find)
             match = [r for r in rows if r.id == proposal_id or r.id.startswith(proposal_id)]
