@@ -338,7 +338,8 @@ def test_any_scenario_file_ends_with_a_message(desk: Desk, doc: Any, command: st
     """Each example on a fresh database: a world's trades are seeded into an empty one."""
     path = desk.root / "generated.json"
     path.write_text(json.dumps(doc))
-    symbol = next(iter(doc.get("underlyings") or {"KO": 0})) if isinstance(doc, dict) else "KO"
+    unds = doc.get("underlyings") if isinstance(doc, dict) else None
+    symbol = next(iter(unds), "KO") if isinstance(unds, dict) else "KO"
     args = {"check": ["check", str(symbol), "60", "2026-12-18"]}.get(command, [command])
     run_cli([*args, "--scenario", str(path)], desk.env(desk.fresh_db("generated.db")))
 

@@ -5,6 +5,7 @@ ScenarioError whose message starts with the JSON path of the damage; nothing els
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from datetime import date, datetime, timedelta, timezone
@@ -147,7 +148,9 @@ def damaged(draw: st.DrawFn) -> tuple[Any, list[Path_]]:
             del parent[last]  # a list item dropped: the rest move up, still valid
             flaws.append(path if isinstance(last, str) else path[:-1])
         elif how == "wrong":
-            parent[last] = draw(st.sampled_from(WRONG))
+            # A copy: the shared WRONG values must not be changed by a later damage (a
+            # dict of WRONG damaged into containing itself recursed forever).
+            parent[last] = copy.deepcopy(draw(st.sampled_from(WRONG)))
             flaws.append(path)
         elif how == "number":
             parent[last] = draw(st.sampled_from(NUMBERS))
@@ -156,14 +159,16 @@ def damaged(draw: st.DrawFn) -> tuple[Any, list[Path_]]:
             target = _get(doc, path) if isinstance(_get(doc, path), dict) else parent
             where = path if target is _get(doc, path) else path[:-1]
             name = draw(st.sampled_from(["colour", "Price", "iv ", "_", "versions"]))
-            target[name] = draw(st.sampled_from(WRONG + NUMBERS[:3]))
+            target[name] = copy.deepcopy(draw(st.sampled_from(WRONG + NUMBERS[:3])))
             flaws.append((*where, name))
-        elif how == "crossed" and "option_quotes" in doc and doc["option_quotes"]:
-            key = draw(st.sampled_from(sorted(doc["option_quotes"])))
+        elif how == "crossed" and _quotes(doc) and any(
+                isinstance(q, dict) for q in doc["option_quotes"].values()):
+            key = draw(st.sampled_from(sorted(k for k, q in doc["option_quotes"].items()
+                                              if isinstance(q, dict))))
             q = doc["option_quotes"][key]
             q["bid"] = (q["ask"] if isinstance(q.get("ask"), float) else 1.0) + 0.01
             flaws.append(("option_quotes", key))
-        elif how == "key" and "option_quotes" in doc and doc["option_quotes"]:
+        elif how == "key" and _quotes(doc):
             old = draw(st.sampled_from(sorted(doc["option_quotes"])))
             new = draw(st.sampled_from(BAD_KEYS))
             doc["option_quotes"][new] = doc["option_quotes"].pop(old)
@@ -172,6 +177,12 @@ def damaged(draw: st.DrawFn) -> tuple[Any, list[Path_]]:
             parent[last] = draw(st.text(max_size=12))
             flaws.append(path)
     return doc, flaws
+
+
+def _quotes(doc: dict[str, Any]) -> bool:
+    """option_quotes is still a non-empty object (an earlier damage may have replaced
+    it with anything)."""
+    return isinstance(doc.get("option_quotes"), dict) and bool(doc["option_quotes"])
 
 
 def check_scenario(s: Scenario) -> None:
