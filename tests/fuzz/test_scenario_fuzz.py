@@ -155,7 +155,8 @@ def damaged(draw: st.DrawFn) -> tuple[Any, list[Path_]]:
         elif how == "number":
             parent[last] = draw(st.sampled_from(NUMBERS))
             flaws.append(path)
-        elif how == "unknown":
+        elif how == "unknown" and (isinstance(_get(doc, path), dict)
+                                   or isinstance(parent, dict)):  # a key needs an object
             target = _get(doc, path) if isinstance(_get(doc, path), dict) else parent
             where = path if target is _get(doc, path) else path[:-1]
             name = draw(st.sampled_from(["colour", "Price", "iv ", "_", "versions"]))
