@@ -333,9 +333,20 @@ async def test_disconnect_after_accept_then_reconcile_leaves_exactly_one_order(t
     settings = make_settings(tmp_path, **FAST)
     engine = sim_engine(settings, write(tmp_path, world()))
     await engine.start()
+    reconciled = asyncio.Event()  # set when a reconcile has written its summary
+    run = engine.reconciler.run
+
+    async def reconcile_then_tell():
+        try:
+            return await run()
+        finally:
+            reconciled.set()
+
+    engine.reconciler.run = reconcile_then_tell
     try:
         row = await staged(engine)
         engine.broker.faults.disconnect_after_accept = True
+        reconciled.clear()
         [(_row, result)] = await engine.execute()
         assert result.outcome == "UNKNOWN"
         assert (f"Order {row.order_ref}: Connection lost after sending (connection lost "
@@ -343,10 +354,9 @@ async def test_disconnect_after_accept_then_reconcile_leaves_exactly_one_order(t
                 "its orderRef — it is never sent twice") in caplog.text
         assert engine.staged.get(row.id).status == "UNKNOWN"
         assert await engine.execute() == []  # UNKNOWN is never sent again
-        for _ in range(100):  # the engine reconnects (backoff ~1 s) and reconciles
-            await asyncio.sleep(0.05)
-            if engine.broker.connected and engine.staged.get(row.id).status != "UNKNOWN":
-                break
+        # The engine reconnects (backoff ~1 s) and reconciles: wait for that reconcile to
+        # have finished (its summary logged and audited), not for a time.
+        await asyncio.wait_for(reconciled.wait(), 60)
         assert len(orders_with_ref(engine, row.order_ref)) == 1
         saved = engine.staged.get(row.id)
         # Filled as the link dropped, or still resting: nobody follows an UNKNOWN order,
