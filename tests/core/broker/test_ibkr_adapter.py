@@ -52,11 +52,11 @@ async def otm_put(sim: SimBroker, symbol: str) -> OptionContract:
     return OptionContract(symbol, expiry, strike)
 
 
-def adapter(port: int, **settings: object) -> IbkrBroker:
+def adapter(port: int, spare_client_ids: int = 0, **settings: object) -> IbkrBroker:
     values = {"PUTDESK_IBKR_PORT": port, "PUTDESK_IBKR_CONNECT_TIMEOUT": 3,
               "PUTDESK_IBKR_CLIENT_ID": 11, "PUTDESK_IBKR_MARKET_DATA_TIMEOUT": 2,
               "PUTDESK_IBKR_REQUEST_TIMEOUT": 3, **settings}
-    return IbkrBroker(load_settings(values).ibkr)
+    return IbkrBroker(load_settings(values).ibkr, spare_client_ids=spare_client_ids)
 
 
 @pytest.fixture
@@ -458,10 +458,7 @@ async def test_a_busy_client_id_moves_to_the_next_free_one_and_back_after_a_cras
     """One-shot commands take the lowest free id of their range: the same command run
     again after its process died gets the same id, and with it its orders."""
     r = await rig(PUTDESK_IBKR_CLIENT_ID=100)
-    second = IbkrBroker(load_settings({"PUTDESK_IBKR_PORT": r.peer.port,
-                                       "PUTDESK_IBKR_CLIENT_ID": 100,
-                                       "PUTDESK_IBKR_CONNECT_TIMEOUT": 3}).ibkr,
-                        spare_client_ids=5)
+    second = adapter(r.peer.port, spare_client_ids=5, PUTDESK_IBKR_CLIENT_ID=100)
     await second.connect()
     try:
         assert second.settings.client_id == 101
@@ -469,10 +466,7 @@ async def test_a_busy_client_id_moves_to_the_next_free_one_and_back_after_a_cras
         state = await second.place_order(sell(r.ko, 1, round(bid + 0.40, 2), "putdesk:mine"))
     finally:
         await second.disconnect()  # the process dies; its order stays working
-    again = IbkrBroker(load_settings({"PUTDESK_IBKR_PORT": r.peer.port,
-                                      "PUTDESK_IBKR_CLIENT_ID": 100,
-                                      "PUTDESK_IBKR_CONNECT_TIMEOUT": 3}).ibkr,
-                       spare_client_ids=5)
+    again = adapter(r.peer.port, spare_client_ids=5, PUTDESK_IBKR_CLIENT_ID=100)
     await again.connect()
     try:
         assert again.settings.client_id == 101
