@@ -4,6 +4,7 @@ check (the estimate) and the stress test (repricing the book)."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -13,11 +14,32 @@ Array = NDArray[np.float64]
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 #: Broad-based index ETFs: IBKR (and CBOE/FINRA) use 15% instead of 20% of the underlying.
 BROAD_INDEX_ETFS = frozenset({"SPY", "QQQ", "IWM", "DIA"})
+_SQRT1_2 = math.sqrt(0.5)
+
+
+#: Up to this many values the normal CDF is computed one by one in Python (the simulator
+#: prices one contract at a time); larger arrays go to scipy, vectorised.
+_SCALAR_CDF_MAX = 16
+
+
+def _ndtr(a: float) -> float:
+    """Standard normal CDF of one value: scipy's `ndtr` step for step (Cephes: erf near
+    zero, erfc in the tails, where 1 - erf would lose the digits), on the C library's
+    erf/erfc, so it agrees with scipy to the last bit or two."""
+    x = a * _SQRT1_2
+    z = abs(x)
+    if z < _SQRT1_2:
+        return 0.5 + 0.5 * math.erf(x)
+    y = 0.5 * math.erfc(z)
+    return 1.0 - y if x > 0 else y
 
 
 def _n(x: Array) -> Array:
-    """Standard normal CDF. scipy is imported on first use: it costs ~0.25 s, and
-    `putdesk status` or `emergency-stop` import this module without pricing anything."""
+    """Standard normal CDF. scipy only for large arrays, imported on first use: it costs
+    ~0.25 s and ~15 MiB, and `putdesk status` prices a handful of contracts one at a time
+    (the simulator's marks)."""
+    if x.size <= _SCALAR_CDF_MAX:
+        return np.array([_ndtr(v) for v in x.flat], dtype=np.float64).reshape(x.shape)
     from scipy.special import ndtr
 
     return np.asarray(ndtr(x), dtype=np.float64)
