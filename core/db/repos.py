@@ -3,12 +3,12 @@ here), so tests and the simulator decide what "now" is."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from core.clock import NEW_YORK
@@ -33,7 +33,10 @@ def _table(model: type[Any]) -> Any:
 def _upsert(db: Database, table: Any, values: dict[str, Any], key: str) -> bool:
     """Atomic insert-or-update in one statement (no read-then-write race).
     True when a row was written."""
-    dialect = postgresql if db.dialect == "postgresql" else sqlite
+    # The database's own dialect module only: PostgreSQL's costs a SQLite process ~2 MiB
+    # (`putdesk status` has a memory budget).
+    dialect: Any = importlib.import_module(
+        "sqlalchemy.dialects." + ("postgresql" if db.dialect == "postgresql" else "sqlite"))
     stmt = dialect.insert(table).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[key], set_={k: v for k, v in values.items() if k != key})
