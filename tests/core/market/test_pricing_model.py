@@ -101,3 +101,35 @@ def test_ibkr_margin_itm_put_and_call():
     assert float(ibkr_short_option_margin(100, 110, 12.0)) == pytest.approx(3200.0)
     # short call 110 on 100 at 1.0: 1 + max(20 - 10, 10) = 11 -> $1,100
     assert float(ibkr_short_option_margin(100, 110, 1.0, right="C")) == pytest.approx(1100.0)
+
+
+def test_one_contract_prices_as_scipy_does():
+    """A handful of values take math.erf/erfc (the simulator's one-contract marks, no
+    scipy to load); arrays take scipy's ndtr. Both give the same prices and greeks to
+    the last few bits, so a price never depends on how many were asked for at once."""
+    from scipy.special import ndtr
+
+    from core.market.pricing import _n
+
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.normal(0.0, 2.0, 2000), [0.0, -0.0, 0.7071067811865476, -1.0,
+                                                     1.0, -8.0, 8.0, -38.0, 40.0]])
+    one_by_one = np.array([float(_n(np.asarray(v))) for v in x])
+    assert np.allclose(one_by_one, ndtr(x), rtol=1e-14, atol=1e-300)  # -38: ~3e-316 or 0
+    assert float(_n(np.asarray(np.inf))) == 1.0 and float(_n(np.asarray(-np.inf))) == 0.0
+    assert math.isnan(float(_n(np.asarray(np.nan))))
+    s = rng.uniform(20, 600, 200)
+    k = s * rng.uniform(0.6, 1.2, 200)
+    t = rng.uniform(1 / 365, 2.0, 200)
+    v = rng.uniform(0.05, 1.5, 200)
+    for right in ("P", "C"):
+        together = bs_price(s, k, t, v, 0.04, 0.01, right=right)
+        alone = np.array([float(bs_price(*args, 0.04, 0.01, right=right))
+                          for args in zip(s, k, t, v, strict=True)])
+        assert np.allclose(alone, together, rtol=1e-12, atol=1e-12)
+        greeks = bs_greeks(s, k, t, v, 0.04, 0.01, right=right)
+        for i in range(0, 200, 17):
+            one = bs_greeks(s[i], k[i], t[i], v[i], 0.04, 0.01, right=right)
+            for name, value in one.items():
+                assert float(value) == pytest.approx(float(greeks[name][i]), rel=1e-12,
+                                                     abs=1e-15), name
