@@ -297,7 +297,8 @@ class RiskGovernor:
         decision = RiskDecision(opportunity, tuple(checks), sizing, result, self.clock.now(),
                                 preview=not whatif)
         for breach in breakers.breached(loss_checks):
-            await asyncio.to_thread(self.kill_switch.halt, breach.reason, "risk governor")
+            await asyncio.to_thread(self.kill_switch.halt, breach.reason, "risk governor",
+                                    breach.name)
         log.log(logging.INFO if decision.approved else logging.WARNING,
                 "Pre-trade %s x%d: %s. %s", opportunity.label, opportunity.contracts,
                 decision.summary, sizing.log_text)

@@ -74,6 +74,10 @@ class KillSwitch:
         self._unpersisted: HaltState | None = None  # a halt the database did not take
         self._db = db
         self._lost: HaltState | None = None  # the file was deleted or replaced: for good
+        #: The halt in force (since, reason, by) and the requests (actor, key) already
+        #: answered while it lasts: each is logged and audited once, not at every check.
+        self._answered: tuple[tuple[datetime | None, str, str], set[tuple[str, str]]] = (
+            (None, "", ""), set())
 
     @property
     def state(self) -> HaltState:
@@ -182,8 +186,22 @@ class KillSwitch:
         self._set(stored)
         return self._state
 
-    def halt(self, reason: str, actor: str) -> HaltState:
+    def _first_request(self, actor: str, key: str) -> bool:
+        """Whether (actor, key) is new during the halt in force; remembers it."""
+        halt = (self._state.since, self._state.reason, self._state.by)
+        if self._answered[0] != halt:
+            self._answered = (halt, set())
+        seen = (actor, key) in self._answered[1]
+        self._answered[1].add((actor, key))
+        return not seen
+
+    def halt(self, reason: str, actor: str, repeat_key: str | None = None) -> HaltState:
+        """Halt trading. `repeat_key` names the request when its reason carries figures
+        that move (a loss breaker's equity): a request repeated while the halt lasts (the
+        same actor and key; the reason by default) is answered at DEBUG, with no new audit
+        row, after its first answer."""
         reason = reason.strip() or "Manual emergency stop"
+        key = repeat_key or reason
         if self._lost is not None or self._file_lost() is not None:
             # The file this process holds is not the one at the path: a halt written
             # through it would reach nobody. Halted here, and into the file at the path.
@@ -195,6 +213,12 @@ class KillSwitch:
         self.sync()
         if self._state.halted and self._state.persisted:
             # Keep the first reason: it is the one the operator must read before resuming.
+            if not self._first_request(actor, key):
+                # A breaker stays breached until someone resumes: its check repeats the
+                # request every cycle, and one line and one audit row say it all.
+                log.debug("Halt requested again by %s (%s) while already halted: %s",
+                          actor, reason, self._state.reason)
+                return self._state
             log.warning("Halt requested by %s (%s) while already halted: %s",
                         actor, reason, self._state.reason)
             self._record("halt", f"Halt requested while already halted: {reason}", actor,
@@ -213,6 +237,7 @@ class KillSwitch:
             raise
         self._held = None
         self._set(state)
+        self._first_request(actor, key)  # the halt itself was this request's answer
         self._record("halt", f"Trading halted: {reason}", actor, "CRITICAL")
         return state
 
