@@ -104,9 +104,9 @@ def test_ibkr_margin_itm_put_and_call():
 
 
 def test_one_contract_prices_as_scipy_does():
-    """A handful of values take math.erf/erfc (the simulator's one-contract marks, no
-    scipy to load); arrays take scipy's ndtr. Both give the same prices and greeks to
-    the last few bits, so a price never depends on how many were asked for at once."""
+    """One value takes math.erf/erfc (the simulator's one-contract marks: no scipy to
+    load in `putdesk status`); arrays take scipy's ndtr. Prices and greeks agree to
+    float noise (1e-12 relative) whichever way a contract is priced."""
     from scipy.special import ndtr
 
     from core.market.pricing import _n
