@@ -36,6 +36,8 @@ from core.broker.base import (
 from core.broker.pacing import Pacer
 from core.clock import Clock, ShiftedClock, SystemClock
 from core.config import BrokerKind, Settings
+from core.db import changes
+from core.db.changes import ChangeFeed
 from core.db.repos import (
     AuditRepo,
     EquityRepo,
@@ -101,6 +103,7 @@ class EngineState:
     positions: tuple[PositionView, ...] = ()
     positions_checked_at: datetime | None = None
     rolls_version: int = 0  # bumped whenever a roll proposal changes
+    trades_version: int = 0  # bumped whenever a trade changes (another process's, too)
 
     @property
     def excess_liquidity_ratio(self) -> float | None:
@@ -188,6 +191,7 @@ class Engine:
         self._stopping = asyncio.Event()
         self._reconnecting = False
         self._loop_ref: asyncio.AbstractEventLoop | None = None  # set by open()
+        self._changes = ChangeFeed(db)
         self._state = EngineState(now=clock.now(), broker=broker.info(),
                                   halt=self.kill_switch.state)
         self.kill_switch.add_listener(self._on_halt_changed)
@@ -360,6 +364,12 @@ class Engine:
         self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds, self.sync_halt))
         if trading_desk:
             self._spawn(self._loop(1.0, self.tick))
+            # Other processes' orders, fills, trades and roll decisions reach the screens
+            # within a sync, as their halts do.
+            await self.watch_changes()  # the baseline: what is on screen now is current
+            changes.subscribe(self.db.engine, self._changed_here)  # own changes: at once
+            self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds,
+                                   self.watch_changes))
             # Market-time cadences follow a sped-up world (the paper gateway's --speed): a
             # 15-minute monitor runs every 1.5 s at x600, never more often than once a
             # second.
@@ -429,6 +439,7 @@ class Engine:
         if not self._stopping.is_set():
             await self.cancel_working(reason)
         self._stopping.set()
+        changes.unsubscribe(self.db.engine, self._changed_here)
         await self.notifier.drain(within=2.0)
         await self.notifier.close()
         with contextlib.suppress(Exception):
@@ -608,6 +619,29 @@ class Engine:
         if held and not self.kill_switch.held and self.broker.connected and not self.read_only:
             await self.reconcile()
         return state
+
+    async def watch_changes(self) -> set[str]:
+        """One small query (core/db/changes.py): when any process changed the order
+        ledger, the trades or the roll proposals since the last look, the screens that
+        show them are told (a new version); otherwise nothing is published."""
+        changed = await asyncio.to_thread(self._changes.changed)
+        self._bump_versions(changed)
+        return changed
+
+    def _changed_here(self, feeds: set[str]) -> None:
+        """A write of this process committed (any thread): its screens hear at once."""
+        loop = self._loop_ref
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._bump_versions, feeds)
+
+    def _bump_versions(self, feeds: set[str]) -> None:
+        versions = {"orders": "orders_version", "rolls": "rolls_version",
+                    "trades": "trades_version"}
+        bumps = {versions[f]: getattr(self._state, versions[f]) + 1 for f in feeds
+                 if f in versions}
+        if bumps:
+            self._publish(**bumps)
 
     async def tick(self) -> None:
         """Once a second: move simulated time and keep the market session current."""
