@@ -702,13 +702,23 @@ class Engine:
 
     async def check(self, opportunity: Opportunity, *, whatif: bool = True,
                     actor: str | None = None, revalidating: str | None = None) -> RiskDecision:
-        """Size and run the pre-trade checks; the decision is an audit event. Staged
-        orders count as part of the book, except `revalidating` (a staged order's id)."""
+        """Size and run the pre-trade checks; the decision is an audit event. Orders on
+        their way count as part of the book: every sent one, and every staged one for a
+        new trade. `revalidating` (a staged order's id, re-checked before it is sent)
+        counts neither itself nor the staged orders queued after it: of two staged
+        orders for one contract (two processes staging at once) the earlier is sent and
+        the later is the duplicate, even when both are re-checked in one batch."""
         staged = await asyncio.to_thread(self.staged.list, OPEN_STATUSES, RISK_ADDING)
+        own = next((o for o in staged if o.id == revalidating), None)
+
+        def counted(o: StagedOrder) -> bool:
+            if own is None or o.status != "STAGED":
+                return o is not own
+            return (o.created_at, o.id) < (own.created_at, own.id)
+
         pending = [OptionContract(o.symbol, o.expiration, o.strike, "P") for o in staged
-                   if o.id != revalidating and o.expiration is not None
-                   and o.strike is not None]
-        own_ref = next((o.order_ref for o in staged if o.id == revalidating), None)
+                   if counted(o) and o.expiration is not None and o.strike is not None]
+        own_ref = own.order_ref if own is not None else None
         decision = await self.governor.pre_trade_check(opportunity, whatif=whatif,
                                                        pending=pending, exclude_ref=own_ref)
         if self.margin.health is not None and self.margin.health is not self._state.health:
