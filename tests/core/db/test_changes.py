@@ -81,3 +81,31 @@ def test_the_writing_process_hears_at_once(db: Database) -> None:
         unsubscribe(db.engine, heard.append)
     StagedOrderRepo(db).add(staged())
     assert heard == [{"orders"}]
+
+
+async def test_the_engine_publishes_only_when_another_connection_changed_something(
+        db: Database, tmp_path) -> None:
+    """The engine's step of the feed (every kill-switch sync): a new orders version when
+    another process wrote the ledger, and no engine event at all when nothing changed."""
+    from tests.factories import make_settings, sim_engine
+
+    engine = sim_engine(make_settings(tmp_path, PUTDESK_DATABASE_URL=db.url))
+    published = []
+    engine.add_listener(published.append)
+    await engine.open()
+    try:
+        await engine.watch_changes()  # the baseline
+        before, events = engine.state, len(published)
+        assert await engine.watch_changes() == set()
+        assert len(published) == events  # nothing changed: nothing published
+        other = Database(db.url)
+        try:
+            StagedOrderRepo(other).add(staged())
+        finally:
+            other.dispose()
+        assert await engine.watch_changes() == {"orders"}
+        assert engine.state.orders_version == before.orders_version + 1
+        assert engine.state.rolls_version == before.rolls_version
+        assert engine.state.trades_version == before.trades_version
+    finally:
+        await engine.stop()
