@@ -108,3 +108,36 @@ async def test_a_roll_decision_and_a_close_elsewhere_reach_rolls_and_journal(tmp
         await shown(pilot, lambda: [p.status for p in rolls.rows] == ["REJECTED"],
                     what="the roll rejected by the other process")
         assert rolls.rows[0].decided_by == "other tester"
+
+
+async def test_a_cancel_elsewhere_reaches_the_log_and_orders(tmp_path):
+    from screens.log import LogScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await checked(pilot)
+        await pilot.press("a", "y")
+        await app.workers.wait_for_complete()
+        await pilot.press("escape", "f4")
+        orders = app.screen
+        assert isinstance(orders, OrdersScreen)
+        await shown(pilot, lambda: [r.status for r in orders.rows] == ["STAGED"],
+                    what="the staged order")
+        ref = orders.rows[0].order_ref
+        await pilot.press("9")
+        log = app.screen
+        assert isinstance(log, LogScreen)
+        await shown(pilot, lambda: any(e.kind == "staged" for e in log.events),
+                    what="our own staging in the log")
+        other = sim_engine(make_settings(tmp_path, **FAST))
+        await other.open()
+        try:
+            await other.cancel_staged(ref, "other tester")
+        finally:
+            await other.stop()
+        await shown(pilot, lambda: any(e.kind == "staged_cancel" and e.actor == "other tester"
+                                       for e in log.events),
+                    what="the other process's cancel in the log")
+        await pilot.press("4")
+        await shown(pilot, lambda: [r.status for r in orders.rows] == ["CANCELLED"],
+                    what="the order cancelled by the other process")
