@@ -192,6 +192,7 @@ class Engine:
         self._reconnecting = False
         self._loop_ref: asyncio.AbstractEventLoop | None = None  # set by open()
         self._changes = ChangeFeed(db)
+        self._feed_failing = False
         self._state = EngineState(now=clock.now(), broker=broker.info(),
                                   halt=self.kill_switch.state)
         self.kill_switch.add_listener(self._on_halt_changed)
@@ -624,7 +625,18 @@ class Engine:
         """One small query (core/db/changes.py): when any process changed the order
         ledger, the trades or the roll proposals since the last look, the screens that
         show them are told (a new version); otherwise nothing is published."""
-        changed = await asyncio.to_thread(self._changes.changed)
+        try:
+            changed = await asyncio.to_thread(self._changes.changed)
+        except SQLAlchemyError as exc:
+            # Not a fault of its own: the kill switch's sync reads the same database at
+            # the same pace and halts on it. The feed waits, and its next look compares
+            # with what was seen before, so nothing changed meanwhile is missed.
+            if not self._feed_failing:
+                log.warning("Change feed unreadable (%s): screens may lag other processes "
+                            "until the database answers", error_text(exc))
+            self._feed_failing = True
+            return set()
+        self._feed_failing = False
         self._bump_versions(changed)
         return changed
 

@@ -109,3 +109,31 @@ async def test_the_engine_publishes_only_when_another_connection_changed_somethi
         assert engine.state.trades_version == before.trades_version
     finally:
         await engine.stop()
+
+
+async def test_an_unreadable_feed_waits_and_misses_nothing(tmp_path, caplog) -> None:
+    """The database does not answer: the feed says so once and halts nothing itself (the
+    kill switch's sync does that); its next look finds what changed meanwhile."""
+    from sqlalchemy.exc import OperationalError
+
+    from tests.factories import make_settings, sim_engine
+
+    engine = sim_engine(make_settings(tmp_path))
+    await engine.open()
+    try:
+        await engine.watch_changes()
+        real = engine._changes.changed
+
+        def down() -> set[str]:
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+        engine._changes.changed = down  # type: ignore[method-assign]
+        StagedOrderRepo(engine.db).add(staged())
+        assert await engine.watch_changes() == set()
+        assert await engine.watch_changes() == set()
+        assert caplog.text.count("Change feed unreadable") == 1
+        assert not engine.kill_switch.state.halted
+        engine._changes.changed = real  # type: ignore[method-assign]
+        assert await engine.watch_changes() == {"orders"}
+    finally:
+        await engine.stop()
