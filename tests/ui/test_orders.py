@@ -199,3 +199,25 @@ async def test_a_send_refused_while_halted_says_so_in_the_row(tmp_path):
         row = stored(tmp_path, screen.rows[0].id)
         assert row.status == "STAGED" and row.message == message
         assert app.engine.broker._orders == {}
+
+
+async def test_a_send_refused_as_a_duplicate_says_so_in_the_row(tmp_path):
+    """Another client already sells the same put (working at the broker): the re-check
+    refuses the send for good, and the row says why."""
+    from core.broker.base import OptionContract, OrderRequest, OrderType
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await staged_on_orders(pilot)
+        row = screen.rows[0]
+        assert row.expiration is not None and row.strike is not None
+        contract = OptionContract(row.symbol, row.expiration, row.strike)
+        quote = await app.engine.broker.option_quote(contract)
+        await app.engine.broker.place_order(OrderRequest(
+            "SELL", 1, "putdesk-elsewhere0000", contract, order_type=OrderType.LIMIT,
+            limit_price=round(quote.ask + 1, 2)))
+        await sent_and_reloaded(pilot, screen, ("e", "y"))
+        status, message = row_cells(screen)
+        assert status == "REJECTED"
+        assert message.startswith("No longer passes the risk checks: REJECTED by duplicate")
+        assert stored(tmp_path, row.id).message == message
