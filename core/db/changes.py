@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from core.db.session import dialect_insert
 from core.db.tables import SystemState
 
 #: table -> feed
@@ -78,12 +78,12 @@ def _on_commit(session: Session) -> None:
     if not feeds:
         return
     table = SystemState.__table__  # type: ignore[attr-defined]
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect_insert(session.get_bind().dialect.name)
     # Bookkeeping only: nothing reads this time, so the wall clock is fine here.
     now = datetime.now(UTC)
     session.info[_COMMITTING] = feeds
     for feed in sorted(feeds):
-        stmt = dialect.insert(table).values(key=PREFIX + feed, value=uuid.uuid4().hex,
+        stmt = insert(table).values(key=PREFIX + feed, value=uuid.uuid4().hex,
                                             updated_at=now)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["key"], set_={"value": stmt.excluded.value,

@@ -3,7 +3,6 @@ here), so tests and the simulator decide what "now" is."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from sqlmodel import col, select
 
 from core.clock import NEW_YORK
 from core.db.changes import QUIET
-from core.db.session import Database
+from core.db.session import Database, dialect_insert
 from core.db.tables import (
     AuditEvent,
     EquitySnapshot,
@@ -34,11 +33,7 @@ def _table(model: type[Any]) -> Any:
 def _upsert(db: Database, table: Any, values: dict[str, Any], key: str) -> bool:
     """Atomic insert-or-update in one statement (no read-then-write race).
     True when a row was written."""
-    # The database's own dialect module only: PostgreSQL's costs a SQLite process ~2 MiB
-    # (`putdesk status` has a memory budget).
-    dialect: Any = importlib.import_module(
-        "sqlalchemy.dialects." + ("postgresql" if db.dialect == "postgresql" else "sqlite"))
-    stmt = dialect.insert(table).values(**values)
+    stmt = dialect_insert(db.dialect)(table).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[key], set_={k: v for k, v in values.items() if k != key})
     with db.session() as session:

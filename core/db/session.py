@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,6 +330,14 @@ def head_revision() -> str:
 
 def known_revisions() -> set[str]:
     return set(shipped_revisions())
+
+
+def dialect_insert(backend: str) -> Any:
+    """The backend's own INSERT (with ON CONFLICT, for upserts): PostgreSQL's or SQLite's,
+    its dialect module imported on first use. PostgreSQL's costs a SQLite process ~2 MiB,
+    and `putdesk status` has a memory budget (tests/cli/test_lean_commands.py)."""
+    name = "postgresql" if backend == "postgresql" else "sqlite"
+    return importlib.import_module(f"sqlalchemy.dialects.{name}").insert
 
 
 def error_text(exc: BaseException) -> str:
