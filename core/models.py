@@ -4,7 +4,8 @@ they were turned away."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -77,11 +78,53 @@ class Candidate:
     def premium_per_contract(self) -> float | None:
         return None if self.premium is None else round(self.premium * 100, 2)
 
+    # A frozen dataclass's __init__ sets each of these 35 fields through
+    # object.__setattr__ (~4 us a candidate; dataclasses.replace ~8 us). A screen builds
+    # and rescores hundreds, so `many` and `but` fill the new instance's __dict__
+    # directly: the same object (same fields, defaults and fresh dicts) in ~1 us.
+
+    @classmethod
+    def many(cls, names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[Candidate]:
+        """`Candidate(**dict(zip(names, row)))` for each row."""
+        unknown = set(names) - _FIELDS
+        if unknown:
+            raise TypeError(f"Candidate has no field(s) {', '.join(sorted(unknown))}")
+        absent = _REQUIRED - set(names)
+        if absent:
+            raise TypeError(f"Candidate needs {', '.join(sorted(absent))}")
+        out: list[Candidate] = []
+        new = object.__new__
+        for row in rows:
+            c = new(cls)
+            values = c.__dict__
+            values.update(_DEFAULTS)
+            for name, factory in _FACTORIES:
+                values[name] = factory()
+            values.update(zip(names, row, strict=True))
+            out.append(c)
+        return out
+
     def but(self, **changes: Any) -> Candidate:
-        return replace(self, **changes)
+        """`dataclasses.replace(self, **changes)`."""
+        if not changes.keys() <= _FIELDS:
+            raise TypeError(f"Candidate has no field(s) "
+                            f"{', '.join(sorted(changes.keys() - _FIELDS))}")
+        c = object.__new__(type(self))
+        values = c.__dict__
+        values.update(self.__dict__)
+        values.update(changes)
+        return c
 
     def with_warning(self, text: str) -> Candidate:
-        return replace(self, warnings=(*self.warnings, text))
+        return self.but(warnings=(*self.warnings, text))
+
+
+_FIELDS = frozenset(f.name for f in fields(Candidate))
+_REQUIRED = frozenset(f.name for f in fields(Candidate)
+                      if f.default is MISSING and f.default_factory is MISSING)
+_DEFAULTS = {f.name: f.default for f in fields(Candidate) if f.default is not MISSING}
+_FACTORIES = [(f.name, f.default_factory) for f in fields(Candidate)
+              if f.default_factory is not MISSING]
 
 
 @dataclass(frozen=True)
