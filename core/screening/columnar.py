@@ -140,13 +140,25 @@ def screen_csv_file(path: Path, *, today: date, now: datetime | None, stale_hour
 
 def _header(text: str) -> tuple[int, list[str]] | None:
     """(records before the header, header) as the row parser finds them; None when the
-    row parser must decide (an unreadable header, an empty file)."""
+    row parser must decide (an unreadable header, an empty file). The first 64 kB are
+    tried alone (StringIO copies all it is given): a header found there with text after
+    it is the one the whole file gives."""
+    if len(text) > 65_536:
+        head = text[:65_536]
+        found = _header_in(head)
+        if found is not None and head.count("\n") > found[2]:
+            return found[0], found[1]
+    found = _header_in(text)
+    return None if found is None else (found[0], found[1])
+
+
+def _header_in(text: str) -> tuple[int, list[str], int] | None:
     reader = csv.reader(io.StringIO(text, newline=""))
     blank = 0
     try:
         for cells in reader:
             if any(c.strip() for c in cells):
-                return blank, cells
+                return blank, cells, reader.line_num
             blank += 1
     except csv.Error:
         return None
@@ -171,11 +183,12 @@ def screen_csv(data: bytes, *, today: date, now: datetime | None, stale_hours: f
     blank, header = found
     index = _map_columns(header)  # BarchartCsvError names what is missing
     body = text.encode("utf-8") if data.startswith(b"\xef\xbb\xbf") else data
-    table = _read_table(body, blank + 1, len(header))
+    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    table = _read_table(body, ends, blank + 1, len(header), {0, *index.values()})
     if table is None:
         return _rows_only(text, today, now, stale_hours, settings)
     columns, lines, invalid = table
-    return _screen_columns(columns, lines, invalid, body, header, index, today, now,
+    return _screen_columns(columns, lines, invalid, body, ends, header, index, today, now,
                            stale_hours, settings)
 
 
@@ -216,11 +229,11 @@ def _note_duplicates(warnings: list[str], duplicates: int) -> None:
                         "(the same cells as an earlier row) screened once")
 
 
-def _read_table(body: bytes, skip: int, width: int
-                ) -> tuple[list[Any], np.ndarray, list[tuple[int, str]]] | None:
-    """Every column as strings, the line of each row, and the rows pyarrow could not
-    split into `width` cells (line, text). None when its numbering would not match the
-    csv module's (then the row parser reads the file)."""
+def _read_table(body: bytes, ends: np.ndarray, skip: int, width: int, wanted: set[int]
+                ) -> tuple[dict[int, Any], np.ndarray, list[tuple[int, str]]] | None:
+    """The `wanted` columns as strings, the line of each row, and the rows pyarrow could
+    not split into `width` cells (line, text). None when its numbering would not match
+    the csv module's (then the row parser reads the file). `ends`: where each line ends."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -239,12 +252,13 @@ def _read_table(body: bytes, skip: int, width: int
             parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
                                             invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                column_types={n: pa.string() for n in names},
+                include_columns=[names[i] for i in sorted(wanted)], strings_can_be_null=False,
                 quoted_strings_can_be_null=False, null_values=[]))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     records = skip + table.num_rows + len(invalid)
-    physical = body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
+    physical = len(ends) + (0 if body.endswith(b"\n") or not body else 1)
     if records != physical or (b"\r" in body and b"\r" in body.replace(b"\r\n", b"")):
         return None
     if any(number < 0 for number, _ in invalid):
@@ -256,7 +270,8 @@ def _read_table(body: bytes, skip: int, width: int
     lines = np.flatnonzero(~taken)
     if len(lines) != table.num_rows:
         return None
-    return [table.column(i).combine_chunks() for i in range(width)], lines, invalid
+    return ({i: table.column(names[i]).combine_chunks() for i in sorted(wanted)}, lines,
+            invalid)
 
 
 @dataclass
@@ -378,14 +393,31 @@ def _put_type(text: str) -> str:
     return value
 
 
-def _unique_rows(columns: list[Any], lines: np.ndarray, body: bytes) -> tuple[np.ndarray, int]:
+def _line_offsets(body: bytes, ends: np.ndarray) -> np.ndarray:
+    """Where each physical line starts, and (last) where the body ends."""
+    tail = [] if body.endswith(b"\n") or not body else [len(body)]
+    return np.concatenate([np.zeros(1, dtype=np.int64), ends + 1,
+                           np.array(tail, dtype=np.int64)])
+
+
+def _line_cells(body: bytes, offsets: np.ndarray, line: int) -> list[str] | csv.Error:
+    """Line `line` (1 = the first) split as the row parser splits it: each record read
+    by the columns is one physical line (_read_table checks), so the csv module reading
+    the line alone reads what it reads in the whole file."""
+    raw = body[offsets[line - 1]:offsets[line]].decode("utf-8").rstrip("\r\n")
+    return next(_split(raw))
+
+
+def _unique_rows(lines: np.ndarray, body: bytes, offsets: np.ndarray
+                 ) -> tuple[np.ndarray, int]:
     """(rows to screen, duplicates): a row with the same cells as an earlier one is a
     duplicate, unless every cell is blank (the row parser skips those uncounted).
 
     Rows are first keyed by their line with every quote and CR removed: the same cells
     always give the same key (a cell's quoting changes only its quotes), so a row whose
-    key no other row shares has no duplicate. Only rows sharing a key are compared cell
-    by cell. 5,000 distinct rows cost ~0.5 ms this way; joining all the cells ~1.5 ms."""
+    key no other row shares has no duplicate. Only rows sharing a key are split and
+    compared cell by cell, once per distinct line. 5,000 distinct rows cost ~0.5 ms so;
+    joining every row's cells ~1.5 ms."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -393,29 +425,43 @@ def _unique_rows(columns: list[Any], lines: np.ndarray, body: bytes) -> tuple[np
     keep = np.ones(n, dtype=bool)
     if n < 2:
         return keep, 0
-    text = body.replace(b'"', b"") if b'"' in body else body
-    text = text.replace(b"\r", b"") if b"\r" in text else text
-    if not text.endswith(b"\n"):
-        text += b"\n"
-    ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
-    offsets = np.concatenate([np.zeros(1, dtype=np.int64), ends + 1])
-    keys = pa.Array.from_buffers(pa.large_binary(), len(ends),
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+    text, starts = body, offsets
+    if not body.endswith(b"\n"):  # the last line's key ends with a newline too
+        text, starts = body + b"\n", offsets.copy()
+        starts[-1] += 1
+    keys = pa.Array.from_buffers(pa.large_binary(), len(starts) - 1,
+                                 [None, pa.py_buffer(starts), pa.py_buffer(text)])
+    if b'"' in body:
+        keys = pc.replace_substring(keys, '"', "")
+    if b"\r" in body:
+        keys = pc.replace_substring(keys, "\r", "")
     ids = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)[lines - 1]
     shared = np.flatnonzero(np.bincount(ids)[ids] > 1)
     if not len(shared):
         return keep, 0
-    picked = pa.array(shared)
-    codes = np.stack([pc.dictionary_encode(col.take(picked)).indices.to_numpy(
-        zero_copy_only=False) for col in columns], axis=1)
-    _cells, first, group = np.unique(codes, axis=0, return_index=True, return_inverse=True)
-    group = group.reshape(-1)
+    # The same line is the same cells; lines that differ are split and compared.
+    raw = pa.Array.from_buffers(pa.large_binary(), len(starts) - 1,
+                                [None, pa.py_buffer(starts), pa.py_buffer(text)])
+    line_ids = pc.dictionary_encode(raw).indices.to_numpy(zero_copy_only=False)[
+        lines[shared] - 1]
+    _distinct, first_of_line, line_group = np.unique(line_ids, return_index=True,
+                                                     return_inverse=True)
+    cells_of: dict[tuple[str, ...], int] = {}  # cells -> group
+    group_of_line: list[int] = []
+    blank_group: list[bool] = []
+    for j in first_of_line.tolist():
+        cells = _line_cells(body, offsets, int(lines[shared[j]]))
+        key = tuple(cells) if isinstance(cells, list) else (f"\0{j}",)
+        if key not in cells_of:
+            cells_of[key] = len(cells_of)
+            # Never collapsed: a blank row, and a row the csv module cannot read.
+            blank_group.append(not isinstance(cells, list) or not any(c.strip() for c in cells))
+        group_of_line.append(cells_of[key])
+    group = np.array(group_of_line, dtype=np.int64)[line_group.reshape(-1)]
+    _groups, first = np.unique(group, return_index=True)
     later = np.ones(len(shared), dtype=bool)
     later[first] = False
-    for g in np.unique(group[later]).tolist():
-        row = int(shared[first[g]])
-        if not any(col[row].as_py().strip() for col in columns):
-            later[group == g] = False
+    later &= ~np.array(blank_group, dtype=bool)[group]
     keep[shared[later]] = False
     return keep, int(later.sum())
 
@@ -471,11 +517,11 @@ _FAST_FIELDS = ("symbol", "expiration", "strike", "underlying_price", "dte", "ot
                 "delta", "source_row")
 
 
-def _screen_columns(columns: list[Any], lines: np.ndarray, invalid: list[tuple[int, str]],
-                    body: bytes, header: list[str], index: dict[str, int], today: date,
+def _screen_columns(columns: dict[int, Any], lines: np.ndarray,
+                    invalid: list[tuple[int, str]], body: bytes, ends: np.ndarray,
+                    header: list[str], index: dict[str, int], today: date,
                     now: datetime | None, stale_hours: float,
                     settings: ScreenerSettings) -> CsvScreen:
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     from core.screening.filters import (
@@ -487,14 +533,14 @@ def _screen_columns(columns: list[Any], lines: np.ndarray, invalid: list[tuple[i
 
     n = len(lines)
     scan = CsvScan(columns={k: header[i].strip() for k, i in index.items()})
-    keep, duplicates = _unique_rows(columns, lines, body)
+    offsets = _line_offsets(body, ends)
+    keep, duplicates = _unique_rows(lines, body, offsets)
     fast = keep.copy()
-    # Cells past the csv module's field limit are an error there: same here. No line is
-    # longer than the limit in any real export, so the columns are measured only then.
+    # A cell past the csv module's field limit is an error there: such a row goes
+    # through the row parser. A line no longer than the limit has no such cell.
     limit = csv.field_size_limit()
-    if len(body) > limit and np.diff(np.flatnonzero(
-            np.frombuffer(body, dtype=np.uint8) == 10), prepend=-1).max(initial=len(body)) > limit:
-        for col in columns:
+    if n and np.diff(offsets).max() > limit:
+        for col in columns.values():
             fast &= pc.less_equal(pc.utf8_length(col), limit).to_numpy(zero_copy_only=False)
     # Symbol, type and date: the row parser's functions, once per distinct cell.
     symbol_at = index["symbol"]
@@ -536,18 +582,9 @@ def _screen_columns(columns: list[Any], lines: np.ndarray, invalid: list[tuple[i
 
     # The row parser for every row the columns cannot read with certainty, and for the
     # rows pyarrow could not split.
-    width = len(header)
-    records: list[tuple[int, list[str] | csv.Error]] = []
-    slow = np.flatnonzero(keep & ~fast)
-    if len(slow):
-        cells_by_col = [col.take(pa.array(slow)).to_pylist() for col in columns]
-        for j, row in enumerate(slow.tolist()):
-            row_cells: list[str] = [cells_by_col[c][j] for c in range(width)]
-            if any(len(c) > limit for c in row_cells):
-                records.append((int(lines[row]), csv.Error(
-                    f"field larger than field limit ({limit})")))
-            else:
-                records.append((int(lines[row]), row_cells))
+    records: list[tuple[int, list[str] | csv.Error]] = [
+        (line, _line_cells(body, offsets, line))
+        for line in lines[np.flatnonzero(keep & ~fast)].tolist()]
     seen_invalid: set[tuple[str, ...]] = set()
     for number, raw in invalid:
         cells = next(_split(raw))
