@@ -78,19 +78,18 @@ def score_all(candidates: Sequence[Candidate], held: Iterable[Position],
         ann = rom * 365 / dte
     margins, roms, anns = round_all(margin, 2), rom.tolist(), ann.tolist()
     priced_list, dte_list = priced.tolist(), dte.tolist()
-    figures: list[dict[str, object]] = []
+    # The figures that change, per candidate (most have no IV before validation).
+    figures: list[dict[str, object]] = [
+        {"margin_per_contract": m, "return_on_margin": r,
+         "annualised_return": a if d > 0 else None} if ok else {}
+        for m, r, a, d, ok in zip(margins, roms, anns, dte_list, priced_list, strict=True)]
     for i, c in enumerate(cs):
-        changes: dict[str, object] = {}
-        if priced_list[i]:
-            changes.update(margin_per_contract=margins[i], return_on_margin=roms[i],
-                           annualised_return=anns[i] if dte_list[i] > 0 else None)
         sigma = c.option_iv or c.raw_iv or c.current_iv or None
         if sigma is not None and dte_list[i] > 0:
             years = dte_list[i] / 365
-            changes.update(prob_otm=prob_above(c.underlying_price, c.strike, years, sigma,
-                                               rate),
-                           prob_otm_inputs={"iv": sigma, "rate": rate, "years": years})
-        figures.append(changes)
+            figures[i].update(prob_otm=prob_above(c.underlying_price, c.strike, years, sigma,
+                                                  rate),
+                              prob_otm_inputs={"iv": sigma, "rate": rate, "years": years})
     if risk is None or validation is None:
         return [c.but(**f) if f else c for c, f in zip(cs, figures, strict=True)]
 
@@ -125,7 +124,7 @@ def score_all(candidates: Sequence[Candidate], held: Iterable[Position],
     sector = [c.sector or get_sector(c.symbol) for c in cs]
     same_symbol = np.zeros(n, dtype=np.int64)
     penalty: np.ndarray = np.zeros(n)
-    notes: list[list[str]] = [[] for _ in cs]
+    notes: dict[int, list[str]] = {}
     if options:
         by_symbol = Counter(p.symbol for p in options)
         same_symbol = np.array([by_symbol[c.symbol] for c in cs], dtype=np.int64)
@@ -133,8 +132,8 @@ def score_all(candidates: Sequence[Candidate], held: Iterable[Position],
     full = same_symbol >= risk.max_positions_per_symbol
     penalty = np.where(full, 1.0, penalty)
     for i in np.flatnonzero(full).tolist():
-        notes[i].append(f"already {same_symbol[i]} positions on {cs[i].symbol} "
-                        f"(max {risk.max_positions_per_symbol})")
+        notes.setdefault(i, []).append(f"already {same_symbol[i]} positions on {cs[i].symbol} "
+                                       f"(max {risk.max_positions_per_symbol})")
     if options:
         sectors = Counter(get_sector(p.symbol) for p in options)
         expiries = Counter(p.contract.expiration for p in options if p.contract)
@@ -142,17 +141,17 @@ def score_all(candidates: Sequence[Candidate], held: Iterable[Position],
         crowded = np.array([expiries[c.expiration] / len(options) > 0.5 for c in cs])
         penalty = np.where(crowded, penalty + 0.2, penalty)
         for i in np.flatnonzero(crowded).tolist():
-            notes[i].append(f"over half the book already expires {cs[i].expiration}")
+            notes.setdefault(i, []).append(
+                f"over half the book already expires {cs[i].expiration}")
     penalty = np.minimum(penalty, 1.0)
-    total = (np.array(base) * (1 - penalty)).tolist()
-    score_parts = [dict(zip(WEIGHTS_AND_PENALTY, r, strict=True)) for r in zip(
-        *[round_all(part, 4) for part in [*parts, penalty]], strict=True)]
-    scores = round_all(np.array(total), 4)
+    scores = round_all(np.array(base) * (1 - penalty), 4)
     out: list[Candidate] = []
-    for i, c in enumerate(cs):
-        changes = figures[i]
-        changes.update(score=scores[i], sector=sector[i], score_parts=score_parts[i])
-        if notes[i]:
+    for i, (c, changes, parts_i) in enumerate(zip(cs, figures, zip(
+            *[round_all(part, 4) for part in [*parts, penalty]], strict=True), strict=True)):
+        changes["score"] = scores[i]
+        changes["sector"] = sector[i]
+        changes["score_parts"] = dict(zip(WEIGHTS_AND_PENALTY, parts_i, strict=True))
+        if i in notes:
             changes["warnings"] = (*c.warnings, *notes[i])
         out.append(c.but(**changes))
     return out
