@@ -3,20 +3,23 @@ screening filters applied as numpy columns, a Candidate built only for rows that
 
 Measured on a 5,000-row export (2 shared vCPUs): pyarrow reads it in 1.2-1.6 ms and
 polars in 2.0-2.4 ms (pandas.read_csv 2.4-2.8 ms, csv.reader 6 ms); pyarrow also names
-the line of every row it cannot split, so it is the reader.
+the line of every row it cannot split, so it is the reader. Only the columns the screen
+uses are converted.
 
 Exactness: the result is the one barchart_csv's row parser and filters.check give
-(`screen_exact` is that path, and the tests compare the two). A cell is taken by the
-columns only when its text has one of the plain forms whose value is certain (digits
-with optional sign, `$`, thousands commas, decimals and `%`; an ISO date; a symbol; a
-type starting with P). Any row with another form - a footer, a call, N/A in a required
-column, a shifted row, a date like 8/29/25 - goes through the row parser, unchanged,
-so its value or its error reads exactly as before. A file whose rows pyarrow cannot
-number as the csv module does (a line break inside a quoted cell, bare CR line ends)
-is parsed row by row throughout.
+(`screen_exact` is that path, and the tests compare the two). Symbols, types and dates
+are read by the row parser's own functions, once per distinct cell (a few dozen in
+5,000 rows). A number cell is taken by the columns only when its text has one of the
+plain forms whose value is certain (digits with optional sign, `$`, thousands commas,
+decimals and `%`). Any row with another form - a footer, a call, N/A in a required
+column, a shifted row, a date like 8/29/25 - goes through the row parser, unchanged (its
+cells split from its own line, as the csv module splits it), so its value or its error
+reads exactly as before. A file whose rows pyarrow cannot number as the csv module does
+(a line break inside a quoted cell, bare CR line ends) is parsed row by row throughout.
 
 Duplicate rows (the same cells) are screened once; the file's warnings say how many
-were collapsed.
+were collapsed. The rows turned away are kept as columns and built as Rejection records
+when first read (`Rejections`).
 """
 
 from __future__ import annotations
