@@ -145,19 +145,18 @@ def score_all(candidates: Sequence[Candidate], held: Iterable[Position],
                 f"over half the book already expires {cs[i].expiration}")
     penalty = np.minimum(penalty, 1.0)
     scores = round_all(np.array(base) * (1 - penalty), 4)
-    out: list[Candidate] = []
-    for i, (c, changes, parts_i) in enumerate(zip(cs, figures, zip(
-            *[round_all(part, 4) for part in [*parts, penalty]], strict=True), strict=True)):
-        changes["score"] = scores[i]
-        changes["sector"] = sector[i]
-        changes["score_parts"] = dict(zip(WEIGHTS_AND_PENALTY, parts_i, strict=True))
-        if i in notes:
-            changes["warnings"] = (*c.warnings, *notes[i])
-        out.append(c.but(**changes))
+    # One dict per candidate: its fields, its figures, its score (Candidate.from_fields
+    # takes it as is; the keys are the dataclass's, as the tests check against `but`).
+    out = [Candidate.from_fields({
+        **c.__dict__, **f, "score": sc, "sector": sec, "score_parts": {
+            "return": r0, "iv_rank": r1, "prob_otm": r2, "liquidity": r3, "earnings": r4,
+            "penalty": r5}})
+        for c, f, sc, sec, r0, r1, r2, r3, r4, r5 in zip(
+            cs, figures, scores, sector, *[round_all(part, 4) for part in [*parts, penalty]],
+            strict=True)]
+    for i, more in notes.items():
+        out[i] = out[i].but(warnings=(*out[i].warnings, *more))
     return out
-
-
-WEIGHTS_AND_PENALTY = (*WEIGHTS, "penalty")
 
 
 def round_all(values: np.ndarray, digits: int) -> list[float]:
