@@ -15,7 +15,8 @@ from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
 from screens.base import DeskScreen, busy
-from widgets.format import greek, money, pnl, price
+from widgets.chart import SERIES, money_axis
+from widgets.format import greek, money, pct, pnl, price
 from widgets.palette import GREEN, ON_RED, RED
 
 if TYPE_CHECKING:
@@ -184,13 +185,17 @@ class StressScreen(DeskScreen):
                  "correlation_crisis": "crisis", "custom": "custom"}
         plt.bar([short.get(r.name, r.name[:6]) for r in results], [r.pnl for r in results],
                 color="red", width=0.5)
-        plt.title("P&L by scenario ($)")
+        money_axis(plt, [0.0, *(r.pnl for r in results)])  # bars stand on zero
+        plt.title("P&L by scenario")
         bars.refresh()
         line = self.query_one("#curve", PlotextPlot)
         plt = line.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.plot([m * 100 for m in MOVES], curve, marker="braille")
+        plt.plot([m * 100 for m in MOVES], curve, marker="braille", color=SERIES[0][0])
         plt.hline(0.0)
-        plt.title("Book P&L across underlying moves (%)")
+        money_axis(plt, [0.0, *curve])
+        ticks = [float(t) for t in range(-30, 11, 10)]
+        plt.xticks(ticks, [pct(t / 100, 0, signed=t != 0) for t in ticks])
+        plt.title("Book P&L across underlying moves")
         line.refresh()

@@ -40,3 +40,21 @@ def test_candidates(snap_compare, tmp_path):
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), run_before=run, terminal_size=SIZE)
+
+
+def test_margin(snap_compare, tmp_path):
+    """The equity and ExcessLiquidity history: dated x axis, money y axes, both lines
+    over time, the legend clear of the data."""
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE,
+                        run_before=opened("f7", ready=lambda s: s._plotted_at is not None))
+
+
+def test_journal(snap_compare, tmp_path):
+    """The equity curve: dated x axis, money y axis."""
+    assert snap_compare(make_app(tmp_path), run_before=opened("f10"), terminal_size=SIZE)
+
+
+def test_stress(snap_compare, tmp_path):
+    """P&L by scenario and across underlying moves: money y axes."""
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE,
+                        run_before=opened("f8", ready=lambda s: bool(getattr(s, "results", 0))))
