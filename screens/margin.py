@@ -15,6 +15,7 @@ from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from core.clock import new_york
 from screens.base import DeskScreen
 from widgets.chart import SERIES, date_axis, legend, money_axis
 from widgets.check_list import status_text
@@ -179,8 +180,8 @@ class MarginScreen(DeskScreen):
             names.append("Excess liquidity (right axis)")
         elif excess:
             first, last = excess[0][1], excess[-1][1]
-            names.append(f"Excess liquidity {money(last.excess_liquidity)}: recorded only "
-                         f"since {ny_time(first.ts, with_date=True)}, too short to draw")
+            names.append(f"Excess liquidity {money(last.excess_liquidity)}: readings since "
+                         f"{new_york(first.ts):%b %d %H:%M} ET, too short for a line")
         date_axis(plt, xs, [r.ts for r in rows])
         plot.border_subtitle = legend(*names)
         plot.refresh()

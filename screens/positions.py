@@ -317,10 +317,9 @@ class PositionDetail(DeskModal[None]):
             t.append("No PutDesk trade for this position (opened outside PutDesk).\n",
                      style=YELLOW)
         else:
-            t.append(f"Trade {trade.id[:8]} opened {ny_time(trade.entry_time, with_date=True)}"
-                     f" · rolls {trade.roll_count}"
-                     + (f" · rolled from {trade.rolled_from_trade_id[:8]}"
-                        if trade.rolled_from_trade_id else "") + "\n")
+            # The lineage is the campaign's legs above; database ids mean nothing here.
+            t.append(f"Opened by PutDesk {ny_time(trade.entry_time, with_date=True)}"
+                     + (" (a roll)" if trade.rolled_from_trade_id else "") + "\n")
         if snap is not None:
             t.append(f"At entry: underlying {price(snap.underlying_price)} · delta "
                      f"{greek(snap.delta)} · IV rank {pct(snap.iv_rank)} · VIX "

@@ -75,9 +75,10 @@ class StressScreen(DeskScreen):
 
     def on_mount(self) -> None:
         scenarios = self.query_one("#scenarios", DataTable)
-        # The flag that decides an action next to the P&L: in view on 80 columns.
-        for key, label, width in (("name", "Scenario", 28), ("pnl", "P&L", 10),
-                                  ("call", "Margin call", 13), ("el", "ExcessLiq after", 15),
+        # The flag that decides an action next to the P&L, and every figure whole on 80
+        # columns (a cut "$30" of "$30,630" would misread).
+        for key, label, width in (("name", "Scenario", 23), ("pnl", "P&L", 10),
+                                  ("call", "Margin call", 11), ("el", "Excess after", 12),
                                   ("margin", "Margin after", 12), ("what", "Parameters", 60)):
             scenarios.add_column(label, width=width, key=key)
         positions = self.query_one("#positions", DataTable)

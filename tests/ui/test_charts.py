@@ -55,7 +55,7 @@ async def test_excess_liquidity_of_the_last_minutes_is_named_not_squeezed(tmp_pa
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         chart, legend = await margin_chart(pilot, 3, timedelta(minutes=5))
-    assert "Excess liquidity $" in legend and "too short to draw" in legend
+    assert "Excess liquidity $" in legend and "too short for a line" in legend
     assert "$120,000" not in chart  # no right axis: the series is not drawn
 
 
