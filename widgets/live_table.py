@@ -113,6 +113,8 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         #: kind changes.
         self._lines: dict[str, tuple[str, int, Strip, Style]] = {}
         self._header: tuple[int, Strip, Style] | None = None
+        #: table width -> (start, end) of every column but the last.
+        self._spans: dict[int, list[tuple[int, int]]] = {}
         self._row_width = sum(width + 2 * PAD for _k, _l, width in self.columns)
         self.virtual_size = Size(self._row_width, 1)
 
@@ -287,13 +289,15 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         misread ("$20." of "$20.35", "7.2" of "17.25"), so a column that does not fit
         whole is left blank; only the last column, text, may be cut."""
         right = scroll_x + width
-        cuts: list[tuple[int, int]] = []
-        start = 0
-        for column_width in self._widths(width)[:-1]:
-            end = start + column_width + 2 * PAD
-            if start < scroll_x < end or start < right < end:
-                cuts.append((max(start, scroll_x), min(end, right)))
-            start = end
+        spans = self._spans.get(width)
+        if spans is None:
+            spans, start = [], 0
+            for column_width in self._widths(width)[:-1]:
+                spans.append((start, start + column_width + 2 * PAD))
+                start += column_width + 2 * PAD
+            self._spans = {width: spans}
+        cuts = [(max(start, scroll_x), min(end, right)) for start, end in spans
+                if start < scroll_x < end or start < right < end]
         view = strip.crop(scroll_x, right)
         if not cuts:
             return view
