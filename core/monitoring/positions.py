@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("putdesk.monitoring.positions")
 
+#: What-ifs in flight at once for the positions' margins: a large book must not send
+#: hundreds of requests together (IBKR paces messages; each what-if takes an order id).
+MARGIN_WHATIFS_AT_ONCE = 4
+
 #: system_state key: the position alerts raised, [position, kind, severity] rows.
 RAISED_ALERTS_KEY = "monitor.raised_alerts"
 
@@ -136,7 +140,13 @@ class PositionMonitor:
                 iv=iv, underlying_price=underlying, theta=theta, mark_source=mark_source)
             views.append(replace(view, alerts=check_alerts(view, self.settings)))
         extras = await asyncio.to_thread(self._ledger_state, views)
-        margins = await asyncio.gather(*(self._margin(v) for v in views))
+        asking = asyncio.Semaphore(MARGIN_WHATIFS_AT_ONCE)
+
+        async def margin(view: PositionView) -> tuple[float | None, str]:
+            async with asking:
+                return await self._margin(view)
+
+        margins = await asyncio.gather(*(margin(v) for v in views))
         views = [replace(v, exit_state=extras[v.position_id][0],
                          campaign=extras[v.position_id][1], margin=margin, margin_note=note)
                  for v, (margin, note) in zip(views, margins, strict=True)]
