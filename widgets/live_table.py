@@ -310,7 +310,7 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         return Strip.join(parts)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width  # a vertical scrollbar takes 2
         scroll_x, scroll_y = self.scroll_offset
         base = self.rich_style
         if y == 0:
