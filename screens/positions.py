@@ -119,7 +119,8 @@ class PositionsScreen(DeskScreen):
 
     def compose_body(self) -> ComposeResult:
         yield QuietStatic("", id="summary")
-        table: LiveTable[PositionView] = LiveTable(COLUMNS, cells, id="positions")
+        table: LiveTable[PositionView] = LiveTable(COLUMNS, cells, fixed_columns=2,
+                                                        id="positions")
         table.border_title = "Short puts — most severe first · enter: detail"
         yield table
 

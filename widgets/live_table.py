@@ -13,7 +13,8 @@ its old style (Rich `Text` equality ignores style). This table uses the Line API
   a layout) changes only when the number of rows does.
 
 The last column takes whatever width the others leave (its own width is its minimum),
-so free columns show more of its text instead of an ellipsis.
+so free columns show more of its text instead of an ellipsis. `fixed_columns` stay in
+view when the table scrolls sideways.
 
 Keys: up/down/page up/page down/home/end move the cursor, enter selects (RowSelected);
 a click moves the cursor, a click on the cursor's row selects it.
@@ -101,10 +102,12 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         """enter (or a click) on a row."""
 
     def __init__(self, columns: Sequence[Column], format_row: Callable[[ItemT], Sequence[Cell]],
-                 *, name: str | None = None, id: str | None = None,
+                 *, fixed_columns: int = 0, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.columns = tuple(columns)
+        #: The first columns stay in view when the table scrolls sideways (what a row is).
+        self.fixed_columns = fixed_columns
         self.format_row = format_row
         self._keys: list[str] = []
         self._index: dict[str, int] = {}
@@ -285,10 +288,10 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         return Strip(segments, sum(width + 2 * PAD for width in widths))
 
     def _window(self, strip: Strip, style: Style, scroll_x: int, width: int) -> Strip:
-        """The visible part of a drawn line. A figure cut by the edge of the view would
-        misread ("$20." of "$20.35", "7.2" of "17.25"), so a column that does not fit
-        whole is left blank; only the last column, text, may be cut."""
-        right = scroll_x + width
+        """The visible part of a drawn line: the fixed columns, then the scrolled rest. A
+        figure cut by the edge of the view would misread ("$20." of "$20.35", "7.2" of
+        "17.25"), so a column that does not fit whole is left blank; only the last
+        column, text, may be cut."""
         spans = self._spans.get(width)
         if spans is None:
             spans, start = [], 0
@@ -296,18 +299,18 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
                 spans.append((start, start + column_width + 2 * PAD))
                 start += column_width + 2 * PAD
             self._spans = {width: spans}
-        cuts = [(max(start, scroll_x), min(end, right)) for start, end in spans
-                if start < scroll_x < end or start < right < end]
-        view = strip.crop(scroll_x, right)
-        if not cuts:
-            return view
-        parts: list[Strip] = []
-        at = scroll_x
+        fixed = spans[self.fixed_columns - 1][1] if 0 < self.fixed_columns <= len(spans) else 0
+        fixed = min(fixed, width)
+        left, right = fixed + scroll_x, scroll_x + width
+        cuts = [(max(start, left), min(end, right)) for start, end in spans[self.fixed_columns:]
+                if start < left < end or start < right < end]
+        parts: list[Strip] = [strip.crop(0, fixed)] if fixed else []
+        at = left
         for a, b in cuts:
             parts += [strip.crop(at, a), Strip.blank(b - a, style)]
             at = b
         parts.append(strip.crop(at, right))
-        return Strip.join(parts)
+        return parts[0] if len(parts) == 1 else Strip.join(parts)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width  # a vertical scrollbar takes 2

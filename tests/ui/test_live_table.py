@@ -12,12 +12,14 @@ ALERT = "Delta elevated: KO delta=-0.35 (>0.30, thesis weakening)"
 
 
 class TableApp(App[None]):
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, fixed: int = 0) -> None:
         super().__init__()
         self.rows = rows
+        self.fixed = fixed
 
     def compose(self) -> ComposeResult:
-        table: LiveTable[str] = LiveTable(COLUMNS, lambda k: ("12.50", "-$1,234", ALERT))
+        table: LiveTable[str] = LiveTable(COLUMNS, lambda k: ("12.50", "-$1,234", ALERT),
+                                          fixed_columns=self.fixed)
         table.styles.height = 8
         yield table
 
@@ -52,3 +54,15 @@ async def test_a_figure_the_edge_would_cut_is_blank():
         header, row = table.render_line(0).text, table.render_line(1).text
     assert "12.50" in row and "$" not in row and "-" not in row
     assert "Price" in header and "P" not in header.replace("Price", "")
+
+
+async def test_fixed_columns_stay_when_the_table_scrolls_sideways():
+    app = TableApp(3, fixed=1)
+    async with app.run_test(size=(24, 12)) as pilot:
+        await pilot.pause()
+        table = app.query_one(LiveTable)
+        table.scroll_to(x=10, animate=False, immediate=True)
+        await pilot.pause()
+        row = table.render_line(1).text
+    # The price stays; P&L (10 wide) scrolled away whole; the alert text follows.
+    assert row.startswith(" 12.50 ") and "$" not in row and " Delta" in row
