@@ -171,8 +171,14 @@ class PositionMonitor:
         """The broker's maintenance margin for the position: the what-if of buying it all
         back, before minus after (the notes' margin authority; IBKR reports no margin per
         position). None with the reason when the broker does not say; never an estimate."""
-        order = OrderRequest("BUY", view.contracts, f"whatif-margin-{uuid.uuid4().hex[:12]}",
-                             view.contract, order_type=OrderType.MARKET)
+        # At the ask, a price on the option's tick grid, where there is one: IBKR may
+        # refuse a market order for an option outside regular hours, what-if included.
+        ref = f"whatif-margin-{uuid.uuid4().hex[:12]}"
+        order = (OrderRequest("BUY", view.contracts, ref, view.contract,
+                              order_type=OrderType.LIMIT, limit_price=view.ask)
+                 if view.ask is not None and view.ask > 0
+                 else OrderRequest("BUY", view.contracts, ref, view.contract,
+                                   order_type=OrderType.MARKET))
         try:
             wi = await asyncio.wait_for(self.engine.broker.what_if(order),
                                         self.engine.settings.risk.whatif_timeout_seconds)
