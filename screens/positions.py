@@ -157,6 +157,7 @@ class PositionsScreen(DeskScreen):
                                           else f"{DASH} (not all known: enter on a row)"))
         summary.append(f" · checked {ny_time(checked)}", style="dim")
         self.query_one("#summary", QuietStatic).show(summary)
+        self._alerts_tooltip()  # the highlighted row's alerts may have changed
 
     def _current(self) -> PositionView | None:
         key = self.query_one("#positions", LiveTable).cursor_key
