@@ -55,3 +55,48 @@ async def test_a_what_if_that_never_answers_is_bounded(desk, monkeypatch):
     [v] = await engine.monitor_cycle(exits=False)
     assert v.margin is None
     assert v.margin_note == "the broker's what-if did not answer in time"
+
+
+async def test_on_ibkr_the_margin_is_the_brokers_what_if_as_on_the_simulator(tmp_path):
+    """The IBKR adapter against the TWS wire-protocol peer over the same world: the
+    what-if margin and the other figures come through the wire unchanged."""
+    from core.broker.scenario import load_scenario
+    from core.broker.sim import SimBroker
+    from core.clock import ManualClock
+    from core.engine import Engine
+    from core.paper import TwsPeer
+    from tests.core.conftest import FAST
+    from tests.core.risk.worlds import write
+    from tests.factories import make_settings
+
+    path = write(tmp_path, world(positions=[position("KO", 66, quantity=-2),
+                                            position("XOM", 100, entry=133.0)]))
+    figures = {}
+    for kind in ("sim", "ibkr"):
+        scenario = load_scenario(path)
+        clock = ManualClock(scenario.now)
+        home = tmp_path / kind
+        home.mkdir()
+        peer = None
+        if kind == "sim":
+            settings = make_settings(home, PUTDESK_BROKER="sim",
+                                     PUTDESK_SIM_SCENARIO=str(path), **FAST)
+        else:
+            peer = TwsPeer(SimBroker(scenario, clock=clock, label=path.name))
+            await peer.start()
+            settings = make_settings(home, PUTDESK_BROKER="ibkr", PUTDESK_IBKR_PORT=peer.port,
+                                     PUTDESK_IBKR_CLIENT_ID=23,
+                                     PUTDESK_IBKR_CONNECT_TIMEOUT=3, **FAST)
+        engine = Engine.build(settings, clock=clock)
+        await engine.start()
+        try:
+            views = await engine.monitor_cycle(exits=False)
+        finally:
+            await engine.stop()
+            if peer is not None:
+                await peer.stop()
+        figures[kind] = sorted((v.position_id, round(v.margin or 0, 2), v.margin_note,
+                                v.mark_source, round(v.theta_per_day or 0, 4),
+                                round(v.otm_pct or 0, 6)) for v in views)
+    assert all(f[1] > 0 and f[2] == "what-if of closing it" for f in figures["sim"])
+    assert figures["ibkr"] == figures["sim"]
