@@ -66,7 +66,7 @@ def cells(v: PositionView) -> tuple[Any, ...]:
         str(v.dte),
         greek(v.delta),
         Text(pnl(v.campaign_pnl), style=RED if (v.campaign_pnl or 0) < 0 else GREEN),
-        Text(DASH if loss is None else f"{-loss:+.0%}",
+        Text(pct(None if loss is None else -loss, 0, signed=True),
              style="" if loss is None or loss < 1 else BOLD_RED),
         Text(pct(otm), style=BOLD_RED if otm is not None and otm < 0 else ""),
         mark_text(v),
