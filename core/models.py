@@ -467,6 +467,12 @@ class PositionView:
     exit_state: str = ""
     campaign: Campaign | None = None  # rolled positions: the legs since the first sale
     theta: float | None = None  # per option share per calendar day (the broker's)
+    #: "mid" (bid/ask midpoint) or "last" (last trade, no usable quote): what `mark` is.
+    mark_source: str = ""
+    #: The broker's maintenance margin for this position: what a what-if of closing it
+    #: says would be released (None when the broker did not say; `margin_note` says why).
+    margin: float | None = None
+    margin_note: str = ""
 
     @property
     def symbol(self) -> str:
@@ -500,6 +506,26 @@ class PositionView:
         return None if loss is None else -loss
 
     @property
+    def entry_per_contract(self) -> float:
+        """Premium received per contract (100 shares)."""
+        return self.entry_price * 100
+
+    @property
+    def otm_pct(self) -> float | None:
+        """How far the strike is below the underlying, as a fraction of the underlying
+        (negative: the put is in the money)."""
+        if self.underlying_price is None or self.underlying_price <= 0:
+            return None
+        return (self.underlying_price - self.contract.strike) / self.underlying_price
+
+    @property
+    def theta_per_day(self) -> float | None:
+        """The position's theta in dollars per calendar day (positive: a short put earns it)."""
+        if self.theta is None:
+            return None
+        return self.theta * 100 * self.quantity
+
+    @property
     def drop_pct(self) -> float | None:
         if self.entry_underlying is None or self.underlying_price is None \
                 or self.entry_underlying <= 0:
@@ -521,8 +547,11 @@ class PositionView:
                 "entry_date": self.entry_date.isoformat() if self.entry_date else None,
                 "entry_underlying": self.entry_underlying, "roll_count": self.roll_count,
                 "dte": self.dte, "bid": self.bid, "ask": self.ask, "mark": self.mark,
-                "delta": self.delta, "theta": self.theta, "iv": self.iv,
-                "underlying_price": self.underlying_price,
+                "mark_source": self.mark_source, "delta": self.delta, "theta": self.theta,
+                "theta_per_day": self.theta_per_day, "iv": self.iv,
+                "underlying_price": self.underlying_price, "otm_pct": self.otm_pct,
+                "entry_per_contract": self.entry_per_contract, "margin": self.margin,
+                "margin_note": self.margin_note,
                 "drop_pct": self.drop_pct, "pnl": self.pnl,
                 "loss_multiple": self.loss_multiple,
                 "alerts": [a.as_dict() for a in self.alerts],
