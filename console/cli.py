@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer._click.exceptions import ClickException  # Typer's own click: no public alias
 
 from core import fmt
 
@@ -36,7 +37,39 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+class Invocation:
+    """What this command line asks beyond the command's own arguments, set while it is
+    parsed (the options' callbacks run before the command): --json makes a failure one
+    JSON object too, -v/-vv put the log on stderr, and a command names the loggers whose
+    warnings it already shows in its output (they stay in the log file only)."""
+
+    json = False
+    verbosity = 0
+    reported_logs: tuple[str, ...] = ()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.json, cls.verbosity, cls.reported_logs = False, 0, ()
+
+
+def _json_option(value: bool) -> bool:
+    Invocation.json = bool(value)
+    return value
+
+
+def _verbose_option(value: int) -> int:
+    Invocation.verbosity = max(Invocation.verbosity, value or 0)
+    return value
+
+
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Machine-readable output on stdout: one JSON document, a failure "
+                   'included ({"error": {"code", "message"}}).', callback=_json_option)]
+VerboseOpt = Annotated[int, typer.Option(
+    "--verbose", "-v", count=True, callback=_verbose_option, show_default=False,
+    help="Log on stderr: -v info, -vv debug (default: warnings about this command).")]
 ScenarioOpt = Annotated[
     Path | None,
     typer.Option("--scenario", help="Simulator scenario file (same as PUTDESK_SIM_SCENARIO).",
@@ -76,8 +109,23 @@ def install_redacting_output() -> None:
             setattr(sys, name, RedactingStream(stream))
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(redact(f"putdesk: {message}"), err=True)
+#: The stable codes of --json errors (README, "Errors with --json"), by exit code when a
+#: call site names none.
+ERROR_CODES = ("bad_input", "bad_setting", "not_found", "not_confirmed", "broker_unavailable",
+               "database", "halted", "read_only", "halt_failed", "data_unavailable", "failed",
+               "interrupted", "internal")
+
+
+def fail(message: str, code: int = 2, error: str | None = None) -> NoReturn:
+    """Stop the command: the message on stderr, or with --json one JSON object
+    {"error": {"code", "message"}} on stdout (stdout then always holds one document);
+    exit `code` (2 bad input, 1 failure at run time)."""
+    error = error or ("bad_input" if code == 2 else "failed")
+    assert error in ERROR_CODES, error
+    if Invocation.json:
+        typer.echo(redact(json.dumps({"error": {"code": error, "message": message}})))
+    else:
+        typer.echo(redact(f"putdesk: {message}"), err=True)
     raise typer.Exit(code)
 
 
@@ -96,14 +144,13 @@ def load(stderr_logs: bool = True) -> Settings:
     try:
         settings = read_settings(stderr_logs)
     except SettingsProblem as exc:
-        fail(str(exc))
+        fail(str(exc), error="bad_setting")
     install_redacting_output()
     return settings
 
 
 def read_settings(stderr_logs: bool = True) -> Settings:
     """The settings, validated, and the log set up; SettingsProblem names what is wrong."""
-    import logging
 
     from core.config import ConfigError, load_settings
     from core.logs import setup_logging
@@ -113,11 +160,21 @@ def read_settings(stderr_logs: bool = True) -> Settings:
     except ConfigError as exc:
         raise SettingsProblem(str(exc)) from None
     try:
-        setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
+        setup_logging(settings, **_stderr_log() if stderr_logs else {})
     except OSError as exc:  # PUTDESK_LOG_FILE is a directory, unwritable ...
         raise SettingsProblem(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
                               f"{exc.strerror}") from None
     return settings
+
+
+def _stderr_log() -> dict[str, Any]:
+    """The log on stderr as asked (-v, -vv), else the warnings about this command."""
+    from core.logs import CommandStderrFilter, stderr_level
+
+    verbosity = Invocation.verbosity
+    return {"stderr_level": stderr_level(verbosity),
+            "stderr_filter": None if verbosity else CommandStderrFilter(
+                Invocation.reported_logs)}
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -142,7 +199,7 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
     from core.paper.state import WorldStateError
 
     if scenario is not None and not scenario.exists():
-        fail(f"--scenario: file not found: {scenario}")
+        fail(f"--scenario: file not found: {scenario}", error="not_found")
     first, span = CLI_CLIENT_IDS
     try:
         return Engine.build(settings, scenario=scenario, client_id=first,
@@ -150,11 +207,11 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     except ConfigError as exc:
-        fail(str(exc))
+        fail(str(exc), error="bad_setting")
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     except (GatewayError, WorldStateError) as exc:
-        fail(f"paper gateway: {exc}", code=1)
+        fail(f"paper gateway: {exc}", code=1, error="broker_unavailable")
 
 
 def _halt_time(settings: Settings) -> Any:
@@ -193,7 +250,7 @@ def kill_switch(settings: Settings) -> Any:
         db = Database(database_url(settings))
         db.upgrade()
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     switch = KillSwitch(db, process_clock(settings))
     switch.sync()
     return switch
@@ -209,6 +266,7 @@ def main_callback(
     read_only: ReadOnlyOpt = False,
 ) -> None:
     """With no command, open the console."""
+    Invocation.reset()  # runs before the command's own options are parsed
     read_only_mode(read_only)
     if ctx.invoked_subcommand is None:
         console(scenario=scenario)
@@ -225,13 +283,14 @@ def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> Non
     app = PutDeskApp(scenario=scenario, settings_loader=lambda: read_settings(stderr_logs=False))
     app.run()
     if app.settings_error:
-        fail(app.settings_error)
+        fail(app.settings_error, error="bad_setting")
     if app.return_code:
         raise typer.Exit(app.return_code)
 
 
 @app.command()
-def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+           verbose: VerboseOpt = 0) -> None:
     """Halt state and reason, broker connection, account health, market session."""
     settings = load()
     engine = build_engine(settings, scenario)
@@ -244,9 +303,9 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
             await asyncio.to_thread(engine.db.upgrade)
             halt = await engine.sync_halt()
         except DatabaseError as exc:  # it names the database and the cause
-            fail(str(exc), code=1)
+            fail(str(exc), code=1, error="database")
         except Exception as exc:
-            fail(f"database {engine.db.redacted_url}: {exc}", code=1)
+            fail(f"database {engine.db.redacted_url}: {exc}", code=1, error="database")
         account = None
         error = ""
         try:
@@ -363,14 +422,16 @@ def scan(
     csv_file: Annotated[Path | None, typer.Option(
         "--csv", help="A Barchart options-screener CSV export.", dir_okay=False)] = None,
     api: Annotated[bool, typer.Option("--api", help="Scan with the Barchart API.")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
     """Screening pipeline: accepted candidates with scores, rejected ones with reasons."""
     if (csv_file is None) == (not api):
         fail("give exactly one of --csv FILE or --api")
     if csv_file is not None and not csv_file.exists():  # not a regular file: named later
-        fail(f"--csv: file not found: {csv_file}")
+        fail(f"--csv: file not found: {csv_file}", error="not_found")
+    # Every screening warning is in the output (a Rejected row, a candidate's warning).
+    Invocation.reported_logs = ("putdesk.screening",)
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -385,10 +446,10 @@ def scan(
             await engine.broker.connect()
         except DatabaseError as exc:
             await engine.stop()
-            fail(str(exc), code=1)
+            fail(str(exc), code=1, error="database")
         except BrokerError as exc:
             await engine.stop()
-            fail(f"broker: {exc}", code=1)
+            fail(f"broker: {exc}", code=1, error="broker_unavailable")
         try:
             pipeline = engine.screening()
             if csv_file is not None:
@@ -402,7 +463,8 @@ def scan(
                 await engine.record_scan(scanned, whoami("cli"))
                 return scanned
             except BarchartApiError as exc:
-                fail(f"Barchart API: {exc}", code=exc.exit_code)
+                fail(f"Barchart API: {exc}", code=exc.exit_code,
+                     error="bad_input" if exc.exit_code == 2 else "data_unavailable")
         except BarchartCsvError as exc:
             fail(f"--csv {csv_file}: {exc}")
         finally:
@@ -532,7 +594,7 @@ def check(
     stage: Annotated[bool, typer.Option(
         "--stage", help="If approved, stage it: sent at the open or by `putdesk execute`.")
     ] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
     """Size one short put and run every pre-trade check against the broker's state.
@@ -571,7 +633,7 @@ def check(
             try:
                 await engine.broker.connect()
             except BrokerError as exc:
-                fail(f"broker: {exc}", code=1)
+                fail(f"broker: {exc}", code=1, error="broker_unavailable")
             opp = Opportunity(symbol.strip().upper(), exp, strike, premium,
                               requested_contracts=contracts)
             decision = await engine.check(opp, actor=whoami("cli"))
@@ -638,7 +700,7 @@ KINDS_HELP = "Only these kinds: open, close, roll, stock (repeatable; default al
 @app.command()
 def orders(
     kind: Annotated[list[str] | None, typer.Option("--kind", help=KINDS_HELP)] = None,
-    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
     """Every order PutDesk has staged or sent (opening sells, closes, rolls, stock sales),
     newest first."""
@@ -671,7 +733,7 @@ def orders(
 @app.command()
 def cancel(
     order: Annotated[str, typer.Argument(metavar="ID", help="Order id or orderRef.")],
-    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
     """Cancel an order: a staged one at once; a working one by the process that follows
     it (at IBKR only the client that placed an order may cancel it), or here when its
@@ -690,7 +752,7 @@ def cancel(
             row = (await asyncio.to_thread(engine.staged.get, order)
                    or await asyncio.to_thread(engine.staged.by_ref, order))
             if row is None:
-                fail(f"no order {order} (see `putdesk orders`)")
+                fail(f"no order {order} (see `putdesk orders`)", error="not_found")
             if row.status in ("SENDING", "WORKING", "UNKNOWN"):
                 # Its sender may be gone: then this process adopts it to cancel it.
                 with contextlib.suppress(BrokerError):
@@ -716,7 +778,7 @@ def close(
         metavar="POSITION", help="The position as `putdesk positions` names it, e.g. "
         "'KO 20261218 66 P'.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
-    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
     """Buy back one short put now (the operator's close: it goes out even while trading
     is halted, since it only reduces risk). Exit 0 when it is bought back."""
@@ -736,16 +798,16 @@ def close(
             view = next((v for v in views if v.position_id == wanted), None)
             if view is None:
                 fail(f"no short put {position!r}; held: "
-                     + (", ".join(v.position_id for v in views) or "none"))
+                     + (", ".join(v.position_id for v in views) or "none"), error="not_found")
             if not yes and not typer.confirm(f"Buy back {view.contracts} {view.position_id} "
                                              "now?", default=False):
-                fail("not closed", code=1)
+                fail("not closed", code=1, error="not_confirmed")
             result = await engine.exits.close(view, "operator close", whoami("cli close"))
             return {"position": view.position_id, "result": result.as_dict(),
                     "reason": result.reason, "interrupted": interrupted[0] if interrupted
                     else None}
         except ReadOnlyError as exc:
-            fail(str(exc), code=1)
+            fail(str(exc), code=1, error="read_only")
         finally:
             await engine.stop()
 
@@ -764,7 +826,7 @@ def execute(
         help="Staged order ids or orderRefs (default: every STAGED order).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Every step except sending.")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
     """Re-check and send staged orders now. Exit 0 when every order filled, is working
@@ -782,7 +844,8 @@ def execute(
                 known = {r.id for r in staged} | {r.order_ref for r in staged}
                 missing = [i for i in ids if i not in known]
                 if missing:
-                    fail(f"not a STAGED order: {', '.join(missing)} (see `putdesk orders`)")
+                    fail(f"not a STAGED order: {', '.join(missing)} (see `putdesk orders`)",
+                         error="not_found")
             results = await engine.execute(list(ids) if ids else None, dry_run=dry_run or None)
             # Orders a killed PutDesk left working were adopted at the connect: followed
             # to their end before this command exits.
@@ -825,17 +888,20 @@ async def _start_for_orders(engine: Any, interrupted: list[str]) -> None:
     reconnect). Exit 1 unless the broker is connected."""
     import signal
 
-    from core.engine import EngineError
+    from core.engine import EngineError, ReadOnlyError
 
     engine.install_signal_handlers(interrupted.append, halt=False,
                                    signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     try:
         await engine.start(trading_desk=False)
+    except ReadOnlyError as exc:
+        fail(str(exc), code=1, error="read_only")
     except EngineError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     if not engine.broker.connected:
         await engine.stop()
-        fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
+        fail(f"broker: not connected ({engine.broker.info().last_error})", code=1,
+             error="broker_unavailable")
 
 
 async def _opened(engine: Any) -> None:
@@ -844,8 +910,8 @@ async def _opened(engine: Any) -> None:
 
     try:
         await engine.open()
-    except EngineError as exc:
-        fail(str(exc), code=1)
+    except EngineError as exc:  # the database (Engine.open raises nothing else)
+        fail(str(exc), code=1, error="database")
 
 
 async def _connected(engine: Any) -> None:
@@ -856,14 +922,15 @@ async def _connected(engine: Any) -> None:
         await engine.broker.connect()
     except BrokerError as exc:
         await engine.stop()
-        fail(f"broker: {exc}", code=1)
+        fail(f"broker: {exc}", code=1, error="broker_unavailable")
 
 
 SEVERITY_STYLE = {"WARNING": "bold yellow", "CRITICAL": "bold red", "EMERGENCY": "bold red"}
 
 
 @app.command()
-def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+              verbose: VerboseOpt = 0) -> None:
     """Short puts with delta, underlying, drop from entry, P&L, DTE and alerts."""
     settings = load()
     engine = build_engine(settings, scenario)
@@ -915,7 +982,8 @@ def _proposal_dict(p: Any) -> dict[str, Any]:
 
 
 @app.command()
-def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+          verbose: VerboseOpt = 0) -> None:
     """Roll proposals (pending first) with their figures."""
     settings = load()
     engine = build_engine(settings, scenario)
@@ -969,7 +1037,7 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
             match = [r for r in rows if r.id == proposal_id or r.id.startswith(proposal_id)]
             if len(match) != 1:
                 fail(f"ID: {proposal_id!r} matches {len(match)} roll proposals "
-                     "(see `putdesk rolls`)")
+                     "(see `putdesk rolls`)", error="not_found" if not match else "bad_input")
             manager = engine.roll_manager
             try:
                 done = await (manager.approve if approve else manager.reject)(
@@ -989,14 +1057,16 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
 
 @roll_app.command("approve")
 def roll_approve(proposal_id: Annotated[str, typer.Argument(metavar="ID")],
-                 json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+                 json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+                 verbose: VerboseOpt = 0) -> None:
     """Execute a pending roll (one combo order where the broker allows)."""
     _decide_roll(proposal_id, True, json_out, scenario)
 
 
 @roll_app.command("reject")
 def roll_reject(proposal_id: Annotated[str, typer.Argument(metavar="ID")],
-                json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+                json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+                verbose: VerboseOpt = 0) -> None:
     """Reject a pending roll; the exit proceeds as a close if its rule still says so."""
     _decide_roll(proposal_id, False, json_out, scenario)
 
@@ -1008,7 +1078,7 @@ def stress_test(
     ] = None,
     iv_shift: Annotated[float, typer.Option(
         "--iv-shift", help="Custom scenario's implied-vol change in points, e.g. 5.")] = 0.0,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
     """The five standard stress scenarios (and a custom one): per-position and portfolio
@@ -1029,7 +1099,7 @@ def stress_test(
             try:
                 book = await engine.stress_book()
             except EngineError as exc:
-                fail(str(exc), code=1)
+                fail(str(exc), code=1, error="data_unavailable")
             test = PortfolioStressTest(book, settings.stress)
             results = test.run_all_scenarios()
             if shift is not None:
@@ -1110,7 +1180,7 @@ def audit(
                        "roll_approved, ...). Repeatable.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.",
                                        min=1, max=100_000)] = 200,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
     """The audit trail: every decision, order, fill, alert, halt and resume, with who."""
     from core.db.repos import AuditRepo
@@ -1123,7 +1193,7 @@ def audit(
         db.upgrade()
         events = AuditRepo(db).list(start, list(kind) if kind else None, limit)
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     data: list[dict[str, Any]] = [
             {"id": e.id, "ts": e.ts.isoformat(), "kind": e.kind, "severity": e.severity,
              "actor": e.actor, "source": e.source, "symbol": e.symbol, "message": e.message,
@@ -1147,7 +1217,8 @@ def audit(
 
 
 @app.command()
-def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+                verbose: VerboseOpt = 0) -> None:
     """Closed-trade statistics: win rate, average P&L, P&L by sector, delta, DTE and
     IV-rank bucket, maximum drawdown and the equity curve."""
     settings = load()
@@ -1198,7 +1269,7 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None
 def calendar(
     at: Annotated[str | None, typer.Option(
         "--at", help="ISO time, e.g. 2026-12-25T11:00-05:00 (no offset = New York time).")] = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
     """Market session at a time (REGULAR, PRE_MARKET, AFTER_HOURS, CLOSED), next open/close."""
     from core.clock import NEW_YORK
@@ -1226,7 +1297,7 @@ def calendar(
 @app.command("emergency-stop")
 def emergency_stop(
     reason: Annotated[str, typer.Argument(help="Why (shown to whoever resumes).")] = "",
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
     """Halt trading now, in every PutDesk process on this database. Works at any schema
     revision (no upgrade first); prints HALTED, or NOT HALTED with the reason and exits 1."""
@@ -1241,9 +1312,9 @@ def emergency_stop(
     try:
         settings = load_settings()
     except ConfigError as exc:
-        fail(f"NOT HALTED: {exc}")
+        fail(f"NOT HALTED: {exc}", error="bad_setting")
     try:
-        setup_logging(settings, stderr_level=logging.WARNING)
+        setup_logging(settings, **_stderr_log())
     except OSError as exc:  # the halt matters more than the log
         typer.echo(redact(f"putdesk: PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
                           f"{exc.strerror}; halting anyway"), err=True)
@@ -1267,7 +1338,7 @@ def emergency_stop(
         logging.getLogger("putdesk.cli").critical("NOT HALTED: %s", why)
         run(_send_notification(settings, "CRITICAL", "halt_failed",
                                f"EMERGENCY STOP FAILED, NOT HALTED: {why}"))
-        fail(f"NOT HALTED: {why}", code=1)
+        fail(f"NOT HALTED: {why}", code=1, error="halt_failed")
     if not already:
         from core.risk.kill_switch import announce
 
@@ -1298,7 +1369,7 @@ async def _send_notification(settings: Settings, severity: str = "", kind: str =
 @app.command("resume-trading")
 def resume_trading(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
     """Clear the halt (asks for confirmation)."""
     from core.actor import whoami
@@ -1306,7 +1377,7 @@ def resume_trading(
     settings = load()
     if settings.app.read_only:
         fail("Read-only (PUTDESK_READ_ONLY / --read-only): resuming trading is disabled here",
-             code=1)
+             code=1, error="read_only")
     switch = kill_switch(settings)
     state = switch.state
     if not state.halted:
@@ -1314,10 +1385,11 @@ def resume_trading(
         return
     if not yes:
         if not sys.stdin.isatty():
-            fail("refusing to resume without confirmation: run in a terminal or pass --yes")
+            fail("refusing to resume without confirmation: run in a terminal or pass --yes",
+                 error="not_confirmed")
         typer.echo(f"Trading halted since {state.since} by {state.by}:\n  {state.reason}")
         if not typer.confirm("Resume trading?", default=False):
-            fail("not resumed", code=1)
+            fail("not resumed", code=1, error="not_confirmed")
     new = switch.resume(whoami("cli"))
     emit(new.as_dict(), json_out, lambda: typer.echo("Trading resumed."))
 
@@ -1336,6 +1408,7 @@ def paper(
     read_only_api: Annotated[bool, typer.Option(
         "--read-only-api", help="As TWS's 'Read-Only API' setting: every order is refused "
                                 "with error 321.")] = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Run the paper gateway (a simulated IBKR TWS) in the foreground with a status line."""
     from core.broker.scenario import ScenarioError
@@ -1347,7 +1420,7 @@ def paper(
     if not 0 < speed <= MAX_SPEED:
         fail(f"--speed: must be above 0 and at most {MAX_SPEED:g}, got {speed:g}")
     if scenario is not None and not scenario.exists():
-        fail(f"--scenario: file not found: {scenario}")
+        fail(f"--scenario: file not found: {scenario}", error="not_found")
     try:
         gateway = open_gateway(settings, scenario=scenario, speed=speed, port=port, reset=reset)
         gateway.peer.read_only_api = read_only_api
@@ -1356,7 +1429,7 @@ def paper(
     except ScenarioMismatch as exc:
         fail(str(exc))
     except (GatewayError, WorldStateError) as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="broker_unavailable")
     tty = sys.stdout.isatty()
     last: tuple[int, int] | None = None
 
@@ -1373,14 +1446,14 @@ def paper(
     try:
         run(run_gateway(gateway, on_status=show))
     except GatewayError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="broker_unavailable")
     if tty:
         typer.echo("")
     typer.echo("Paper gateway stopped; the world is kept for the next start.")
 
 
 @db_app.command("upgrade")
-def db_upgrade(json_out: JsonOpt = False) -> None:
+def db_upgrade(json_out: JsonOpt = False, verbose: VerboseOpt = 0) -> None:
     """Apply Alembic migrations up to the newest revision."""
     from core.db.session import Database, DatabaseError, database_url
 
@@ -1390,15 +1463,34 @@ def db_upgrade(json_out: JsonOpt = False) -> None:
         db.upgrade()
         revision = db.current_revision()
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     data = {"database": db.redacted_url, "revision": revision}
     emit(data, json_out, lambda: typer.echo(f"{db.redacted_url}: at revision {revision}"))
 
 
+def _asks_json(args: list[str]) -> bool:
+    """--json among the options (not after "--"): known even when parsing failed."""
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
 def main() -> None:
+    args = sys.argv[1:]
+    as_json = _asks_json(args)
     try:
+        if as_json:
+            # A usage error (a missing argument, a number out of range) is JSON too: Typer
+            # raises it instead of printing it.
+            code = app(args, prog_name="putdesk", standalone_mode=False)
+            sys.exit(code if isinstance(code, int) else 0)
         app()
-    except KeyboardInterrupt:
+    except ClickException as exc:  # only in --json mode (not standalone)
+        Invocation.json = True
+        with contextlib.suppress(typer.Exit):
+            fail(exc.format_message(), exc.exit_code)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        if as_json:
+            typer.echo(json.dumps({"error": {"code": "interrupted", "message": "interrupted"}}))
         sys.exit(130)
     except Exception as exc:
         from sqlalchemy.exc import DBAPIError
@@ -1406,12 +1498,19 @@ def main() -> None:
         from core.db.session import error_text
         from core.engine import ReadOnlyError
 
-        if isinstance(exc, ReadOnlyError):
-            typer.echo(f"putdesk: {exc}", err=True)  # PUTDESK_READ_ONLY or --read-only
-            sys.exit(1)
-        if isinstance(exc, DBAPIError):  # locked or gone after the command had started
-            typer.echo(f"putdesk: database unavailable: {error_text(exc)}. Once it "
-                       "answers, `putdesk status` and `putdesk orders` show where things "
-                       "stand", err=True)
-            sys.exit(1)
-        raise
+        Invocation.json = as_json
+        with contextlib.suppress(typer.Exit):
+            if isinstance(exc, ReadOnlyError):  # PUTDESK_READ_ONLY or --read-only
+                fail(str(exc), code=1, error="read_only")
+            if isinstance(exc, DBAPIError):  # locked or gone after the command had started
+                fail(f"database unavailable: {error_text(exc)}. Once it answers, `putdesk "
+                     "status` and `putdesk orders` show where things stand", code=1,
+                     error="database")
+            if as_json:  # a bug: the traceback goes to the log, the JSON says where
+                import logging
+
+                logging.getLogger("putdesk.cli").exception("Unexpected error")
+                fail(f"unexpected error ({type(exc).__name__}: {exc}); the traceback is in "
+                     "the log", code=1, error="internal")
+            raise
+        sys.exit(1)
