@@ -26,6 +26,25 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+def _flag_takes_no_value() -> None:
+    """Typer 0.29's help shows a flag as "--json <bool>" and a count as "-v <int>", as if
+    they took a value; they take none, so no type is shown for them (--help included:
+    Typer builds that option itself, so no metavar of ours reaches it)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_putdesk", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag or self.count else shown(self, ctx)
+
+    display_type_rich._putdesk = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flag_takes_no_value()
+
 app = typer.Typer(
     name="putdesk",
     help="PutDesk: operate a naked-put book on Interactive Brokers (or the built-in simulator).",
@@ -291,7 +310,9 @@ def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> Non
 @app.command()
 def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
            verbose: VerboseOpt = 0) -> None:
-    """Halt state and reason, broker connection, account health, market session."""
+    """Halt state, broker, account health, market session.
+
+    The halt's reason, the broker connection, the account's figures, the session now."""
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -425,7 +446,10 @@ def scan(
     json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """Screening pipeline: accepted candidates with scores, rejected ones with reasons."""
+    """Screen a Barchart export: scored candidates, rejections.
+
+    The screening pipeline: accepted candidates with scores and trader's figures, rejected
+    ones with the stage and reason."""
     if (csv_file is None) == (not api):
         fail("give exactly one of --csv FILE or --api")
     if csv_file is not None and not csv_file.exists():  # not a regular file: named later
@@ -481,43 +505,43 @@ def scan(
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
+
+        from console.cli_tables import Column, fit
 
         out = Console()
         for warning in result.warnings:
             out.print(f"[bold yellow]WARNING[/] {warning}")
-        t = Table(title=f"Accepted ({len(result.accepted)})", title_justify="left")
-        for col in ("#", "Symbol", "Exp", "DTE", "Strike", "OTM%", "Bid", "$/ct", "ROM",
-                    "Ann", "POTM", "Δ", "IVR", "Earnings", "Score"):
-            t.add_column(col, no_wrap=True,
-                         justify="left" if col in ("Symbol", "Exp", "Earnings") else "right")
+        # Hidden first at a narrow width: the highest number; 0 is never hidden.
+        columns = (Column("#"), Column("Symbol", justify="left"), Column("Exp", justify="left"),
+                   Column("DTE"), Column("Strike"), Column("OTM%", 5), Column("Bid", 6),
+                   Column("$/ct"), Column("ROM", 3), Column("Ann", 2), Column("POTM", 4),
+                   Column("Δ"), Column("IVR", 8), Column("Earnings", 7, justify="left"),
+                   Column("Score"))
+        rows = []
         notes = []
-
-        def pc(x: float | None, spec: str = ".1%") -> str:
-            return "—" if x is None else format(x, spec)
-
         for n, c in enumerate(result.accepted, start=1):
-            t.add_row(str(n), c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
-                      f"{c.otm_pct:.1%}", f"{c.premium or 0:.2f}",
-                      pc(c.premium_per_contract, ",.0f"), pc(c.return_on_margin),
-                      pc(c.annualised_return), pc(c.prob_otm),
-                      "—" if c.delta is None else f"{c.delta:.2f}",
-                      "—" if c.iv_rank is None else f"{c.iv_rank:.0%}",
-                      (f"{c.earnings_date:%m-%d}" if c.earnings_date else
-                       "[yellow]unknown[/]" if c.earnings_known is False else "none"),
-                      f"{c.score:.3f}")
+            rows.append((str(n), c.symbol, c.expiration.isoformat(), str(c.dte),
+                         f"{c.strike:g}", fmt.pct(c.otm_pct), fmt.price(c.premium),
+                         fmt.money(c.premium_per_contract), fmt.pct(c.return_on_margin),
+                         fmt.pct(c.annualised_return, 0), fmt.pct(c.prob_otm, 0),
+                         fmt.greek(c.delta), fmt.pct(c.iv_rank, 0),
+                         (c.earnings_date.isoformat() if c.earnings_date else
+                          "[yellow]unknown[/]" if c.earnings_known is False else "none"),
+                         f"{c.score:.3f}"))
             notes += [f"  #{n} {c.symbol}: {w}" for w in c.warnings]
-        out.print(t)
+        out.print(fit(out, f"Accepted ({len(result.accepted)})", columns, rows))
         for note in notes:
-            out.print(note, style="yellow")
-        r = Table(title=f"Rejected ({len(result.rejected)})", title_justify="left")
-        for col in ("Symbol", "Strike", "Exp", "Stage", "Reason"):
-            r.add_column(col)
-        for x in result.rejected:
-            r.add_row(x.symbol, "" if x.strike is None else f"{x.strike:g}",
-                      str(x.expiration or ""), x.stage,
-                      x.reason + (f" (line {x.source_row})" if x.source_row else ""))
-        out.print(r)
+            out.print(note, style="yellow", markup=False)
+        rejected = [(x.symbol, "" if x.strike is None else f"{x.strike:g}",
+                     str(x.expiration or ""), x.stage,
+                     escape(x.reason + (f" (line {x.source_row})" if x.source_row else "")))
+                    for x in result.rejected]
+        out.print(fit(out, f"Rejected ({len(result.rejected)})",
+                      (Column("Symbol", justify="left"), Column("Strike"),
+                       Column("Exp", justify="left"), Column("Stage", 2, justify="left"),
+                       Column("Reason", 1, justify="left", text=True)), rejected,
+                      labels=[" ".join(r[:3]) for r in rejected]))
 
     emit(data, json_out, human)
 
@@ -541,7 +565,9 @@ STATUS_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
 
 def print_decision(data: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from console.cli_tables import Column, fit
 
     out = Console()
     opp = data["opportunity"]
@@ -551,16 +577,16 @@ def print_decision(data: dict[str, Any]) -> None:
         out.print(f"[bold black on green] APPROVED [/] {head}  {data['summary']}")
     else:
         out.print(f"[bold white on red] REJECTED [/] {head}  {data['summary']}")
-    t = Table(title="Checks (in order)", title_justify="left")
-    for col in ("#", "Check", "Status", "Reason"):
-        t.add_column(col, no_wrap=col != "Reason")
-    for n, c in enumerate(data["checks"], start=1):
-        status = c["status"]
-        t.add_row(str(n), c["name"], f"[{STATUS_STYLE[status]}]{status.upper()}[/]", c["reason"])
-    out.print(t)
+    rows = [(str(n), c["name"], f"[{STATUS_STYLE[c['status']]}]{c['status'].upper()}[/]",
+             escape(c["reason"])) for n, c in enumerate(data["checks"], start=1)]
+    out.print(fit(out, "Checks (in order)",
+                  (Column("#"), Column("Check", justify="left"),
+                   Column("Status", justify="left"),
+                   Column("Reason", 1, justify="left", text=True)), rows,
+                  labels=[f"{r[0]} {r[1]}" for r in rows]))
     if data["sizing"]:
-        out.print(f"Sizing: {data['sizing']['contracts']} contracts — "
-                  f"{data['sizing']['explanation']}")
+        out.print(f"Sizing: {fmt.contracts(data['sizing']['contracts'])} — "
+                  f"{data['sizing']['explanation']}", markup=False)
     w = data["whatif"]
     if w:
         def m(v: float | None) -> str:
@@ -584,9 +610,10 @@ MAX_CONTRACTS = 10_000
 
 @app.command()
 def check(
-    symbol: Annotated[str, typer.Argument(help="Underlying symbol, e.g. AAPL.")],
-    strike: Annotated[float, typer.Argument(help="Put strike.")],
-    expiration: Annotated[str, typer.Argument(help="Expiration date, YYYY-MM-DD.")],
+    symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="Underlying symbol, e.g. AAPL.")],
+    strike: Annotated[float, typer.Argument(metavar="STRIKE", help="Put strike.")],
+    expiration: Annotated[str, typer.Argument(metavar="EXPIRATION",
+                                              help="Expiration date, YYYY-MM-DD.")],
     premium: Annotated[float | None, typer.Option(
         "--premium", help="Limit per share (default: the live mid).")] = None,
     contracts: Annotated[int | None, typer.Option(
@@ -597,8 +624,10 @@ def check(
     json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """Size one short put and run every pre-trade check against the broker's state.
-    Exit 0 when approved, 1 when rejected, 2 on bad input."""
+    """Size one short put and run every pre-trade check.
+
+    Against the broker's state (WhatIf margin included). Exit 0 when approved, 1 when
+    rejected, 2 on bad input."""
     import re
 
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.\- ]{0,9}", symbol.strip()):
@@ -613,6 +642,8 @@ def check(
     if contracts is not None and contracts > MAX_CONTRACTS:
         fail(f"--contracts: {contracts} must be at most {MAX_CONTRACTS:,}")
     exp = _parse_expiration(expiration)
+    # The governor's decision and the sizing are the output (its log lines say it again).
+    Invocation.reported_logs = ("putdesk.risk",)
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -677,21 +708,25 @@ def _contract_text(r: dict[str, Any]) -> str:
     return f"{r['symbol']} {r['expiration']} {r['strike']:g}P"
 
 
-def _orders_table(rows: list[dict[str, Any]], title: str) -> Any:
-    from rich.table import Table
+def _orders_table(out: Any, rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.markup import escape
 
-    t = Table(title=title, title_justify="left")
-    for col in ("Kind", "Contract", "Side", "Qty", "Limit", "Status", "Filled", "Avg",
-                "Reason"):
-        t.add_column(col, no_wrap=col != "Reason")
+    from console.cli_tables import Column, fit
+
+    columns = (Column("Kind", 2, justify="left"), Column("Contract", justify="left"),
+               Column("Side", justify="left"), Column("Qty"), Column("Limit"),
+               Column("Status", justify="left"), Column("Filled", 3), Column("Avg", 4),
+               Column("Reason", 5, justify="left", text=True))
+    cells = []
     for r in rows:
         limit = r["last_limit"] if r["last_limit"] is not None else r["limit_price"]
-        t.add_row(r["kind"], _contract_text(r), r["action"], str(r["contracts"]),
-                  "MKT" if r["kind"] == "stock" else f"{limit:.2f}", r["status"],
-                  str(r["filled"] or ""),
-                  "" if r["avg_fill_price"] is None else f"{r['avg_fill_price']:.2f}",
-                  r.get("reason") or r["message"] or "")
-    return t
+        cells.append((r["kind"], _contract_text(r), r["action"], str(r["contracts"]),
+                      "MKT" if r["kind"] == "stock" else fmt.price(limit), r["status"],
+                      str(r["filled"] or ""),
+                      "" if r["avg_fill_price"] is None else fmt.price(r["avg_fill_price"]),
+                      escape(r.get("reason") or r["message"] or "")))
+    return fit(out, title, columns, cells,
+               labels=[f"{r['order_ref']} {_contract_text(r)}" for r in rows])
 
 
 KINDS_HELP = "Only these kinds: open, close, roll, stock (repeatable; default all)."
@@ -702,8 +737,9 @@ def orders(
     kind: Annotated[list[str] | None, typer.Option("--kind", help=KINDS_HELP)] = None,
     json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
-    """Every order PutDesk has staged or sent (opening sells, closes, rolls, stock sales),
-    newest first."""
+    """Every order PutDesk has staged or sent, newest first.
+
+    Opening sells, closes, roll combos and stock sales, with their status and reason."""
     from core.execution.ledger import KINDS
 
     bad = [k for k in kind or [] if k not in KINDS]
@@ -725,7 +761,8 @@ def orders(
     def human() -> None:
         from rich.console import Console
 
-        Console().print(_orders_table(data, f"Orders ({len(data)})"))
+        out = Console()
+        out.print(_orders_table(out, data, f"Orders ({len(data)})"))
 
     emit({"orders": data}, json_out, human)
 
@@ -735,9 +772,11 @@ def cancel(
     order: Annotated[str, typer.Argument(metavar="ID", help="Order id or orderRef.")],
     json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
-    """Cancel an order: a staged one at once; a working one by the process that follows
-    it (at IBKR only the client that placed an order may cancel it), or here when its
-    sender is gone. Exit 0 when it is cancelled or the cancel is on its way."""
+    """Cancel a staged or working order (any process's).
+
+    A staged one at once; a working one by the process that follows it (at IBKR only the
+    client that placed an order may cancel it), or here when its sender is gone. Exit 0
+    when it is cancelled or the cancel is on its way."""
     settings = load()
     engine = build_engine(settings, scenario)
     engine.identify("cli cancel")
@@ -780,8 +819,10 @@ def close(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
     json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
-    """Buy back one short put now (the operator's close: it goes out even while trading
-    is halted, since it only reduces risk). Exit 0 when it is bought back."""
+    """Buy back one short put now (allowed while halted).
+
+    A close only reduces risk, so it goes out while trading is halted. Exit 0 when it is
+    bought back."""
     settings = load()
     engine = build_engine(settings, scenario)
     engine.identify("cli close")
@@ -829,8 +870,11 @@ def execute(
     json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """Re-check and send staged orders now. Exit 0 when every order filled, is working
-    or dry-ran; 1 when any was rejected, cancelled or left unknown."""
+    """Re-check and send staged orders now, step by step.
+
+    One progress line per step (re-check, sent, repriced, filled or cancelled). Exit 0
+    when every order filled, is working or dry-ran; 1 when any was rejected, cancelled
+    or left unknown."""
     settings = load()
     engine = build_engine(settings, scenario)
     engine.identify("cli execute")
@@ -870,7 +914,7 @@ def execute(
             out.print("No staged orders to send.")
             return
         title = "Dry run" if data["dry_run"] else "Sent"
-        out.print(_orders_table(data["orders"], f"{title} ({len(data['orders'])})"))
+        out.print(_orders_table(out, data["orders"], f"{title} ({len(data['orders'])})"))
 
     emit(data, json_out, human)
     if data["interrupted"]:
@@ -931,7 +975,9 @@ SEVERITY_STYLE = {"WARNING": "bold yellow", "CRITICAL": "bold red", "EMERGENCY":
 @app.command()
 def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
               verbose: VerboseOpt = 0) -> None:
-    """Short puts with delta, underlying, drop from entry, P&L, DTE and alerts."""
+    """Short puts: delta, P&L, DTE and alerts.
+
+    With the underlying, its drop from entry, and the shares held after an assignment."""
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -949,23 +995,24 @@ def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
 
-        t = Table(title=f"Positions ({len(data['positions'])})", title_justify="left")
-        for col in ("Contract", "Qty", "Δ", "Underlying", "Drop", "P&L", "DTE", "Alerts"):
-            t.add_column(col, no_wrap=col != "Alerts",
-                         justify="left" if col in ("Contract", "Alerts") else "right")
-        for p in data["positions"]:
-            alerts = " · ".join(f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['severity']}[/]"
-                                f" {a['message']}" for a in p["alerts"])
-            t.add_row(f"{p['symbol']} {p['expiration']} {p['strike']:g}P", str(p["quantity"]),
-                      fmt.greek(p["delta"]), fmt.price(p["underlying_price"]),
-                      fmt.pct(p["drop_pct"]), fmt.pnl(p["pnl"]), str(p["dte"]),
-                      alerts or "")
-        Console().print(t)
+        from console.cli_tables import Column, fit
+
+        out = Console()
+        columns = (Column("Contract", justify="left"), Column("Qty"), Column("Δ"),
+                   Column("Underlying", 2), Column("Drop", 3), Column("P&L"), Column("DTE"),
+                   Column("Alerts", 4, justify="left", text=True))
+        rows = [(f"{p['symbol']} {p['expiration']} {p['strike']:g}P", str(p["quantity"]),
+                 fmt.greek(p["delta"]), fmt.price(p["underlying_price"]),
+                 fmt.pct(p["drop_pct"]), fmt.pnl(p["pnl"]), str(p["dte"]),
+                 [f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['severity']}[/] "
+                  f"{escape(a['message'])}" for a in p["alerts"]])
+                for p in data["positions"]]
+        out.print(fit(out, f"Positions ({len(data['positions'])})", columns, rows))
         for s in data["stock"]:
-            Console().print(f"Stock: {s['symbol']} {s['shares']:g} shares at "
-                            f"{s['avg_price']:.2f}")
+            out.print(f"Stock: {s['symbol']} {fmt.shares(s['shares'])} at "
+                      f"{fmt.price(s['avg_price'])}")
 
     emit(data, json_out, human)
 
@@ -1000,19 +1047,25 @@ def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
 
-        t = Table(title=f"Roll proposals ({len(data)})", title_justify="left")
-        for col in ("Id", "Status", "From", "To", "Credit", "Margin Δ", "Reason"):
-            t.add_column(col, no_wrap=col not in ("Reason",))
-        for p in data:
-            t.add_row(p["id"][:8], p["status"],
-                      f"{p['symbol']} {p['old_expiration']} {p['old_strike']:g}P",
-                      f"{p['new_expiration']} {p['new_strike']:g}P ({p['new_dte']} DTE)",
-                      f"{p['net_credit']:.2f}",
-                      fmt.money(p["margin_change"], signed=True),
-                      p["result"] or p["reason"])
-        Console().print(t)
+        from console.cli_tables import Column, fit
+
+        columns = (Column("Id", justify="left"), Column("Status", justify="left"),
+                   Column("From", justify="left"), Column("To", justify="left"),
+                   Column("DTE", 2), Column("Credit"), Column("Buyback", 5),
+                   Column("New prem", 6), Column("New Δ", 4), Column("Margin Δ", 3),
+                   Column("Reason", 7, justify="left", text=True))
+        rows = [(p["id"][:8], p["status"],
+                 f"{p['symbol']} {p['old_expiration']} {p['old_strike']:g}P",
+                 f"{p['new_expiration']} {p['new_strike']:g}P", str(p["new_dte"]),
+                 fmt.price(p["net_credit"]), fmt.price(p["buyback_cost"]),
+                 fmt.price(p["new_premium"]), fmt.greek(p["new_delta"]),
+                 fmt.money(p["margin_change"], signed=True),
+                 escape(p["result"] or p["reason"] or "")) for p in data]
+        out = Console()
+        out.print(fit(out, f"Roll proposals ({len(data)})", columns, rows,
+                      labels=[f"{r[0]} {r[2]}" for r in rows]))
 
     emit({"rolls": data}, json_out, human)
 
@@ -1081,8 +1134,9 @@ def stress_test(
     json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """The five standard stress scenarios (and a custom one): per-position and portfolio
-    impact, with the margin-call flag."""
+    """The five stress scenarios (and a custom one).
+
+    Per-position and portfolio impact of each, with the margin-call flag."""
     if shift is not None and not -0.95 <= shift <= 1.0:
         fail(f"--shift: {shift:g} must be a fraction between -0.95 and 1.0 (-0.07 = -7%)")
     if not -50 <= iv_shift <= 200:
@@ -1119,7 +1173,9 @@ def stress_test(
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
+
+        from console.cli_tables import Column, fit
 
         out = Console()
         out.print(f"Priced from each put's mark, implied vols at a {data['risk_free_rate']:.2%} "
@@ -1130,19 +1186,21 @@ def stress_test(
             p = sc["portfolio"]
             flag = ("[bold white on red] MARGIN CALL [/]" if p["margin_call"]
                     else "[bold black on green] no margin call [/]")
-            t = Table(title=f"{sc['label']} ({sc['name']}) — {sc['description']}  {flag}",
-                      title_justify="left")
-            for col in ("Position", "Price now", "New price", "P&L", "New Δ", "New margin"):
-                t.add_column(col, justify="left" if col == "Position" else "right")
-            for row in sc["positions"]:
-                t.add_row(row["position"], f"{row['price_now']:.2f}", f"{row['new_price']:.2f}",
-                          fmt.pnl(row["pnl"]), fmt.greek(row["new_delta"]),
-                          fmt.money(row["new_margin"]))
-            t.add_row("[bold]Portfolio[/]", "", "", f"[bold]{fmt.pnl(p['pnl'])}[/]", "",
-                      f"[bold]{fmt.money(p['margin'])}[/]")
-            t.caption = (f"ExcessLiquidity after {fmt.money(p['excess_liquidity'])} · NLV "
-                         f"after {fmt.money(p['net_liquidation'])}")
-            out.print(t)
+            columns = (Column("Position", justify="left"), Column("Price now", 3),
+                       Column("New price", 1), Column("P&L"), Column("New Δ", 2),
+                       Column("New margin"))
+            rows = [(row["position"], fmt.price(row["price_now"]), fmt.price(row["new_price"]),
+                     fmt.pnl(row["pnl"]), fmt.greek(row["new_delta"]),
+                     fmt.money(row["new_margin"])) for row in sc["positions"]]
+            rows.append(("[bold]Portfolio[/]", "", "", f"[bold]{fmt.pnl(p['pnl'])}[/]", "",
+                         f"[bold]{fmt.money(p['margin'])}[/]"))
+            # The heading on its own line (a table's title wraps at the table's width).
+            out.print(f"{flag} [bold]{escape(sc['label'])}[/] — {escape(sc['description'])} "
+                      f"[dim]({sc['name']})[/]")
+            out.print(fit(out, None, columns, rows,
+                          caption=f"ExcessLiquidity after {fmt.money(p['excess_liquidity'])}"
+                                  f" · NLV after {fmt.money(p['net_liquidation'])}"))
+            out.print()
 
     emit(data, json_out, human)
 
@@ -1182,7 +1240,9 @@ def audit(
                                        min=1, max=100_000)] = 200,
     json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
-    """The audit trail: every decision, order, fill, alert, halt and resume, with who."""
+    """The audit trail: decisions, orders, fills, alerts, halts.
+
+    Every decision, order, fill, alert, halt and resume, with who."""
     from core.db.repos import AuditRepo
     from core.db.session import Database, DatabaseError, database_url
 
@@ -1201,17 +1261,21 @@ def audit(
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
 
+        from console.cli_tables import Column, fit
         from core.clock import new_york
 
-        t = Table(title=f"Audit ({len(data)} events, newest first)", title_justify="left")
-        for col in ("Time (ET)", "Kind", "Sev", "Who", "Symbol", "Message"):
-            t.add_column(col, no_wrap=col not in ("Message", "Who"))
-        for e in data:
-            t.add_row(new_york(datetime.fromisoformat(e["ts"])).strftime("%m-%d %H:%M:%S"),
-                      e["kind"], e["severity"], e["actor"], e["symbol"] or "", e["message"])
-        Console().print(t)
+        columns = (Column("Time (ET)", justify="left"), Column("Kind", justify="left"),
+                   Column("Sev", 2, justify="left"), Column("Who", 4, justify="left"),
+                   Column("Symbol", 3, justify="left"),
+                   Column("Message", 1, justify="left", text=True))
+        rows = [(new_york(datetime.fromisoformat(e["ts"])).strftime("%m-%d %H:%M:%S"),
+                 e["kind"], e["severity"], escape(e["actor"] or ""), e["symbol"] or "",
+                 escape(e["message"])) for e in data]
+        out = Console()
+        out.print(fit(out, f"Audit ({len(data)} events, newest first)", columns, rows,
+                      labels=[f"{r[0]} {r[1]}" for r in rows]))
 
     emit({"events": data}, json_out, human)
 
@@ -1219,8 +1283,10 @@ def audit(
 @app.command()
 def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
                 verbose: VerboseOpt = 0) -> None:
-    """Closed-trade statistics: win rate, average P&L, P&L by sector, delta, DTE and
-    IV-rank bucket, maximum drawdown and the equity curve."""
+    """Closed-trade statistics, P&L by bucket, drawdown.
+
+    Win rate, average and total P&L, P&L by sector and by delta, DTE and IV-rank bucket
+    at entry, maximum drawdown and the equity curve."""
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -1236,7 +1302,9 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
+
+        from console.cli_tables import Column, fit
 
         out = Console()
         c = data["closed"]
@@ -1254,13 +1322,11 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
                   f"{pct(data['max_drawdown'])}")
         for key, title in (("by_sector", "Sector"), ("by_delta", "Delta at entry"),
                            ("by_dte", "DTE at entry"), ("by_iv_rank", "IV rank at entry")):
-            t = Table(title=f"P&L by {title.lower()}", title_justify="left")
-            for col in (title, "Trades", "Win rate", "P&L", "Average"):
-                t.add_column(col, justify="left" if col == title else "right")
-            for name, b in sorted(data[key].items()):
-                t.add_row(name, str(b["trades"]), pct(b["win_rate"]), m(b["pnl"]),
-                          m(b["average_pnl"]))
-            out.print(t)
+            rows = [(escape(name), str(b["trades"]), pct(b["win_rate"]), fmt.pnl(b["pnl"]),
+                     fmt.pnl(b["average_pnl"])) for name, b in sorted(data[key].items())]
+            out.print(fit(out, f"P&L by {title.lower()}",
+                          (Column(title, justify="left"), Column("Trades"),
+                           Column("Win rate"), Column("P&L"), Column("Average")), rows))
 
     emit(data, json_out, human)
 
@@ -1271,7 +1337,9 @@ def calendar(
         "--at", help="ISO time, e.g. 2026-12-25T11:00-05:00 (no offset = New York time).")] = None,
     json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
-    """Market session at a time (REGULAR, PRE_MARKET, AFTER_HOURS, CLOSED), next open/close."""
+    """Market session at a time, next open and close.
+
+    REGULAR, PRE_MARKET, AFTER_HOURS or CLOSED, with the reason (a holiday ...)."""
     from core.clock import NEW_YORK
     from core.market.calendar import default_calendar
 
@@ -1299,8 +1367,10 @@ def emergency_stop(
     reason: Annotated[str, typer.Argument(help="Why (shown to whoever resumes).")] = "",
     json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
-    """Halt trading now, in every PutDesk process on this database. Works at any schema
-    revision (no upgrade first); prints HALTED, or NOT HALTED with the reason and exits 1."""
+    """Halt trading now, in every process on this database.
+
+    Works at any schema revision (no upgrade first); prints HALTED, or NOT HALTED with
+    the reason and exits 1."""
     import logging
 
     from core.actor import whoami
@@ -1410,7 +1480,9 @@ def paper(
                                 "with error 321.")] = False,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Run the paper gateway (a simulated IBKR TWS) in the foreground with a status line."""
+    """Run the paper gateway (a simulated TWS) in the foreground.
+
+    A simulated IBKR TWS on 127.0.0.1, with a status line."""
     from core.broker.scenario import ScenarioError
     from core.paper.clock import MAX_SPEED
     from core.paper.gateway import GatewayError, open_gateway, run_gateway

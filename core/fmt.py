@@ -46,7 +46,19 @@ def greek(value: float | None, digits: int = 2) -> str:
 
 def contracts(n: int) -> str:
     """ "1 contract", "3 contracts"."""
-    return f"{n} contract" if abs(n) == 1 else f"{n} contracts"
+    return plural(n, "contract")
+
+
+def plural(n: float, one: str, many: str | None = None) -> str:
+    """ "1 contract", "3 contracts", "1 share", "200 shares" (`many`: an irregular
+    plural)."""
+    word = one if abs(n) == 1 else (many or f"{one}s")
+    return f"{n:,g} {word}" if isinstance(n, float) else f"{n:,} {word}"
+
+
+def shares(n: float) -> str:
+    """ "1 share", "200 shares"."""
+    return plural(n, "share")
 
 
 #: Significant digits kept in machine-readable output: binary float noise
