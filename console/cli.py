@@ -19,6 +19,7 @@ import typer
 from typer._click.exceptions import ClickException  # Typer's own click: no public alias
 
 from core import fmt
+from core.fmt import plural
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -680,8 +681,8 @@ def check(
     def human() -> None:
         print_decision(data)
         if "staged" in data:
-            typer.echo(f"Staged as {data['staged']['order_ref']} (id {data['staged']['id']}): "
-                       "sent at the open, or now with `putdesk execute`.")
+            typer.echo(f"Staged as {data['staged']['order_ref']} (id {data['staged']['id']}):"
+                       "\nsent at the open, or now with `putdesk execute`.")
 
     emit(data, json_out, human)
     if not data["approved"]:
@@ -890,10 +891,19 @@ def execute(
                 if missing:
                     fail(f"not a STAGED order: {', '.join(missing)} (see `putdesk orders`)",
                          error="not_found")
-            results = await engine.execute(list(ids) if ids else None, dry_run=dry_run or None)
-            # Orders a killed PutDesk left working were adopted at the connect: followed
-            # to their end before this command exits.
-            await engine.adoptions_settled()
+            wanted = [r for r in staged if not ids or r.id in ids or r.order_ref in ids]
+            with OrderProgress(engine, tuple(r.id for r in wanted)) as progress:
+                if wanted:
+                    progress.say(f"Re-checking {plural(len(wanted), 'staged order')} with "
+                                 "live data, then sending"
+                                 + (" (dry run: nothing is sent)" if dry_run
+                                    or settings.execution.dry_run else ""))
+                results = await engine.execute(list(ids) if ids else None,
+                                               dry_run=dry_run or None)
+                # Orders a killed PutDesk left working were adopted at the connect:
+                # followed to their end before this command exits.
+                await engine.adoptions_settled()
+                await progress.show()
             out = []
             for row, result in results:
                 out.append({**_staged_dict(await asyncio.to_thread(engine.staged.get, row.id)
@@ -922,6 +932,74 @@ def execute(
         raise typer.Exit(130 if data["interrupted"] == "SIGINT" else 1)
     if any(not o["result"]["success"] for o in data["orders"]):
         raise typer.Exit(1)
+
+
+class OrderProgress:
+    """One line per step of the orders this process sends, as it happens (sent at $x,
+    repriced to $y, filled, cancelled, refused ...): every ledger write publishes an
+    engine state with a new orders_version, and each such event reads this process's
+    rows again and prints what changed. On stderr with --json (stdout stays one JSON
+    document), else on stdout."""
+
+    def __init__(self, engine: Any, ids: tuple[str, ...] = ()) -> None:
+        self.engine = engine
+        self.ids = set(ids)  # followed from the start (an execute's staged orders)
+        self.shown: dict[str, tuple[str, str, int]] = {}
+        self.version = engine.state.orders_version
+        self.changed = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.task: asyncio.Task[None] | None = None
+
+    def say(self, text: str) -> None:
+        from core.clock import new_york
+
+        stamp = new_york(self.engine.clock.now()).strftime("%H:%M:%S")
+        typer.echo(redact(f"{stamp} {text}"), err=Invocation.json)
+
+    def __enter__(self) -> OrderProgress:
+        self.engine.add_listener(self._on_state)
+        self.task = self.loop.create_task(self._follow())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.remove_listener(self._on_state)
+        if self.task is not None:
+            self.task.cancel()
+
+    def _on_state(self, state: Any) -> None:
+        # Published from the loop or from a worker thread (a halt read in a thread).
+        if state.orders_version != self.version:
+            self.version = state.orders_version
+            self.loop.call_soon_threadsafe(self.changed.set)
+
+    async def _follow(self) -> None:
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            await self.show()
+
+    async def show(self) -> None:
+        """Print what changed in this process's orders since the last look (also called
+        once more at the end: the outcome is shown before the summary)."""
+        from core.execution.ledger import SENT
+
+        engine = self.engine
+        mine = engine.ledger.sender
+
+        def read() -> list[Any]:
+            active = [r for r in engine.staged.list(SENT) if r.sender == mine]
+            self.ids.update(r.id for r in active)
+            rows = [engine.staged.get(i) for i in sorted(self.ids)]
+            return [r for r in rows if r is not None]
+
+        for row in await asyncio.to_thread(read):
+            now = (row.status, row.message or "", row.filled)
+            if self.shown.get(row.id, ("STAGED", "", 0)) == now or row.status == "STAGED":
+                continue
+            self.shown[row.id] = now
+            contract = _contract_text({"symbol": row.symbol, "strike": row.strike,
+                                       "expiration": row.expiration})
+            self.say(f"{contract} ({row.kind}) {row.status}: {row.message or ''}".rstrip())
 
 
 async def _start_for_orders(engine: Any, interrupted: list[str]) -> None:
@@ -1092,11 +1170,18 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
                 fail(f"ID: {proposal_id!r} matches {len(match)} roll proposals "
                      "(see `putdesk rolls`)", error="not_found" if not match else "bad_input")
             manager = engine.roll_manager
-            try:
-                done = await (manager.approve if approve else manager.reject)(
-                    match[0].id, whoami("cli"))
-            except ValueError as exc:
-                fail(str(exc))
+            p = match[0]
+            with OrderProgress(engine) as progress:
+                progress.say(f"Roll {p.id[:8]} {p.position_id} -> {p.new_expiration} "
+                             f"{p.new_strike:g}P: " + (
+                                 "approved, sending the combo" if approve else
+                                 "rejected; closing the position if its exit rule says so"))
+                try:
+                    done = await (manager.approve if approve else manager.reject)(
+                        p.id, whoami("cli"))
+                except ValueError as exc:
+                    fail(str(exc))
+                await progress.show()
             return _proposal_dict(done)
         finally:
             await engine.stop()

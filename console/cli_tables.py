@@ -5,7 +5,7 @@ are hidden first, and one dim line under the table names them; key columns (prio
 0) are never hidden and never cut: every cell is no-wrap, so a figure is either whole or
 not shown, never "0.…". Free text (a reason, alerts) wraps in its column while the
 column can be at least TEXT_MIN wide; narrower than that, it leaves the table for a list
-under it, one line per item, named by the row's label.
+under it: the row's label, then each item on a line of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -98,16 +99,16 @@ def fit(console: Console, title: str | None, columns: Sequence[Column],
     if caption:
         parts.append(Text.from_markup(caption))
     for i in moved:
-        # One line per item, wrapped under itself; the row's label on its first item.
-        listed = Table.grid(padding=(0, 2), pad_edge=True)
-        listed.add_column(no_wrap=True)
-        listed.add_column(overflow="fold")
+        # The row's label, then each item on a line of its own, wrapped under itself.
+        listed: list[RenderableType] = []
         for r, row in enumerate(rows):
-            name = labels[r] if labels is not None else _cell_text(row[0])
-            for n, item in enumerate(_items(row[i])):
-                listed.add_row(name if n == 0 else "", item)
-        if listed.row_count:
-            parts += [Text(columns[i].header, style="bold"), listed]
+            items = _items(row[i])
+            if items:
+                name = labels[r] if labels is not None else _cell_text(row[0])
+                listed.append(Padding(Text.from_markup(name), (0, 0, 0, 2)))
+                listed += [Padding(Text.from_markup(item), (0, 0, 0, 4)) for item in items]
+        if listed:
+            parts += [Text(columns[i].header, style="bold"), *listed]
     if hidden:
         names = ", ".join(columns[i].header for i in sorted(hidden))
         parts.append(Text(f"(hidden at {width} columns: {names}; widen the terminal or use "
