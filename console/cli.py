@@ -1280,8 +1280,8 @@ def stress_test(
             rows.append(("[bold]Portfolio[/]", "", "", f"[bold]{fmt.pnl(p['pnl'])}[/]", "",
                          f"[bold]{fmt.money(p['margin'])}[/]"))
             # The heading on its own line (a table's title wraps at the table's width).
-            out.print(f"{flag} [bold]{escape(sc['label'])}[/] — {escape(sc['description'])} "
-                      f"[dim]({sc['name']})[/]")
+            out.print(f"{flag} [bold]{escape(sc['label'])}[/] ({sc['name']}) — "
+                      f"{escape(sc['description'])}")
             out.print(fit(out, None, columns, rows,
                           caption=f"ExcessLiquidity after {fmt.money(p['excess_liquidity'])}"
                                   f" · NLV after {fmt.money(p['net_liquidation'])}"))

@@ -110,7 +110,7 @@ def test_stress_keeps_position_and_pnl(env, tmp_path, width):
     figures = json.loads(putdesk(env, "stress-test", "--json", "--scenario", scenario).stdout)
     out = human(env, width, "stress-test", "--scenario", scenario)
     for sc in figures["scenarios"]:
-        assert f"{sc['label']} — {sc['description']}" in " ".join(out.split())
+        assert f"{sc['label']} ({sc['name']}) — {sc['description']}" in " ".join(out.split())
         for row in sc["positions"]:
             assert any(line.split()[:3] == row["position"].split()
                        and fmt.pnl(row["pnl"]) in line.split() for line in out.splitlines())
