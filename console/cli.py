@@ -981,16 +981,14 @@ class OrderProgress:
     async def show(self) -> None:
         """Print what changed in this process's orders since the last look (also called
         once more at the end: the outcome is shown before the summary)."""
-        from core.execution.ledger import SENT
-
         engine = self.engine
-        mine = engine.ledger.sender
+        mine = engine.ledger.sender  # unique to this process (it carries an instance id)
 
         def read() -> list[Any]:
-            active = [r for r in engine.staged.list(SENT) if r.sender == mine]
-            self.ids.update(r.id for r in active)
-            rows = [engine.staged.get(i) for i in sorted(self.ids)]
-            return [r for r in rows if r is not None]
+            # Every status: a roll combo may be opened and filled between two looks. The
+            # ledger has no index by sender; a command reads it a few times per order.
+            rows = engine.staged.list(None)
+            return [r for r in rows if r.sender == mine or r.id in self.ids]
 
         for row in await asyncio.to_thread(read):
             now = (row.status, row.message or "", row.filled)
