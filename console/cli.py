@@ -358,26 +358,19 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
         from rich.console import Console
         from rich.table import Table
 
-        from core.clock import new_york
-
-        def when(iso: str | None) -> str:
-            if not iso:
-                return "—"
-            return new_york(datetime.fromisoformat(iso)).strftime("%a %b %d %H:%M ET")
-
         out = Console()
         halt = data["halt"]
         if data["halted"]:
             out.print(f"[bold white on red] TRADING HALTED [/] {data['halt_reason']}")
-            out.print(f"  since {when(halt['since'])} by {halt['by'] or 'unknown'}")
+            out.print(f"  since {_when(halt['since'])} by {halt['by'] or 'unknown'}")
         else:
             out.print("[bold black on green] TRADING ACTIVE [/]")
         b = data["broker"]
         state = "connected" if b["connected"] else f"[bold red]NOT CONNECTED[/] — {b['error']}"
         out.print(f"Broker:  {b['description']} — {state}")
         s = data["session"]
-        out.print(f"Market:  {s['session']} ({s['reason']}) at {when(s['at'])}; "
-                  f"next open {when(s['next_open'])}")
+        out.print(f"Market:  {s['session']} ({s['reason']}) at {_when(s['at'])}; "
+                  f"next open {_when(s['next_open'])}")
         if data["account"]:
             a = data["account"]
             t = Table(title=f"Account {b['account_id']}", show_header=False, title_justify="left")
@@ -399,6 +392,15 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
             out.print(t)
 
     emit(data, json_out, human)
+
+
+def _when(iso: str | None) -> str:
+    """A moment as a trader reads it: "Mon 2026-12-07 09:30 ET" (New York time)."""
+    from core.clock import new_york
+
+    if not iso:
+        return fmt.DASH
+    return new_york(datetime.fromisoformat(iso)).strftime("%a %Y-%m-%d %H:%M ET")
 
 
 def _account_dict(values: Any) -> dict[str, Any]:
@@ -763,6 +765,9 @@ def orders(
         from rich.console import Console
 
         out = Console()
+        if not data:
+            out.print("No orders" + (f" of kind {', '.join(kind)}" if kind else "") + ".")
+            return
         out.print(_orders_table(out, data, f"Orders ({len(data)})"))
 
     emit({"orders": data}, json_out, human)
@@ -1407,6 +1412,8 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
                            ("by_dte", "DTE at entry"), ("by_iv_rank", "IV rank at entry")):
             rows = [(escape(name), str(b["trades"]), pct(b["win_rate"]), fmt.pnl(b["pnl"]),
                      fmt.pnl(b["average_pnl"])) for name, b in sorted(data[key].items())]
+            if not rows:
+                continue  # no closed trade yet: no empty tables
             out.print(fit(out, f"P&L by {title.lower()}",
                           (Column(title, justify="left"), Column("Trades"),
                            Column("Win rate"), Column("P&L"), Column("Average")), rows))
@@ -1441,8 +1448,8 @@ def calendar(
         fail(f"--at: {at}: {exc}")
     data = info.as_dict()
     emit(data, json_out, lambda: typer.echo(
-        f"{data['at']}: {data['session']} ({data['reason']})\n"
-        f"next open:  {data['next_open']}\nnext close: {data['next_close']}"))
+        f"{_when(data['at'])}: {data['session']} ({data['reason']})\n"
+        f"next open:  {_when(data['next_open'])}\nnext close: {_when(data['next_close'])}"))
 
 
 @app.command("emergency-stop")
