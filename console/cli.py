@@ -915,11 +915,20 @@ def execute(
                                            or row), "result": result.as_dict(),
                             "reason": result.reason})
             return {"dry_run": dry_run or settings.execution.dry_run, "orders": out,
-                    "interrupted": interrupted[0] if interrupted else None}
+                    "interrupted": interrupted[0] if interrupted else None,
+                    "halted": engine.kill_switch.state.halted}
         finally:
             await engine.stop()
 
     data = run(go())
+    # Exit 1 below: the result says why in the same place as a failure would.
+    unsent = [o for o in data["orders"] if not o["result"]["success"]]
+    if data["interrupted"]:
+        data["error"] = {"code": "interrupted", "message": f"{data['interrupted']}: working "
+                         "orders cancelled"}
+    elif unsent:
+        data["error"] = {"code": "halted" if data["halted"] else "failed", "message": "; ".join(
+            f"{o['order_ref']}: {o['reason']}" for o in unsent)}
 
     def human() -> None:
         from rich.console import Console
@@ -1185,11 +1194,14 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
                 except ValueError as exc:
                     fail(str(exc))
                 await progress.show()
-            return _proposal_dict(done)
+            return _proposal_dict(done) | {"halted": engine.kill_switch.state.halted}
         finally:
             await engine.stop()
 
     data = run(go())
+    if approve and data["status"] != "EXECUTED":  # exit 1 below: the result says why
+        data["error"] = {"code": "halted" if data["halted"] else "failed",
+                         "message": data["result"] or data["reason"]}
     emit(data, json_out,
          lambda: typer.echo(f"{data['status']}: {data['result'] or data['reason']}"))
     if approve and data["status"] != "EXECUTED":

@@ -54,3 +54,17 @@ def test_without_json_the_same_failure_is_text_on_stderr(env, tmp_path):
                 str(write(tmp_path, world(), "w.json")))
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("putdesk: ID: 'nope' matches 0 roll proposals"), r.stderr
+
+
+def test_execute_while_halted_keeps_its_result_and_says_halted(env, tmp_path):
+    scenario = str(write(tmp_path, world(), "w.json"))
+    staged = putdesk(env, "check", "KO", "68", "2026-12-31", "--stage", "--scenario", scenario)
+    assert staged.returncode == 0, staged.stderr
+    assert putdesk(env, "emergency-stop", "test").returncode == 0
+    r = putdesk(env, "execute", "--json", "--scenario", scenario)
+    assert r.returncode == 1, r.stderr
+    document = json.loads(r.stdout)
+    [order] = document["orders"]
+    assert order["status"] == "STAGED"  # kept for after the resume
+    assert document["error"]["code"] == "halted", document
+    assert order["order_ref"] in document["error"]["message"]
