@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
 def _flag_takes_no_value() -> None:
     """Typer 0.29's help shows a flag as "--json <bool>" and a count as "-v <int>", as if
     they took a value; they take none, so no type is shown for them (--help included:
@@ -56,7 +57,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
 
 
 class Invocation:
@@ -171,7 +171,6 @@ def load(stderr_logs: bool = True) -> Settings:
 
 def read_settings(stderr_logs: bool = True) -> Settings:
     """The settings, validated, and the log set up; SettingsProblem names what is wrong."""
-
     from core.config import ConfigError, load_settings
     from core.logs import setup_logging
 
@@ -846,8 +845,9 @@ def close(
             if view is None:
                 fail(f"no short put {position!r}; held: "
                      + (", ".join(v.position_id for v in views) or "none"), error="not_found")
-            if not yes and not typer.confirm(f"Buy back {view.contracts} {view.position_id} "
-                                             "now?", default=False):
+            if not yes and not typer.confirm(f"Buy back {view.position_id} "
+                                             f"({fmt.contracts(view.contracts)}) now?",
+                                             default=False):
                 fail("not closed", code=1, error="not_confirmed")
             result = await engine.exits.close(view, "operator close", whoami("cli close"))
             return {"position": view.position_id, "result": result.as_dict(),

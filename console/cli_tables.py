@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.measure import Measurement
 from rich.padding import Padding
 from rich.table import Table
@@ -32,7 +32,7 @@ class Column:
     header: str
     #: 0: a key column, never hidden; otherwise the higher, the sooner it is hidden.
     priority: int = 0
-    justify: str = "right"
+    justify: JustifyMethod = "right"
     #: Free text: wraps in the table, or goes under it when there is no room.
     text: bool = False
 
@@ -58,8 +58,7 @@ def _table(title: str | None, columns: Sequence[Column], rows: Sequence[Sequence
               pad_edge=False)
     for i in shown:
         c = columns[i]
-        t.add_column(c.header, justify=c.justify,  # type: ignore[arg-type]
-                     no_wrap=not c.text, overflow="fold")
+        t.add_column(c.header, justify=c.justify, no_wrap=not c.text, overflow="fold")
     for row in rows:
         cells = []
         for i in shown:
@@ -84,9 +83,14 @@ def fit(console: Console, title: str | None, columns: Sequence[Column],
     candidates = sorted((i for i, c in enumerate(columns) if c.priority > 0),
                         key=lambda i: (-columns[i].priority, -i))
 
+    # One row of each column's widest cell measures as the whole table (cheap for an
+    # audit trail of thousands of rows).
+    widest = [max((row[i] for row in rows), key=_natural, default="")
+              for i in range(len(columns))]
+
     def needed() -> int:
         texts = {i: TEXT_MIN for i in shown if columns[i].text}
-        probe = _table(None, columns, rows, shown, texts)
+        probe = _table(None, columns, [widest], shown, texts)
         # Measured unbounded (a measurement is clamped to the width it is given).
         return Measurement.get(console, console.options.update_width(1_000_000),
                                probe).maximum
