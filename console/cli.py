@@ -54,6 +54,9 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown joins a paragraph's lines: docstrings wrapped at 100 columns reflow to the
+    # terminal instead of breaking where the source did.
+    rich_markup_mode="markdown",
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -85,8 +88,8 @@ def _verbose_option(value: int) -> int:
 
 
 JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="Machine-readable output on stdout: one JSON document, a failure "
-                   'included ({"error": {"code", "message"}}).', callback=_json_option)]
+    "--json", help="Machine-readable output: one JSON document on stdout, errors too.",
+    callback=_json_option)]
 VerboseOpt = Annotated[int, typer.Option(
     "--verbose", "-v", count=True, callback=_verbose_option, show_default=False,
     help="Log on stderr: -v info, -vv debug (default: warnings about this command).")]
@@ -1656,7 +1659,7 @@ def main() -> None:
             # raises it instead of printing it.
             code = app(args, prog_name="putdesk", standalone_mode=False)
             sys.exit(code if isinstance(code, int) else 0)
-        app()
+        app(prog_name="putdesk")  # also when run as `python -m console`
     except ClickException as exc:  # only in --json mode (not standalone)
         Invocation.json = True
         with contextlib.suppress(typer.Exit):
