@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -911,7 +912,7 @@ def execute(
                 # Orders a killed PutDesk left working were adopted at the connect:
                 # followed to their end before this command exits.
                 await engine.adoptions_settled()
-                await progress.show()
+                progress.show()
             out = []
             for row, result in results:
                 out.append({**_staged_dict(await asyncio.to_thread(engine.staged.get, row.id)
@@ -953,19 +954,20 @@ def execute(
 
 class OrderProgress:
     """One line per step of the orders this process sends, as it happens (sent at $x,
-    repriced to $y, filled, cancelled, refused ...): every ledger write publishes an
-    engine state with a new orders_version, and each such event reads this process's
-    rows again and prints what changed. On stderr with --json (stdout stays one JSON
-    document), else on stdout."""
+    repriced to $y, filled, cancelled, refused ...). Every ledger write publishes an
+    engine state with a new orders_version right after it is written, before the next
+    write of that order can start; this listener reads this process's rows there and
+    then, so no step is skipped. On stderr with --json (stdout stays one JSON document),
+    else on stdout."""
 
     def __init__(self, engine: Any, ids: tuple[str, ...] = ()) -> None:
+        import threading
+
         self.engine = engine
         self.ids = set(ids)  # followed from the start (an execute's staged orders)
         self.shown: dict[str, tuple[str, str, int]] = {}
         self.version = engine.state.orders_version
-        self.changed = asyncio.Event()
-        self.loop = asyncio.get_running_loop()
-        self.task: asyncio.Task[None] | None = None
+        self.lock = threading.Lock()  # states are published from worker threads too
 
     def say(self, text: str) -> None:
         from core.clock import new_york
@@ -975,46 +977,43 @@ class OrderProgress:
 
     def __enter__(self) -> OrderProgress:
         self.engine.add_listener(self._on_state)
-        self.task = self.loop.create_task(self._follow())
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.engine.remove_listener(self._on_state)
-        if self.task is not None:
-            self.task.cancel()
 
     def _on_state(self, state: Any) -> None:
-        # Published from the loop or from a worker thread (a halt read in a thread).
         if state.orders_version != self.version:
             self.version = state.orders_version
-            self.loop.call_soon_threadsafe(self.changed.set)
+            self.show()
 
-    async def _follow(self) -> None:
-        while True:
-            await self.changed.wait()
-            self.changed.clear()
-            await self.show()
-
-    async def show(self) -> None:
+    def show(self) -> None:
         """Print what changed in this process's orders since the last look (also called
-        once more at the end: the outcome is shown before the summary)."""
+        at the end: the outcome is shown before the summary). A few small reads: the
+        working orders (SENDING/WORKING/UNKNOWN, to find this process's new ones) and
+        the rows already followed."""
+        from core.execution.ledger import SENT
+
         engine = self.engine
         mine = engine.ledger.sender  # unique to this process (it carries an instance id)
-
-        def read() -> list[Any]:
-            # Every status: a roll combo may be opened and filled between two looks. The
-            # ledger has no index by sender; a command reads it a few times per order.
-            rows = engine.staged.list(None)
-            return [r for r in rows if r.sender == mine or r.id in self.ids]
-
-        for row in await asyncio.to_thread(read):
-            now = (row.status, row.message or "", row.filled)
-            if self.shown.get(row.id, ("STAGED", "", 0)) == now or row.status == "STAGED":
-                continue
-            self.shown[row.id] = now
-            contract = _contract_text({"symbol": row.symbol, "strike": row.strike,
-                                       "expiration": row.expiration})
-            self.say(f"{contract} ({row.kind}) {row.status}: {row.message or ''}".rstrip())
+        with self.lock:
+            try:
+                self.ids.update(r.id for r in engine.staged.list(SENT) if r.sender == mine)
+                rows = [engine.staged.get(i) for i in sorted(self.ids)]
+            except Exception:  # the database is down: the order's own path reports it
+                logging.getLogger("putdesk.cli").debug("progress: no read", exc_info=True)
+                return
+            for row in rows:
+                if row is None:
+                    continue
+                now = (row.status, row.message or "", row.filled)
+                if self.shown.get(row.id, ("STAGED", "", 0)) == now or row.status == "STAGED":
+                    continue
+                self.shown[row.id] = now
+                contract = _contract_text({"symbol": row.symbol, "strike": row.strike,
+                                           "expiration": row.expiration})
+                self.say(f"{contract} ({row.kind}) {row.status}: "
+                         f"{row.message or ''}".rstrip())
 
 
 async def _start_for_orders(engine: Any, interrupted: list[str]) -> None:
@@ -1196,7 +1195,7 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
                         p.id, whoami("cli"))
                 except ValueError as exc:
                     fail(str(exc))
-                await progress.show()
+                progress.show()
             return _proposal_dict(done) | {"halted": engine.kill_switch.state.halted}
         finally:
             await engine.stop()

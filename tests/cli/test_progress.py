@@ -53,8 +53,10 @@ def test_roll_approve_and_reject_say_their_steps(env, tmp_path):
     steps = [line for line in r.stderr.splitlines() if STEP.match(line)]
     assert f"Roll {proposal_id[:8]} AMD 20261204 200 P" in steps[0], steps
     assert "approved, sending the combo" in steps[0]
-    assert any("(roll) WORKING: Combo working at $" in s for s in steps), steps
-    assert "(roll) FILLED" in steps[-1], steps
+    # every step, in order: the listener reads right after each ledger write
+    assert [s.split(" (roll) ")[1].split(":")[0] for s in steps[1:]] == [
+        "SENDING", "WORKING", "FILLED"], steps
+    assert "(roll) WORKING: Combo working at $" in steps[2], steps
 
 
 def test_roll_reject_says_it_closes(env, tmp_path):
