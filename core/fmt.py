@@ -46,14 +46,15 @@ def greek(value: float | None, digits: int = 2) -> str:
 
 def contracts(n: int) -> str:
     """ "1 contract", "3 contracts"."""
-    return plural(n, "contract")
+    return f"{n} contract" if abs(n) == 1 else f"{n} contracts"
 
 
 def plural(n: float, one: str, many: str | None = None) -> str:
     """ "1 contract", "3 contracts", "1 share", "200 shares" (`many`: an irregular
     plural)."""
     word = one if abs(n) == 1 else (many or f"{one}s")
-    return f"{n:,g} {word}" if isinstance(n, float) else f"{n:,} {word}"
+    count = int(n) if float(n).is_integer() else n  # 200.0 shares -> "200"
+    return f"{count:,} {word}"
 
 
 def shares(n: float) -> str:
