@@ -36,6 +36,8 @@ from core.broker.base import (
 from core.broker.pacing import Pacer
 from core.clock import Clock, ShiftedClock, SystemClock
 from core.config import BrokerKind, Settings
+from core.db import changes
+from core.db.changes import ChangeFeed
 from core.db.repos import (
     AuditRepo,
     EquityRepo,
@@ -101,6 +103,7 @@ class EngineState:
     positions: tuple[PositionView, ...] = ()
     positions_checked_at: datetime | None = None
     rolls_version: int = 0  # bumped whenever a roll proposal changes
+    trades_version: int = 0  # bumped whenever a trade changes (another process's, too)
 
     @property
     def excess_liquidity_ratio(self) -> float | None:
@@ -188,6 +191,8 @@ class Engine:
         self._stopping = asyncio.Event()
         self._reconnecting = False
         self._loop_ref: asyncio.AbstractEventLoop | None = None  # set by open()
+        self._changes = ChangeFeed(db)
+        self._feed_failing = False
         self._state = EngineState(now=clock.now(), broker=broker.info(),
                                   halt=self.kill_switch.state)
         self.kill_switch.add_listener(self._on_halt_changed)
@@ -360,6 +365,12 @@ class Engine:
         self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds, self.sync_halt))
         if trading_desk:
             self._spawn(self._loop(1.0, self.tick))
+            # Other processes' orders, fills, trades and roll decisions reach the screens
+            # within a sync, as their halts do.
+            await self.watch_changes()  # the baseline: what is on screen now is current
+            changes.subscribe(self.db.engine, self._changed_here)  # own changes: at once
+            self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds,
+                                   self.watch_changes))
             # Market-time cadences follow a sped-up world (the paper gateway's --speed): a
             # 15-minute monitor runs every 1.5 s at x600, never more often than once a
             # second.
@@ -429,6 +440,7 @@ class Engine:
         if not self._stopping.is_set():
             await self.cancel_working(reason)
         self._stopping.set()
+        changes.unsubscribe(self.db.engine, self._changed_here)
         await self.notifier.drain(within=2.0)
         await self.notifier.close()
         with contextlib.suppress(Exception):
@@ -609,6 +621,40 @@ class Engine:
             await self.reconcile()
         return state
 
+    async def watch_changes(self) -> set[str]:
+        """One small query (core/db/changes.py): when any process changed the order
+        ledger, the trades or the roll proposals since the last look, the screens that
+        show them are told (a new version); otherwise nothing is published."""
+        try:
+            changed = await asyncio.to_thread(self._changes.changed)
+        except SQLAlchemyError as exc:
+            # Not a fault of its own: the kill switch's sync reads the same database at
+            # the same pace and halts on it. The feed waits, and its next look compares
+            # with what was seen before, so nothing changed meanwhile is missed.
+            if not self._feed_failing:
+                log.warning("Change feed unreadable (%s): screens may lag other processes "
+                            "until the database answers", error_text(exc))
+            self._feed_failing = True
+            return set()
+        self._feed_failing = False
+        self._bump_versions(changed)
+        return changed
+
+    def _changed_here(self, feeds: set[str]) -> None:
+        """A write of this process committed (any thread): its screens hear at once."""
+        loop = self._loop_ref
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(self._bump_versions, feeds)
+
+    def _bump_versions(self, feeds: set[str]) -> None:
+        versions = {"orders": "orders_version", "rolls": "rolls_version",
+                    "trades": "trades_version"}
+        bumps = {versions[f]: getattr(self._state, versions[f]) + 1 for f in feeds
+                 if f in versions}
+        if bumps:
+            self._publish(**bumps)
+
     async def tick(self) -> None:
         """Once a second: move simulated time and keep the market session current."""
         process_time = getattr(self.broker, "process_time", None)
@@ -668,13 +714,23 @@ class Engine:
 
     async def check(self, opportunity: Opportunity, *, whatif: bool = True,
                     actor: str | None = None, revalidating: str | None = None) -> RiskDecision:
-        """Size and run the pre-trade checks; the decision is an audit event. Staged
-        orders count as part of the book, except `revalidating` (a staged order's id)."""
+        """Size and run the pre-trade checks; the decision is an audit event. Orders on
+        their way count as part of the book: every sent one, and every staged one for a
+        new trade. `revalidating` (a staged order's id, re-checked before it is sent)
+        counts neither itself nor the staged orders queued after it: of two staged
+        orders for one contract (two processes staging at once) the earlier is sent and
+        the later is the duplicate, even when both are re-checked in one batch."""
         staged = await asyncio.to_thread(self.staged.list, OPEN_STATUSES, RISK_ADDING)
+        own = next((o for o in staged if o.id == revalidating), None)
+
+        def counted(o: StagedOrder) -> bool:
+            if own is None or o.status != "STAGED":
+                return o is not own
+            return (o.created_at, o.id) < (own.created_at, own.id)
+
         pending = [OptionContract(o.symbol, o.expiration, o.strike, "P") for o in staged
-                   if o.id != revalidating and o.expiration is not None
-                   and o.strike is not None]
-        own_ref = next((o.order_ref for o in staged if o.id == revalidating), None)
+                   if counted(o) and o.expiration is not None and o.strike is not None]
+        own_ref = own.order_ref if own is not None else None
         decision = await self.governor.pre_trade_check(opportunity, whatif=whatif,
                                                        pending=pending, exclude_ref=own_ref)
         if self.margin.health is not None and self.margin.health is not self._state.health:

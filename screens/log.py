@@ -48,7 +48,7 @@ class LogScreen(DeskScreen):
     def __init__(self) -> None:
         super().__init__()
         self.events: list[AuditEvent] = []
-        self._seen = ""
+        self._seen: tuple[object, ...] = ()
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="filters"):
@@ -72,9 +72,12 @@ class LogScreen(DeskScreen):
         self.action_reload()
 
     def show_engine_state(self, state: EngineState) -> None:
-        # New events arrive with the state's messages; reload when the last one changes.
-        if state.last_message != self._seen:
-            self._seen = state.last_message
+        # New events arrive with the state's messages, and with the orders, trades and
+        # rolls of every process (the engine's change feed): reload when one moves.
+        seen = (state.last_message, state.orders_version, state.trades_version,
+                state.rolls_version)
+        if seen != self._seen:
+            self._seen = seen
             self.action_reload()
 
     @on(Select.Changed)

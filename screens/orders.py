@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from core.execution.ledger import DRY_RUN_OK, attempt_mark
 from screens.base import DeskScreen, busy
 from screens.confirm import ConfirmScreen
 from widgets.format import ny_time
@@ -29,6 +30,17 @@ STATUS_STYLE = {
 }
 SHOWN = 60
 CANCELLABLE = ("STAGED", "SENDING", "WORKING", "UNKNOWN")
+
+
+def status_text(r: StagedOrder) -> Text:
+    """The status, or for a staged order the outcome of its last attempt (a dry run, a
+    refused send), which the row keeps until it is sent."""
+    mark = attempt_mark(r)
+    if mark is None:
+        return Text(r.status, style=STATUS_STYLE.get(r.status, ""))
+    if mark == DRY_RUN_OK:
+        return Text("DRY RUN", style=BOLD_GREEN)
+    return Text("REFUSED", style=BOLD_RED)
 
 
 def contract_text(r: StagedOrder) -> str:
@@ -120,7 +132,7 @@ class OrdersScreen(DeskScreen):
                 ny_time(r.created_at, with_date=True)[4:16], r.kind,
                 contract_text(r), f"{'-' if r.action == 'BUY' else ''}{r.contracts}",
                 "MKT" if r.kind == "stock" else f"{r.last_limit or r.limit_price:.2f}",
-                Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+                status_text(r),
                 f"{r.filled}/{r.contracts}" if r.filled else "",
                 "" if r.avg_fill_price is None else f"{r.avg_fill_price:.2f}",
                 "" if r.last_limit is None else f"{r.last_limit:.2f}",

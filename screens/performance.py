@@ -19,6 +19,7 @@ from widgets.palette import GREEN, RED
 
 if TYPE_CHECKING:
     from core.analysis.performance import Bucket, Journal
+    from core.engine import EngineState
 
 TABLES = (("by_sector", "Sector"), ("by_delta", "Δ at entry"), ("by_dte", "DTE at entry"),
           ("by_iv_rank", "IV rank"))
@@ -62,8 +63,16 @@ class PerformanceScreen(DeskScreen):
             for col, width in ((title, 12), ("N", 3), ("Win", 4), ("P&L", 9)):
                 table.add_column(col, width=width)
             table.border_title = f"P&L by {title}"
+        state = self.desk.engine_state
+        self._version = state.trades_version if state is not None else -1
         super().on_mount()
         self.action_reload()
+
+    def show_engine_state(self, state: EngineState) -> None:
+        # A trade closed, here or in another process (the engine's change feed).
+        if state.trades_version != self._version:
+            self._version = state.trades_version
+            self.action_reload()
 
     @work(group="journal", exclusive=True, exit_on_error=False)
     async def action_reload(self) -> None:

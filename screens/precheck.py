@@ -98,7 +98,9 @@ class PreCheckScreen(DeskScreen):
         for i, opp in enumerate(self.opportunities):
             hint.update(Text(f"Checking {i + 1} of {len(self.opportunities)}: {opp.label}…"))
             try:
-                decision = await engine.check(opp)
+                # A row staged from here is re-checked as that staged order (it is not a
+                # duplicate of itself); the others as new trades.
+                decision = await engine.check(opp, revalidating=self.staged.get(i))
             except Exception as exc:
                 self.notify(f"{opp.label}: {exc}", title="Check failed", severity="error",
                             markup=False)
@@ -188,7 +190,6 @@ class PreCheckScreen(DeskScreen):
         self.dismiss()
 
     def action_recheck(self) -> None:
-        self.staged.clear()
         self.run_checks()
 
     def action_stage(self) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from core.clock import NEW_YORK
+from core.db.changes import QUIET
 from core.db.session import Database
 from core.db.tables import (
     AuditEvent,
@@ -308,7 +309,9 @@ class StagedOrderRepo:
         mine = (col(StagedOrder.sender) == sender,
                 col(StagedOrder.status).in_(("SENDING", "WORKING", "UNKNOWN")))
         with self.db.session() as session:
-            session.execute(update(StagedOrder).where(*mine).values(lease_until=until))
+            # A lease is no change anyone sees: it does not announce one (core/db/changes).
+            session.execute(update(StagedOrder).where(*mine).values(lease_until=until)
+                            .execution_options(**QUIET))
             return list(session.exec(select(StagedOrder).where(*mine)).all())
 
     def sent_by_others(self, sender: str) -> list[StagedOrder]:

@@ -113,6 +113,9 @@ class Database:
         except (SQLAlchemyError, ImportError) as exc:
             raise DatabaseError(f"Database {self.redacted_url}: {exc}") from None
         self._busy_timeout = busy_timeout
+        from core.db import changes
+
+        changes.install()  # every write of orders, trades, rolls announces itself
         self._parsed = parsed
         if self.dialect == "sqlite":
             busy_ms = round(busy_timeout * 1000)

@@ -180,6 +180,33 @@ def sender_gone(sender: str | None) -> bool:
     return False
 
 
+#: What the last attempt at a staged order did when it left the order staged; its row's
+#: message starts with one of these, so the Orders row says what happened (in this
+#: process, in another one, and after a restart) and not only a passing notification.
+DRY_RUN_OK = "DRY RUN ok"
+DRY_RUN_REFUSED = "DRY RUN refused"
+REFUSED = "REFUSED"
+ATTEMPT_MARKS = (DRY_RUN_OK, DRY_RUN_REFUSED, REFUSED)
+
+
+def attempt_text(result: OrderResult, dry_run: bool) -> str:
+    """The message of a staged order after an attempt that did not send it."""
+    if dry_run and result.outcome == "DRY_RUN":
+        price = (f" at ${result.limit_price:.2f}" if result.limit_price is not None else "")
+        return f"{DRY_RUN_OK}{price}: every check passed, nothing sent (still staged)"
+    if dry_run:
+        return f"{DRY_RUN_REFUSED}: {result.reason} (still staged)"
+    return f"{REFUSED}: {result.reason} (still staged)"
+
+
+def attempt_mark(row: StagedOrder) -> str | None:
+    """DRY_RUN_OK, DRY_RUN_REFUSED or REFUSED when a staged row's last attempt left it
+    staged; None otherwise."""
+    if row.status != "STAGED":
+        return None
+    return next((m for m in ATTEMPT_MARKS if (row.message or "").startswith(m)), None)
+
+
 def describe(row: StagedOrder) -> str:
     """'close AAPL 2026-12-18 200P x2', 'stock XYZ x200' ... for messages and audit."""
     if row.strike is None or row.expiration is None:

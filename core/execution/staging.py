@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.clock import NEW_YORK, new_york
 from core.db.session import error_text
 from core.db.tables import StagedOrder
-from core.execution.ledger import SENT
+from core.execution.ledger import SENT, attempt_text
 from core.execution.orders import OPEN_STATUSES
 from core.models import OrderResult, RiskDecision
 
@@ -150,9 +150,29 @@ class Staging:
                 result = OrderResult("REJECTED", f"Internal error: {result}", row.order_ref,
                                      row.contracts, staged_limit=row.limit_price)
             out.append((row, result))
+        dry = self.settings.dry_run if dry_run is None else dry_run
+        await self._record_attempts(out, dry)
         if any(r.filled > 0 for _row, r in out):
             await engine.verify_post_trade_margin()
         return out
+
+    async def _record_attempts(self, out: list[tuple[StagedOrder, OrderResult]],
+                               dry: bool) -> None:
+        """An order the attempt left STAGED (a dry run, a halt, a closed market, a
+        broker that cannot confirm) keeps what happened in its row's message; an order
+        sent, rejected for good or taken by another sender has its own outcome, and a
+        row no longer STAGED is never written (the write is conditional)."""
+        engine = self.engine
+        for row, result in out:
+            if not dry and result.outcome != "REJECTED":
+                continue
+            text = attempt_text(result, dry)
+            try:
+                await asyncio.to_thread(engine.staged.transition, row.id, "STAGED",
+                                        "STAGED", engine.clock.now(), text)
+            except SQLAlchemyError as exc:  # the result is still returned and shown
+                log.warning("Order %s: could not record %r: %s", row.order_ref, text,
+                            error_text(exc))
 
     # --- the scheduler -------------------------------------------------------------------
 

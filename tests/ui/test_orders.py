@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from console.app import PutDeskApp
 from screens.confirm import ConfirmScreen
 from screens.orders import OrdersScreen
@@ -119,3 +121,103 @@ async def test_orders_list_every_kind_and_filter_by_kind(tmp_path):
         await pilot.pause()
         assert [(r.kind, r.action, r.status) for r in screen.rows] == [("close", "BUY",
                                                                          "FILLED")]
+
+
+async def staged_on_orders(pilot) -> OrdersScreen:
+    """Candidates -> pre-check -> approve & stage the first -> Orders, the row shown."""
+    await checked(pilot)
+    await pilot.press("a", "y")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.press("escape", "f4")
+    screen = pilot.app.screen
+    assert isinstance(screen, OrdersScreen)
+    for _ in range(100):
+        await pilot.pause()
+        if screen.rows:
+            break
+    assert [r.status for r in screen.rows] == ["STAGED"]
+    return screen
+
+
+async def sent_and_reloaded(pilot, screen: OrdersScreen, keys: tuple[str, ...]) -> None:
+    """Press `keys` (send, confirm), wait for the send and the row's new text."""
+    before = screen.rows[0].message
+    await pilot.press(*keys)
+    for _ in range(300):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if screen.rows and screen.rows[0].message != before:
+            return
+    raise AssertionError("the row did not change")
+
+
+def row_cells(screen: OrdersScreen) -> tuple[str, str]:
+    """(status cell, message cell) of the first row as shown."""
+    table = screen.query_one("#orders")
+    key = screen.rows[0].id
+    return str(table.get_cell(key, "status")), str(table.get_cell(key, "message"))
+
+
+def stored(tmp_path, row_id: str):
+    """The row as another process (or a restart) reads it: a new connection."""
+    from core.db.repos import StagedOrderRepo
+    from core.db.session import Database
+
+    db = Database(f"sqlite:///{tmp_path}/putdesk.db")
+    try:
+        return StagedOrderRepo(db).get(row_id)
+    finally:
+        db.dispose()
+
+
+async def test_a_dry_run_leaves_its_result_in_the_row(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await staged_on_orders(pilot)
+        await sent_and_reloaded(pilot, screen, ("d", "e", "y"))
+        status, message = row_cells(screen)
+        assert status == "DRY RUN"
+        assert message.startswith("DRY RUN ok at $") and "nothing sent (still staged)" in message
+        row = stored(tmp_path, screen.rows[0].id)
+        assert row.status == "STAGED" and row.message == screen.rows[0].message
+        assert app.engine.broker._orders == {}
+        # Still staged: it can be sent for real now.
+        assert screen.check_action("execute_one", ()) is True
+
+
+async def test_a_send_refused_while_halted_says_so_in_the_row(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await staged_on_orders(pilot)
+        await asyncio.to_thread(app.engine.halt, "operator pause", "tester")
+        await sent_and_reloaded(pilot, screen, ("e", "y"))
+        status, message = row_cells(screen)
+        assert status == "REFUSED"
+        assert message.startswith("REFUSED: No longer passes the risk checks")
+        assert "Trading halted: operator pause" in message and message.endswith(
+            "(still staged)")
+        row = stored(tmp_path, screen.rows[0].id)
+        assert row.status == "STAGED" and row.message == message
+        assert app.engine.broker._orders == {}
+
+
+async def test_a_send_refused_as_a_duplicate_says_so_in_the_row(tmp_path):
+    """Another client already sells the same put (working at the broker): the re-check
+    refuses the send for good, and the row says why."""
+    from core.broker.base import OptionContract, OrderRequest, OrderType
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await staged_on_orders(pilot)
+        row = screen.rows[0]
+        assert row.expiration is not None and row.strike is not None
+        contract = OptionContract(row.symbol, row.expiration, row.strike)
+        quote = await app.engine.broker.option_quote(contract)
+        await app.engine.broker.place_order(OrderRequest(
+            "SELL", 1, "putdesk-elsewhere0000", contract, order_type=OrderType.LIMIT,
+            limit_price=round(quote.ask + 1, 2)))
+        await sent_and_reloaded(pilot, screen, ("e", "y"))
+        status, message = row_cells(screen)
+        assert status == "REJECTED"
+        assert message.startswith("No longer passes the risk checks: REJECTED by duplicate")
+        assert stored(tmp_path, row.id).message == message

@@ -147,3 +147,31 @@ def test_margin_gauge_danger_snapshot(snap_compare, tmp_path):
     """ExcessLiquidity ~6% of NLV: the DANGER band (< 10%)."""
     assert snap_compare(make_app(tmp_path, _thin(tmp_path, 35_290)), run_before=margin_screen,
                         terminal_size=SIZE)
+
+
+async def test_recheck_after_staging_is_no_duplicate_of_its_own_staged_order(tmp_path):
+    """Issue 18: `r` after `a` re-checks the staged trade as the staged order; before,
+    it called the operator's own staged order a duplicate."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await checked(pilot)
+        screen = app.screen
+        await pilot.press("a", "y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert 0 in screen.staged
+        screen.decisions.clear()
+        await pilot.press("r")
+        for _ in range(300):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if 0 in screen.decisions:
+                break
+        decision = screen.decisions[0]
+        duplicate = next(c for c in decision.checks if c.name == "duplicate")
+        assert duplicate.status == "pass", duplicate.reason
+        assert decision.approved, decision.summary
+        assert str(screen.query_one("#decisions").get_cell("0", "result")) == "STAGED"
+        await pilot.press("a")  # still staged once: no second staging offered
+        assert app.screen is screen
+        assert len(StagedOrderRepo(app.engine.db).list()) == 1
