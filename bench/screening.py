@@ -3,8 +3,9 @@
 1. a generated 5,000-row Barchart Main-View export screened by columns (read, parse,
    filter) and the passed candidates scored, against pandas.read_csv of the same file
    (just reading it), runs interleaved; the rejected rows are kept as columns and built
-   as Rejection records when first read, which is timed apart; the row-by-row path of
-   before for reference;
+   as Rejection records when first read: the figure includes building them all (the
+   product's JSON, screen and audit read every one), and prints their share; the
+   row-by-row path of before for reference;
 2. the CSV limits of issue 17: a 10 MB export (the demo's rows repeated) and a 30 MB
    file on one line, each in a fresh process: time and peak memory (RSS growth);
 3. IBKR validation of 100 candidates on the simulator with 200 ms injected latency per
@@ -77,10 +78,13 @@ def bench_parse() -> list[Result]:
             start = time.perf_counter()
             screen = screen_csv_file(path, max_bytes=50_000_000, **kw)
             scored = score_all(screen.passed, [], settings.risk, settings.validation)
-            ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
+            lazy = time.perf_counter() - start
+            mid = time.perf_counter()
             materialised = list(screen.rejected)
-            built.append(time.perf_counter() - start)
+            built.append(time.perf_counter() - mid)
+            # The product builds every rejection (the JSON, the screen and the audit read
+            # them): the figure against the goal includes them.
+            ours.append(lazy + built[-1])
             start = time.perf_counter()
             pd.read_csv(path)
             theirs.append(time.perf_counter() - start)
@@ -97,12 +101,11 @@ def bench_parse() -> list[Result]:
           f"{len(screen.rejected)} rejected, built when first read: "
           f"{ms(statistics.median(built))}); pandas.read_csv "
           f"{ms(statistics.median(theirs))}; row by row {ms(min(rows))}", flush=True)
-    return [Result("screening 5,000 rows (read+filter+score) vs pandas.read_csv",
+    return [Result("screening 5,000 rows (read+filter+score+rejections) vs pandas.read_csv",
                    f"{ratio:.2f}x ({ms(statistics.median(ours))} vs "
                    f"{ms(statistics.median(theirs))})", f"<= {RATIO_GOAL:g}x",
                    ratio <= RATIO_GOAL),
-            Result(f"screening: building the {len(materialised):,} rejections when first read "
-                   "(the JSON, screen and audit read them; the pipeline does it in its thread)",
+            Result(f"screening: of which building the {len(materialised):,} rejection records",
                    f"{ms(statistics.median(built))}", "info (no budget)", None),
             Result("screening 5,000 rows, row-by-row path of before (reference)",
                    f"{ms(min(rows))} ({min(rows) / statistics.median(theirs):.1f}x pandas)",
