@@ -45,7 +45,8 @@ def book(n: int, today: date) -> list[PositionView]:
         views.append(PositionView(f"S{i:05d} P{strike}", OptionContract(
             f"S{i:05d}", today + timedelta(days=7 + i % 40), float(strike)), -1 - i % 3, 1.0,
             None, today, strike * 1.15, 0, 7 + i % 40, 0.9, 1.0, 0.95, -0.2, 0.3,
-            strike * 1.1))
+            strike * 1.1, theta=-0.03, mark_source="mid", margin=strike * 20.0,
+            margin_note="what-if of closing it"))
     return views
 
 

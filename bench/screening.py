@@ -2,7 +2,10 @@
 
 1. a generated 5,000-row Barchart Main-View export screened by columns (read, parse,
    filter) and the passed candidates scored, against pandas.read_csv of the same file
-   (just reading it), runs interleaved; the row-by-row path of before for reference;
+   (just reading it), runs interleaved; the rejected rows are kept as columns and built
+   as Rejection records when first read: the figure includes building them all (the
+   product's JSON, screen and audit read every one), and prints their share; the
+   row-by-row path of before for reference;
 2. the CSV limits of issue 17: a 10 MB export (the demo's rows repeated) and a 30 MB
    file on one line, each in a fresh process: time and peak memory (RSS growth);
 3. IBKR validation of 100 candidates on the simulator with 200 ms injected latency per
@@ -60,7 +63,7 @@ def bench_parse() -> list[Result]:
 
     from core.broker.scenario import demo_scenario_path, load_scenario
     from core.screening.columnar import screen_csv_file, screen_exact
-    from core.screening.scoring import score
+    from core.screening.scoring import score_all
 
     world = load_scenario(demo_scenario_path())
     settings = production_settings()
@@ -70,30 +73,40 @@ def bench_parse() -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "export.csv"
         generate(path, 5000, {s: u.price for s, u in world.underlyings.items()}, today)
-        ours, theirs, rows = [], [], []
+        ours, theirs, rows, built = [], [], [], []
         for _ in range(15):
             start = time.perf_counter()
             screen = screen_csv_file(path, max_bytes=50_000_000, **kw)
-            scored = [score(c, [], settings.risk, settings.validation) for c in screen.passed]
-            ours.append(time.perf_counter() - start)
+            scored = score_all(screen.passed, [], settings.risk, settings.validation)
+            lazy = time.perf_counter() - start
+            mid = time.perf_counter()
+            materialised = list(screen.rejected)
+            built.append(time.perf_counter() - mid)
+            # The product builds every rejection (the JSON, the screen and the audit read
+            # them): the figure against the goal includes them.
+            ours.append(lazy + built[-1])
             start = time.perf_counter()
             pd.read_csv(path)
             theirs.append(time.perf_counter() - start)
         for _ in range(3):
             start = time.perf_counter()
             exact = screen_exact(path.read_bytes(), **kw)
-            [score(c, [], settings.risk, settings.validation) for c in exact.passed]
+            exact_scored = score_all(exact.passed, [], settings.risk, settings.validation)
             rows.append(time.perf_counter() - start)
-    assert exact.passed == screen.passed and exact.rejected == screen.rejected
+    assert exact.passed == screen.passed and exact.rejected == materialised
+    assert exact_scored == scored
     ratio = statistics.median(ours) / statistics.median(theirs)
     print(f"5,000-row export: columns {ms(statistics.median(ours))} median "
           f"({len(screen.passed)} passed filters, {len(scored)} scored, "
-          f"{len(screen.rejected)} rejected); pandas.read_csv {ms(statistics.median(theirs))}; "
-          f"row by row {ms(min(rows))}", flush=True)
-    return [Result("screening 5,000 rows (read+filter+score) vs pandas.read_csv",
+          f"{len(screen.rejected)} rejected, built when first read: "
+          f"{ms(statistics.median(built))}); pandas.read_csv "
+          f"{ms(statistics.median(theirs))}; row by row {ms(min(rows))}", flush=True)
+    return [Result("screening 5,000 rows (read+filter+score+rejections) vs pandas.read_csv",
                    f"{ratio:.2f}x ({ms(statistics.median(ours))} vs "
                    f"{ms(statistics.median(theirs))})", f"<= {RATIO_GOAL:g}x",
                    ratio <= RATIO_GOAL),
+            Result(f"screening: of which building the {len(materialised):,} rejection records",
+                   f"{ms(statistics.median(built))}", "info (no budget)", None),
             Result("screening 5,000 rows, row-by-row path of before (reference)",
                    f"{ms(min(rows))} ({min(rows) / statistics.median(theirs):.1f}x pandas)",
                    "info (no budget)", None)]

@@ -503,7 +503,7 @@ def cli_reference() -> list[tuple[str, str]]:
             return
         parts = [prefix]
         for p in command.params:
-            if p.name in ("json_out", "scenario"):
+            if p.name in ("json_out", "scenario", "verbose"):
                 continue
             meta = p.metavar or p.name.upper()
             if not p.opts[0].startswith("-"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -16,14 +17,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer._click.exceptions import ClickException  # Typer's own click: no public alias
 
 from core import fmt
+from core.fmt import plural
 
 if TYPE_CHECKING:
     from core.config import Settings
     from core.engine import Engine
 
 T = TypeVar("T")
+
+
+def _flag_takes_no_value() -> None:
+    """Typer 0.29's help shows a flag as "--json <bool>" and a count as "-v <int>", as if
+    they took a value; they take none, so no type is shown for them (--help included:
+    Typer builds that option itself, so no metavar of ours reaches it)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_putdesk", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag or self.count else shown(self, ctx)
+
+    display_type_rich._putdesk = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flag_takes_no_value()
 
 app = typer.Typer(
     name="putdesk",
@@ -32,11 +55,45 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown joins a paragraph's lines: docstrings wrapped at 100 columns reflow to the
+    # terminal instead of breaking where the source did.
+    rich_markup_mode="markdown",
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+class Invocation:
+    """What this command line asks beyond the command's own arguments, set while it is
+    parsed (the options' callbacks run before the command): --json makes a failure one
+    JSON object too, -v/-vv put the log on stderr, and a command names the loggers whose
+    warnings it already shows in its output (they stay in the log file only)."""
+
+    json = False
+    verbosity = 0
+    reported_logs: tuple[str, ...] = ()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.json, cls.verbosity, cls.reported_logs = False, 0, ()
+
+
+def _json_option(value: bool) -> bool:
+    Invocation.json = bool(value)
+    return value
+
+
+def _verbose_option(value: int) -> int:
+    Invocation.verbosity = max(Invocation.verbosity, value or 0)
+    return value
+
+
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Machine-readable output: one JSON document on stdout, errors too.",
+    callback=_json_option)]
+VerboseOpt = Annotated[int, typer.Option(
+    "--verbose", "-v", count=True, callback=_verbose_option, show_default=False,
+    help="Log on stderr: -v info, -vv debug (default: warnings about this command).")]
 ScenarioOpt = Annotated[
     Path | None,
     typer.Option("--scenario", help="Simulator scenario file (same as PUTDESK_SIM_SCENARIO).",
@@ -76,8 +133,23 @@ def install_redacting_output() -> None:
             setattr(sys, name, RedactingStream(stream))
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(redact(f"putdesk: {message}"), err=True)
+#: The stable codes of --json errors (README, "Errors with --json"), by exit code when a
+#: call site names none.
+ERROR_CODES = ("bad_input", "bad_setting", "not_found", "not_confirmed", "broker_unavailable",
+               "database", "halted", "read_only", "halt_failed", "data_unavailable", "failed",
+               "interrupted", "internal")
+
+
+def fail(message: str, code: int = 2, error: str | None = None) -> NoReturn:
+    """Stop the command: the message on stderr, or with --json one JSON object
+    {"error": {"code", "message"}} on stdout (stdout then always holds one document);
+    exit `code` (2 bad input, 1 failure at run time)."""
+    error = error or ("bad_input" if code == 2 else "failed")
+    assert error in ERROR_CODES, error
+    if Invocation.json:
+        typer.echo(redact(json.dumps({"error": {"code": error, "message": message}})))
+    else:
+        typer.echo(redact(f"putdesk: {message}"), err=True)
     raise typer.Exit(code)
 
 
@@ -96,15 +168,13 @@ def load(stderr_logs: bool = True) -> Settings:
     try:
         settings = read_settings(stderr_logs)
     except SettingsProblem as exc:
-        fail(str(exc))
+        fail(str(exc), error="bad_setting")
     install_redacting_output()
     return settings
 
 
 def read_settings(stderr_logs: bool = True) -> Settings:
     """The settings, validated, and the log set up; SettingsProblem names what is wrong."""
-    import logging
-
     from core.config import ConfigError, load_settings
     from core.logs import setup_logging
 
@@ -113,11 +183,21 @@ def read_settings(stderr_logs: bool = True) -> Settings:
     except ConfigError as exc:
         raise SettingsProblem(str(exc)) from None
     try:
-        setup_logging(settings, stderr_level=logging.WARNING if stderr_logs else None)
+        setup_logging(settings, **_stderr_log() if stderr_logs else {})
     except OSError as exc:  # PUTDESK_LOG_FILE is a directory, unwritable ...
         raise SettingsProblem(f"PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
                               f"{exc.strerror}") from None
     return settings
+
+
+def _stderr_log() -> dict[str, Any]:
+    """The log on stderr as asked (-v, -vv), else the warnings about this command."""
+    from core.logs import CommandStderrFilter, stderr_level
+
+    verbosity = Invocation.verbosity
+    return {"stderr_level": stderr_level(verbosity),
+            "stderr_filter": None if verbosity else CommandStderrFilter(
+                Invocation.reported_logs)}
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -142,7 +222,7 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
     from core.paper.state import WorldStateError
 
     if scenario is not None and not scenario.exists():
-        fail(f"--scenario: file not found: {scenario}")
+        fail(f"--scenario: file not found: {scenario}", error="not_found")
     first, span = CLI_CLIENT_IDS
     try:
         return Engine.build(settings, scenario=scenario, client_id=first,
@@ -150,11 +230,11 @@ def build_engine(settings: Settings, scenario: Path | None) -> Engine:
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     except ConfigError as exc:
-        fail(str(exc))
+        fail(str(exc), error="bad_setting")
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     except (GatewayError, WorldStateError) as exc:
-        fail(f"paper gateway: {exc}", code=1)
+        fail(f"paper gateway: {exc}", code=1, error="broker_unavailable")
 
 
 def _halt_time(settings: Settings) -> Any:
@@ -193,7 +273,7 @@ def kill_switch(settings: Settings) -> Any:
         db = Database(database_url(settings))
         db.upgrade()
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     switch = KillSwitch(db, process_clock(settings))
     switch.sync()
     return switch
@@ -209,6 +289,7 @@ def main_callback(
     read_only: ReadOnlyOpt = False,
 ) -> None:
     """With no command, open the console."""
+    Invocation.reset()  # runs before the command's own options are parsed
     read_only_mode(read_only)
     if ctx.invoked_subcommand is None:
         console(scenario=scenario)
@@ -225,14 +306,17 @@ def console(scenario: ScenarioOpt = None, read_only: ReadOnlyOpt = False) -> Non
     app = PutDeskApp(scenario=scenario, settings_loader=lambda: read_settings(stderr_logs=False))
     app.run()
     if app.settings_error:
-        fail(app.settings_error)
+        fail(app.settings_error, error="bad_setting")
     if app.return_code:
         raise typer.Exit(app.return_code)
 
 
 @app.command()
-def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
-    """Halt state and reason, broker connection, account health, market session."""
+def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+           verbose: VerboseOpt = 0) -> None:
+    """Halt state, broker, account health, market session.
+
+    The halt's reason, the broker connection, the account's figures, the session now."""
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -244,9 +328,9 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
             await asyncio.to_thread(engine.db.upgrade)
             halt = await engine.sync_halt()
         except DatabaseError as exc:  # it names the database and the cause
-            fail(str(exc), code=1)
+            fail(str(exc), code=1, error="database")
         except Exception as exc:
-            fail(f"database {engine.db.redacted_url}: {exc}", code=1)
+            fail(f"database {engine.db.redacted_url}: {exc}", code=1, error="database")
         account = None
         error = ""
         try:
@@ -277,26 +361,19 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from core.clock import new_york
-
-        def when(iso: str | None) -> str:
-            if not iso:
-                return "—"
-            return new_york(datetime.fromisoformat(iso)).strftime("%a %b %d %H:%M ET")
-
         out = Console()
         halt = data["halt"]
         if data["halted"]:
             out.print(f"[bold white on red] TRADING HALTED [/] {data['halt_reason']}")
-            out.print(f"  since {when(halt['since'])} by {halt['by'] or 'unknown'}")
+            out.print(f"  since {_when(halt['since'])} by {halt['by'] or 'unknown'}")
         else:
             out.print("[bold black on green] TRADING ACTIVE [/]")
         b = data["broker"]
         state = "connected" if b["connected"] else f"[bold red]NOT CONNECTED[/] — {b['error']}"
         out.print(f"Broker:  {b['description']} — {state}")
         s = data["session"]
-        out.print(f"Market:  {s['session']} ({s['reason']}) at {when(s['at'])}; "
-                  f"next open {when(s['next_open'])}")
+        out.print(f"Market:  {s['session']} ({s['reason']}) at {_when(s['at'])}; "
+                  f"next open {_when(s['next_open'])}")
         if data["account"]:
             a = data["account"]
             t = Table(title=f"Account {b['account_id']}", show_header=False, title_justify="left")
@@ -318,6 +395,15 @@ def status(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
             out.print(t)
 
     emit(data, json_out, human)
+
+
+def _when(iso: str | None) -> str:
+    """A moment as a trader reads it: "Mon 2026-12-07 09:30 ET" (New York time)."""
+    from core.clock import new_york
+
+    if not iso:
+        return fmt.DASH
+    return new_york(datetime.fromisoformat(iso)).strftime("%a %Y-%m-%d %H:%M ET")
 
 
 def _account_dict(values: Any) -> dict[str, Any]:
@@ -363,14 +449,19 @@ def scan(
     csv_file: Annotated[Path | None, typer.Option(
         "--csv", help="A Barchart options-screener CSV export.", dir_okay=False)] = None,
     api: Annotated[bool, typer.Option("--api", help="Scan with the Barchart API.")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """Screening pipeline: accepted candidates with scores, rejected ones with reasons."""
+    """Screen a Barchart export: scored candidates, rejections.
+
+    The screening pipeline: accepted candidates with scores and trader's figures, rejected
+    ones with the stage and reason."""
     if (csv_file is None) == (not api):
         fail("give exactly one of --csv FILE or --api")
     if csv_file is not None and not csv_file.exists():  # not a regular file: named later
-        fail(f"--csv: file not found: {csv_file}")
+        fail(f"--csv: file not found: {csv_file}", error="not_found")
+    # Every screening warning is in the output (a Rejected row, a candidate's warning).
+    Invocation.reported_logs = ("putdesk.screening",)
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -385,10 +476,10 @@ def scan(
             await engine.broker.connect()
         except DatabaseError as exc:
             await engine.stop()
-            fail(str(exc), code=1)
+            fail(str(exc), code=1, error="database")
         except BrokerError as exc:
             await engine.stop()
-            fail(f"broker: {exc}", code=1)
+            fail(f"broker: {exc}", code=1, error="broker_unavailable")
         try:
             pipeline = engine.screening()
             if csv_file is not None:
@@ -402,7 +493,8 @@ def scan(
                 await engine.record_scan(scanned, whoami("cli"))
                 return scanned
             except BarchartApiError as exc:
-                fail(f"Barchart API: {exc}", code=exc.exit_code)
+                fail(f"Barchart API: {exc}", code=exc.exit_code,
+                     error="bad_input" if exc.exit_code == 2 else "data_unavailable")
         except BarchartCsvError as exc:
             fail(f"--csv {csv_file}: {exc}")
         finally:
@@ -419,43 +511,43 @@ def scan(
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
+
+        from console.cli_tables import Column, fit
 
         out = Console()
         for warning in result.warnings:
             out.print(f"[bold yellow]WARNING[/] {warning}")
-        t = Table(title=f"Accepted ({len(result.accepted)})", title_justify="left")
-        for col in ("#", "Symbol", "Exp", "DTE", "Strike", "OTM%", "Bid", "$/ct", "ROM",
-                    "Ann", "POTM", "Δ", "IVR", "Earnings", "Score"):
-            t.add_column(col, no_wrap=True,
-                         justify="left" if col in ("Symbol", "Exp", "Earnings") else "right")
+        # Hidden first at a narrow width: the highest number; 0 is never hidden.
+        columns = (Column("#"), Column("Symbol", justify="left"), Column("Exp", justify="left"),
+                   Column("DTE"), Column("Strike"), Column("OTM%", 5), Column("Bid", 6),
+                   Column("$/ct"), Column("ROM", 3), Column("Ann", 2), Column("POTM", 4),
+                   Column("Δ"), Column("IVR", 8), Column("Earnings", 7, justify="left"),
+                   Column("Score"))
+        rows = []
         notes = []
-
-        def pc(x: float | None, spec: str = ".1%") -> str:
-            return "—" if x is None else format(x, spec)
-
         for n, c in enumerate(result.accepted, start=1):
-            t.add_row(str(n), c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
-                      f"{c.otm_pct:.1%}", f"{c.premium or 0:.2f}",
-                      pc(c.premium_per_contract, ",.0f"), pc(c.return_on_margin),
-                      pc(c.annualised_return), pc(c.prob_otm),
-                      "—" if c.delta is None else f"{c.delta:.2f}",
-                      "—" if c.iv_rank is None else f"{c.iv_rank:.0%}",
-                      (f"{c.earnings_date:%m-%d}" if c.earnings_date else
-                       "[yellow]unknown[/]" if c.earnings_known is False else "none"),
-                      f"{c.score:.3f}")
+            rows.append((str(n), c.symbol, c.expiration.isoformat(), str(c.dte),
+                         f"{c.strike:g}", fmt.pct(c.otm_pct), fmt.price(c.premium),
+                         fmt.money(c.premium_per_contract), fmt.pct(c.return_on_margin),
+                         fmt.pct(c.annualised_return, 0), fmt.pct(c.prob_otm, 0),
+                         fmt.greek(c.delta), fmt.pct(c.iv_rank, 0),
+                         (c.earnings_date.isoformat() if c.earnings_date else
+                          "[yellow]unknown[/]" if c.earnings_known is False else "none"),
+                         f"{c.score:.3f}"))
             notes += [f"  #{n} {c.symbol}: {w}" for w in c.warnings]
-        out.print(t)
+        out.print(fit(out, f"Accepted ({len(result.accepted)})", columns, rows))
         for note in notes:
-            out.print(note, style="yellow")
-        r = Table(title=f"Rejected ({len(result.rejected)})", title_justify="left")
-        for col in ("Symbol", "Strike", "Exp", "Stage", "Reason"):
-            r.add_column(col)
-        for x in result.rejected:
-            r.add_row(x.symbol, "" if x.strike is None else f"{x.strike:g}",
-                      str(x.expiration or ""), x.stage,
-                      x.reason + (f" (line {x.source_row})" if x.source_row else ""))
-        out.print(r)
+            out.print(note, style="yellow", markup=False)
+        rejected = [(x.symbol, "" if x.strike is None else f"{x.strike:g}",
+                     str(x.expiration or ""), x.stage,
+                     escape(x.reason + (f" (line {x.source_row})" if x.source_row else "")))
+                    for x in result.rejected]
+        out.print(fit(out, f"Rejected ({len(result.rejected)})",
+                      (Column("Symbol", justify="left"), Column("Strike"),
+                       Column("Exp", justify="left"), Column("Stage", 2, justify="left"),
+                       Column("Reason", 1, justify="left", text=True)), rejected,
+                      labels=[" ".join(r[:3]) for r in rejected]))
 
     emit(data, json_out, human)
 
@@ -479,7 +571,9 @@ STATUS_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
 
 def print_decision(data: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from console.cli_tables import Column, fit
 
     out = Console()
     opp = data["opportunity"]
@@ -489,16 +583,16 @@ def print_decision(data: dict[str, Any]) -> None:
         out.print(f"[bold black on green] APPROVED [/] {head}  {data['summary']}")
     else:
         out.print(f"[bold white on red] REJECTED [/] {head}  {data['summary']}")
-    t = Table(title="Checks (in order)", title_justify="left")
-    for col in ("#", "Check", "Status", "Reason"):
-        t.add_column(col, no_wrap=col != "Reason")
-    for n, c in enumerate(data["checks"], start=1):
-        status = c["status"]
-        t.add_row(str(n), c["name"], f"[{STATUS_STYLE[status]}]{status.upper()}[/]", c["reason"])
-    out.print(t)
+    rows = [(str(n), c["name"], f"[{STATUS_STYLE[c['status']]}]{c['status'].upper()}[/]",
+             escape(c["reason"])) for n, c in enumerate(data["checks"], start=1)]
+    out.print(fit(out, "Checks (in order)",
+                  (Column("#"), Column("Check", justify="left"),
+                   Column("Status", justify="left"),
+                   Column("Reason", 1, justify="left", text=True)), rows,
+                  labels=[f"{r[0]} {r[1]}" for r in rows]))
     if data["sizing"]:
-        out.print(f"Sizing: {data['sizing']['contracts']} contracts — "
-                  f"{data['sizing']['explanation']}")
+        out.print(f"Sizing: {fmt.contracts(data['sizing']['contracts'])} — "
+                  f"{data['sizing']['explanation']}", markup=False)
     w = data["whatif"]
     if w:
         def m(v: float | None) -> str:
@@ -522,9 +616,10 @@ MAX_CONTRACTS = 10_000
 
 @app.command()
 def check(
-    symbol: Annotated[str, typer.Argument(help="Underlying symbol, e.g. AAPL.")],
-    strike: Annotated[float, typer.Argument(help="Put strike.")],
-    expiration: Annotated[str, typer.Argument(help="Expiration date, YYYY-MM-DD.")],
+    symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="Underlying symbol, e.g. AAPL.")],
+    strike: Annotated[float, typer.Argument(metavar="STRIKE", help="Put strike.")],
+    expiration: Annotated[str, typer.Argument(metavar="EXPIRATION",
+                                              help="Expiration date, YYYY-MM-DD.")],
     premium: Annotated[float | None, typer.Option(
         "--premium", help="Limit per share (default: the live mid).")] = None,
     contracts: Annotated[int | None, typer.Option(
@@ -532,11 +627,13 @@ def check(
     stage: Annotated[bool, typer.Option(
         "--stage", help="If approved, stage it: sent at the open or by `putdesk execute`.")
     ] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """Size one short put and run every pre-trade check against the broker's state.
-    Exit 0 when approved, 1 when rejected, 2 on bad input."""
+    """Size one short put and run every pre-trade check.
+
+    Against the broker's state (WhatIf margin included). Exit 0 when approved, 1 when
+    rejected, 2 on bad input."""
     import re
 
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.\- ]{0,9}", symbol.strip()):
@@ -551,6 +648,8 @@ def check(
     if contracts is not None and contracts > MAX_CONTRACTS:
         fail(f"--contracts: {contracts} must be at most {MAX_CONTRACTS:,}")
     exp = _parse_expiration(expiration)
+    # The governor's decision and the sizing are the output (its log lines say it again).
+    Invocation.reported_logs = ("putdesk.risk",)
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -571,7 +670,7 @@ def check(
             try:
                 await engine.broker.connect()
             except BrokerError as exc:
-                fail(f"broker: {exc}", code=1)
+                fail(f"broker: {exc}", code=1, error="broker_unavailable")
             opp = Opportunity(symbol.strip().upper(), exp, strike, premium,
                               requested_contracts=contracts)
             decision = await engine.check(opp, actor=whoami("cli"))
@@ -587,8 +686,8 @@ def check(
     def human() -> None:
         print_decision(data)
         if "staged" in data:
-            typer.echo(f"Staged as {data['staged']['order_ref']} (id {data['staged']['id']}): "
-                       "sent at the open, or now with `putdesk execute`.")
+            typer.echo(f"Staged as {data['staged']['order_ref']} (id {data['staged']['id']}):"
+                       "\nsent at the open, or now with `putdesk execute`.")
 
     emit(data, json_out, human)
     if not data["approved"]:
@@ -615,21 +714,25 @@ def _contract_text(r: dict[str, Any]) -> str:
     return f"{r['symbol']} {r['expiration']} {r['strike']:g}P"
 
 
-def _orders_table(rows: list[dict[str, Any]], title: str) -> Any:
-    from rich.table import Table
+def _orders_table(out: Any, rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.markup import escape
 
-    t = Table(title=title, title_justify="left")
-    for col in ("Kind", "Contract", "Side", "Qty", "Limit", "Status", "Filled", "Avg",
-                "Reason"):
-        t.add_column(col, no_wrap=col != "Reason")
+    from console.cli_tables import Column, fit
+
+    columns = (Column("Kind", 2, justify="left"), Column("Contract", justify="left"),
+               Column("Side", justify="left"), Column("Qty"), Column("Limit"),
+               Column("Status", justify="left"), Column("Filled", 3), Column("Avg", 4),
+               Column("Reason", 5, justify="left", text=True))
+    cells = []
     for r in rows:
         limit = r["last_limit"] if r["last_limit"] is not None else r["limit_price"]
-        t.add_row(r["kind"], _contract_text(r), r["action"], str(r["contracts"]),
-                  "MKT" if r["kind"] == "stock" else f"{limit:.2f}", r["status"],
-                  str(r["filled"] or ""),
-                  "" if r["avg_fill_price"] is None else f"{r['avg_fill_price']:.2f}",
-                  r.get("reason") or r["message"] or "")
-    return t
+        cells.append((r["kind"], _contract_text(r), r["action"], str(r["contracts"]),
+                      "MKT" if r["kind"] == "stock" else fmt.price(limit), r["status"],
+                      str(r["filled"] or ""),
+                      "" if r["avg_fill_price"] is None else fmt.price(r["avg_fill_price"]),
+                      escape(r.get("reason") or r["message"] or "")))
+    return fit(out, title, columns, cells,
+               labels=[f"{r['order_ref']} {_contract_text(r)}" for r in rows])
 
 
 KINDS_HELP = "Only these kinds: open, close, roll, stock (repeatable; default all)."
@@ -638,10 +741,11 @@ KINDS_HELP = "Only these kinds: open, close, roll, stock (repeatable; default al
 @app.command()
 def orders(
     kind: Annotated[list[str] | None, typer.Option("--kind", help=KINDS_HELP)] = None,
-    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
-    """Every order PutDesk has staged or sent (opening sells, closes, rolls, stock sales),
-    newest first."""
+    """Every order PutDesk has staged or sent, newest first.
+
+    Opening sells, closes, roll combos and stock sales, with their status and reason."""
     from core.execution.ledger import KINDS
 
     bad = [k for k in kind or [] if k not in KINDS]
@@ -663,7 +767,11 @@ def orders(
     def human() -> None:
         from rich.console import Console
 
-        Console().print(_orders_table(data, f"Orders ({len(data)})"))
+        out = Console()
+        if not data:
+            out.print("No orders" + (f" of kind {', '.join(kind)}" if kind else "") + ".")
+            return
+        out.print(_orders_table(out, data, f"Orders ({len(data)})"))
 
     emit({"orders": data}, json_out, human)
 
@@ -671,11 +779,13 @@ def orders(
 @app.command()
 def cancel(
     order: Annotated[str, typer.Argument(metavar="ID", help="Order id or orderRef.")],
-    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
-    """Cancel an order: a staged one at once; a working one by the process that follows
-    it (at IBKR only the client that placed an order may cancel it), or here when its
-    sender is gone. Exit 0 when it is cancelled or the cancel is on its way."""
+    """Cancel a staged or working order (any process's).
+
+    A staged one at once; a working one by the process that follows it (at IBKR only the
+    client that placed an order may cancel it), or here when its sender is gone. Exit 0
+    when it is cancelled or the cancel is on its way."""
     settings = load()
     engine = build_engine(settings, scenario)
     engine.identify("cli cancel")
@@ -690,7 +800,7 @@ def cancel(
             row = (await asyncio.to_thread(engine.staged.get, order)
                    or await asyncio.to_thread(engine.staged.by_ref, order))
             if row is None:
-                fail(f"no order {order} (see `putdesk orders`)")
+                fail(f"no order {order} (see `putdesk orders`)", error="not_found")
             if row.status in ("SENDING", "WORKING", "UNKNOWN"):
                 # Its sender may be gone: then this process adopts it to cancel it.
                 with contextlib.suppress(BrokerError):
@@ -716,10 +826,12 @@ def close(
         metavar="POSITION", help="The position as `putdesk positions` names it, e.g. "
         "'KO 20261218 66 P'.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
-    json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+    json_out: JsonOpt = False, scenario: ScenarioOpt = None, verbose: VerboseOpt = 0,
 ) -> None:
-    """Buy back one short put now (the operator's close: it goes out even while trading
-    is halted, since it only reduces risk). Exit 0 when it is bought back."""
+    """Buy back one short put now (allowed while halted).
+
+    A close only reduces risk, so it goes out while trading is halted. Exit 0 when it is
+    bought back."""
     settings = load()
     engine = build_engine(settings, scenario)
     engine.identify("cli close")
@@ -736,16 +848,17 @@ def close(
             view = next((v for v in views if v.position_id == wanted), None)
             if view is None:
                 fail(f"no short put {position!r}; held: "
-                     + (", ".join(v.position_id for v in views) or "none"))
-            if not yes and not typer.confirm(f"Buy back {view.contracts} {view.position_id} "
-                                             "now?", default=False):
-                fail("not closed", code=1)
+                     + (", ".join(v.position_id for v in views) or "none"), error="not_found")
+            if not yes and not typer.confirm(f"Buy back {view.position_id} "
+                                             f"({fmt.contracts(view.contracts)}) now?",
+                                             default=False):
+                fail("not closed", code=1, error="not_confirmed")
             result = await engine.exits.close(view, "operator close", whoami("cli close"))
             return {"position": view.position_id, "result": result.as_dict(),
                     "reason": result.reason, "interrupted": interrupted[0] if interrupted
                     else None}
         except ReadOnlyError as exc:
-            fail(str(exc), code=1)
+            fail(str(exc), code=1, error="read_only")
         finally:
             await engine.stop()
 
@@ -764,11 +877,14 @@ def execute(
         help="Staged order ids or orderRefs (default: every STAGED order).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Every step except sending.")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """Re-check and send staged orders now. Exit 0 when every order filled, is working
-    or dry-ran; 1 when any was rejected, cancelled or left unknown."""
+    """Re-check and send staged orders now, step by step.
+
+    One progress line per step (re-check, sent, repriced, filled or cancelled). Exit 0
+    when every order filled, is working or dry-ran; 1 when any was rejected, cancelled
+    or left unknown."""
     settings = load()
     engine = build_engine(settings, scenario)
     engine.identify("cli execute")
@@ -782,22 +898,41 @@ def execute(
                 known = {r.id for r in staged} | {r.order_ref for r in staged}
                 missing = [i for i in ids if i not in known]
                 if missing:
-                    fail(f"not a STAGED order: {', '.join(missing)} (see `putdesk orders`)")
-            results = await engine.execute(list(ids) if ids else None, dry_run=dry_run or None)
-            # Orders a killed PutDesk left working were adopted at the connect: followed
-            # to their end before this command exits.
-            await engine.adoptions_settled()
+                    fail(f"not a STAGED order: {', '.join(missing)} (see `putdesk orders`)",
+                         error="not_found")
+            wanted = [r for r in staged if not ids or r.id in ids or r.order_ref in ids]
+            with OrderProgress(engine, tuple(r.id for r in wanted)) as progress:
+                if wanted:
+                    progress.say(f"Re-checking {plural(len(wanted), 'staged order')} with "
+                                 "live data, then sending"
+                                 + (" (dry run: nothing is sent)" if dry_run
+                                    or settings.execution.dry_run else ""))
+                results = await engine.execute(list(ids) if ids else None,
+                                               dry_run=dry_run or None)
+                # Orders a killed PutDesk left working were adopted at the connect:
+                # followed to their end before this command exits.
+                await engine.adoptions_settled()
+                progress.show()
             out = []
             for row, result in results:
                 out.append({**_staged_dict(await asyncio.to_thread(engine.staged.get, row.id)
                                            or row), "result": result.as_dict(),
                             "reason": result.reason})
             return {"dry_run": dry_run or settings.execution.dry_run, "orders": out,
-                    "interrupted": interrupted[0] if interrupted else None}
+                    "interrupted": interrupted[0] if interrupted else None,
+                    "halted": engine.kill_switch.state.halted}
         finally:
             await engine.stop()
 
     data = run(go())
+    # Exit 1 below: the result says why in the same place as a failure would.
+    unsent = [o for o in data["orders"] if not o["result"]["success"]]
+    if data["interrupted"]:
+        data["error"] = {"code": "interrupted", "message": f"{data['interrupted']}: working "
+                         "orders cancelled"}
+    elif unsent:
+        data["error"] = {"code": "halted" if data["halted"] else "failed", "message": "; ".join(
+            f"{o['order_ref']}: {o['reason']}" for o in unsent)}
 
     def human() -> None:
         from rich.console import Console
@@ -807,7 +942,7 @@ def execute(
             out.print("No staged orders to send.")
             return
         title = "Dry run" if data["dry_run"] else "Sent"
-        out.print(_orders_table(data["orders"], f"{title} ({len(data['orders'])})"))
+        out.print(_orders_table(out, data["orders"], f"{title} ({len(data['orders'])})"))
 
     emit(data, json_out, human)
     if data["interrupted"]:
@@ -815,6 +950,70 @@ def execute(
         raise typer.Exit(130 if data["interrupted"] == "SIGINT" else 1)
     if any(not o["result"]["success"] for o in data["orders"]):
         raise typer.Exit(1)
+
+
+class OrderProgress:
+    """One line per step of the orders this process sends, as it happens (sent at $x,
+    repriced to $y, filled, cancelled, refused ...). Every ledger write publishes an
+    engine state with a new orders_version right after it is written, before the next
+    write of that order can start; this listener reads this process's rows there and
+    then, so no step is skipped. On stderr with --json (stdout stays one JSON document),
+    else on stdout."""
+
+    def __init__(self, engine: Any, ids: tuple[str, ...] = ()) -> None:
+        import threading
+
+        self.engine = engine
+        self.ids = set(ids)  # followed from the start (an execute's staged orders)
+        self.shown: dict[str, tuple[str, str, int]] = {}
+        self.version = engine.state.orders_version
+        self.lock = threading.Lock()  # states are published from worker threads too
+
+    def say(self, text: str) -> None:
+        from core.clock import new_york
+
+        stamp = new_york(self.engine.clock.now()).strftime("%H:%M:%S")
+        typer.echo(redact(f"{stamp} {text}"), err=Invocation.json)
+
+    def __enter__(self) -> OrderProgress:
+        self.engine.add_listener(self._on_state)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.remove_listener(self._on_state)
+
+    def _on_state(self, state: Any) -> None:
+        if state.orders_version != self.version:
+            self.version = state.orders_version
+            self.show()
+
+    def show(self) -> None:
+        """Print what changed in this process's orders since the last look (also called
+        at the end: the outcome is shown before the summary). A few small reads: the
+        working orders (SENDING/WORKING/UNKNOWN, to find this process's new ones) and
+        the rows already followed."""
+        from core.execution.ledger import SENT
+
+        engine = self.engine
+        mine = engine.ledger.sender  # unique to this process (it carries an instance id)
+        with self.lock:
+            try:
+                self.ids.update(r.id for r in engine.staged.list(SENT) if r.sender == mine)
+                rows = [engine.staged.get(i) for i in sorted(self.ids)]
+            except Exception:  # the database is down: the order's own path reports it
+                logging.getLogger("putdesk.cli").debug("progress: no read", exc_info=True)
+                return
+            for row in rows:
+                if row is None:
+                    continue
+                now = (row.status, row.message or "", row.filled)
+                if self.shown.get(row.id, ("STAGED", "", 0)) == now or row.status == "STAGED":
+                    continue
+                self.shown[row.id] = now
+                contract = _contract_text({"symbol": row.symbol, "strike": row.strike,
+                                           "expiration": row.expiration})
+                self.say(f"{contract} ({row.kind}) {row.status}: "
+                         f"{row.message or ''}".rstrip())
 
 
 async def _start_for_orders(engine: Any, interrupted: list[str]) -> None:
@@ -825,17 +1024,20 @@ async def _start_for_orders(engine: Any, interrupted: list[str]) -> None:
     reconnect). Exit 1 unless the broker is connected."""
     import signal
 
-    from core.engine import EngineError
+    from core.engine import EngineError, ReadOnlyError
 
     engine.install_signal_handlers(interrupted.append, halt=False,
                                    signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     try:
         await engine.start(trading_desk=False)
+    except ReadOnlyError as exc:
+        fail(str(exc), code=1, error="read_only")
     except EngineError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     if not engine.broker.connected:
         await engine.stop()
-        fail(f"broker: not connected ({engine.broker.info().last_error})", code=1)
+        fail(f"broker: not connected ({engine.broker.info().last_error})", code=1,
+             error="broker_unavailable")
 
 
 async def _opened(engine: Any) -> None:
@@ -844,8 +1046,8 @@ async def _opened(engine: Any) -> None:
 
     try:
         await engine.open()
-    except EngineError as exc:
-        fail(str(exc), code=1)
+    except EngineError as exc:  # the database (Engine.open raises nothing else)
+        fail(str(exc), code=1, error="database")
 
 
 async def _connected(engine: Any) -> None:
@@ -856,15 +1058,18 @@ async def _connected(engine: Any) -> None:
         await engine.broker.connect()
     except BrokerError as exc:
         await engine.stop()
-        fail(f"broker: {exc}", code=1)
+        fail(f"broker: {exc}", code=1, error="broker_unavailable")
 
 
 SEVERITY_STYLE = {"WARNING": "bold yellow", "CRITICAL": "bold red", "EMERGENCY": "bold red"}
 
 
 @app.command()
-def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
-    """Short puts with delta, underlying, drop from entry, P&L, DTE and alerts."""
+def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+              verbose: VerboseOpt = 0) -> None:
+    """Short puts: delta, P&L, DTE and alerts.
+
+    With the underlying, its drop from entry, and the shares held after an assignment."""
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -882,23 +1087,24 @@ def positions(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
 
-        t = Table(title=f"Positions ({len(data['positions'])})", title_justify="left")
-        for col in ("Contract", "Qty", "Δ", "Underlying", "Drop", "P&L", "DTE", "Alerts"):
-            t.add_column(col, no_wrap=col != "Alerts",
-                         justify="left" if col in ("Contract", "Alerts") else "right")
-        for p in data["positions"]:
-            alerts = " · ".join(f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['severity']}[/]"
-                                f" {a['message']}" for a in p["alerts"])
-            t.add_row(f"{p['symbol']} {p['expiration']} {p['strike']:g}P", str(p["quantity"]),
-                      fmt.greek(p["delta"]), fmt.price(p["underlying_price"]),
-                      fmt.pct(p["drop_pct"]), fmt.pnl(p["pnl"]), str(p["dte"]),
-                      alerts or "")
-        Console().print(t)
+        from console.cli_tables import Column, fit
+
+        out = Console()
+        columns = (Column("Contract", justify="left"), Column("Qty"), Column("Δ"),
+                   Column("Underlying", 2), Column("Drop", 3), Column("P&L"), Column("DTE"),
+                   Column("Alerts", 4, justify="left", text=True))
+        rows = [(f"{p['symbol']} {p['expiration']} {p['strike']:g}P", str(p["quantity"]),
+                 fmt.greek(p["delta"]), fmt.price(p["underlying_price"]),
+                 fmt.pct(p["drop_pct"]), fmt.pnl(p["pnl"]), str(p["dte"]),
+                 [f"[{SEVERITY_STYLE.get(a['severity'], '')}]{a['severity']}[/] "
+                  f"{escape(a['message'])}" for a in p["alerts"]])
+                for p in data["positions"]]
+        out.print(fit(out, f"Positions ({len(data['positions'])})", columns, rows))
         for s in data["stock"]:
-            Console().print(f"Stock: {s['symbol']} {s['shares']:g} shares at "
-                            f"{s['avg_price']:.2f}")
+            out.print(f"Stock: {s['symbol']} {fmt.shares(s['shares'])} at "
+                      f"{fmt.price(s['avg_price'])}")
 
     emit(data, json_out, human)
 
@@ -915,7 +1121,8 @@ def _proposal_dict(p: Any) -> dict[str, Any]:
 
 
 @app.command()
-def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+          verbose: VerboseOpt = 0) -> None:
     """Roll proposals (pending first) with their figures."""
     settings = load()
     engine = build_engine(settings, scenario)
@@ -932,19 +1139,25 @@ def rolls(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
 
-        t = Table(title=f"Roll proposals ({len(data)})", title_justify="left")
-        for col in ("Id", "Status", "From", "To", "Credit", "Margin Δ", "Reason"):
-            t.add_column(col, no_wrap=col not in ("Reason",))
-        for p in data:
-            t.add_row(p["id"][:8], p["status"],
-                      f"{p['symbol']} {p['old_expiration']} {p['old_strike']:g}P",
-                      f"{p['new_expiration']} {p['new_strike']:g}P ({p['new_dte']} DTE)",
-                      f"{p['net_credit']:.2f}",
-                      fmt.money(p["margin_change"], signed=True),
-                      p["result"] or p["reason"])
-        Console().print(t)
+        from console.cli_tables import Column, fit
+
+        columns = (Column("Id", justify="left"), Column("Status", justify="left"),
+                   Column("From", justify="left"), Column("To", justify="left"),
+                   Column("DTE", 2), Column("Credit"), Column("Buyback", 5),
+                   Column("New prem", 6), Column("New Δ", 4), Column("Margin Δ", 3),
+                   Column("Reason", 7, justify="left", text=True))
+        rows = [(p["id"][:8], p["status"],
+                 f"{p['symbol']} {p['old_expiration']} {p['old_strike']:g}P",
+                 f"{p['new_expiration']} {p['new_strike']:g}P", str(p["new_dte"]),
+                 fmt.price(p["net_credit"]), fmt.price(p["buyback_cost"]),
+                 fmt.price(p["new_premium"]), fmt.greek(p["new_delta"]),
+                 fmt.money(p["margin_change"], signed=True),
+                 escape(p["result"] or p["reason"] or "")) for p in data]
+        out = Console()
+        out.print(fit(out, f"Roll proposals ({len(data)})", columns, rows,
+                      labels=[f"{r[0]} {r[2]}" for r in rows]))
 
     emit({"rolls": data}, json_out, human)
 
@@ -969,18 +1182,28 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
             match = [r for r in rows if r.id == proposal_id or r.id.startswith(proposal_id)]
             if len(match) != 1:
                 fail(f"ID: {proposal_id!r} matches {len(match)} roll proposals "
-                     "(see `putdesk rolls`)")
+                     "(see `putdesk rolls`)", error="not_found" if not match else "bad_input")
             manager = engine.roll_manager
-            try:
-                done = await (manager.approve if approve else manager.reject)(
-                    match[0].id, whoami("cli"))
-            except ValueError as exc:
-                fail(str(exc))
-            return _proposal_dict(done)
+            p = match[0]
+            with OrderProgress(engine) as progress:
+                progress.say(f"Roll {p.id[:8]} {p.position_id} -> {p.new_expiration} "
+                             f"{p.new_strike:g}P: " + (
+                                 "approved, sending the combo" if approve else
+                                 "rejected; closing the position if its exit rule says so"))
+                try:
+                    done = await (manager.approve if approve else manager.reject)(
+                        p.id, whoami("cli"))
+                except ValueError as exc:
+                    fail(str(exc))
+                progress.show()
+            return _proposal_dict(done) | {"halted": engine.kill_switch.state.halted}
         finally:
             await engine.stop()
 
     data = run(go())
+    if approve and data["status"] != "EXECUTED":  # exit 1 below: the result says why
+        data["error"] = {"code": "halted" if data["halted"] else "failed",
+                         "message": data["result"] or data["reason"]}
     emit(data, json_out,
          lambda: typer.echo(f"{data['status']}: {data['result'] or data['reason']}"))
     if approve and data["status"] != "EXECUTED":
@@ -989,14 +1212,16 @@ def _decide_roll(proposal_id: str, approve: bool, json_out: bool,
 
 @roll_app.command("approve")
 def roll_approve(proposal_id: Annotated[str, typer.Argument(metavar="ID")],
-                 json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+                 json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+                 verbose: VerboseOpt = 0) -> None:
     """Execute a pending roll (one combo order where the broker allows)."""
     _decide_roll(proposal_id, True, json_out, scenario)
 
 
 @roll_app.command("reject")
 def roll_reject(proposal_id: Annotated[str, typer.Argument(metavar="ID")],
-                json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
+                json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+                verbose: VerboseOpt = 0) -> None:
     """Reject a pending roll; the exit proceeds as a close if its rule still says so."""
     _decide_roll(proposal_id, False, json_out, scenario)
 
@@ -1008,11 +1233,12 @@ def stress_test(
     ] = None,
     iv_shift: Annotated[float, typer.Option(
         "--iv-shift", help="Custom scenario's implied-vol change in points, e.g. 5.")] = 0.0,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
     scenario: ScenarioOpt = None,
 ) -> None:
-    """The five standard stress scenarios (and a custom one): per-position and portfolio
-    impact, with the margin-call flag."""
+    """The five stress scenarios (and a custom one).
+
+    Per-position and portfolio impact of each, with the margin-call flag."""
     if shift is not None and not -0.95 <= shift <= 1.0:
         fail(f"--shift: {shift:g} must be a fraction between -0.95 and 1.0 (-0.07 = -7%)")
     if not -50 <= iv_shift <= 200:
@@ -1029,7 +1255,7 @@ def stress_test(
             try:
                 book = await engine.stress_book()
             except EngineError as exc:
-                fail(str(exc), code=1)
+                fail(str(exc), code=1, error="data_unavailable")
             test = PortfolioStressTest(book, settings.stress)
             results = test.run_all_scenarios()
             if shift is not None:
@@ -1049,7 +1275,9 @@ def stress_test(
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
+
+        from console.cli_tables import Column, fit
 
         out = Console()
         out.print(f"Priced from each put's mark, implied vols at a {data['risk_free_rate']:.2%} "
@@ -1060,19 +1288,21 @@ def stress_test(
             p = sc["portfolio"]
             flag = ("[bold white on red] MARGIN CALL [/]" if p["margin_call"]
                     else "[bold black on green] no margin call [/]")
-            t = Table(title=f"{sc['label']} ({sc['name']}) — {sc['description']}  {flag}",
-                      title_justify="left")
-            for col in ("Position", "Price now", "New price", "P&L", "New Δ", "New margin"):
-                t.add_column(col, justify="left" if col == "Position" else "right")
-            for row in sc["positions"]:
-                t.add_row(row["position"], f"{row['price_now']:.2f}", f"{row['new_price']:.2f}",
-                          fmt.pnl(row["pnl"]), fmt.greek(row["new_delta"]),
-                          fmt.money(row["new_margin"]))
-            t.add_row("[bold]Portfolio[/]", "", "", f"[bold]{fmt.pnl(p['pnl'])}[/]", "",
-                      f"[bold]{fmt.money(p['margin'])}[/]")
-            t.caption = (f"ExcessLiquidity after {fmt.money(p['excess_liquidity'])} · NLV "
-                         f"after {fmt.money(p['net_liquidation'])}")
-            out.print(t)
+            columns = (Column("Position", justify="left"), Column("Price now", 3),
+                       Column("New price", 1), Column("P&L"), Column("New Δ", 2),
+                       Column("New margin"))
+            rows = [(row["position"], fmt.price(row["price_now"]), fmt.price(row["new_price"]),
+                     fmt.pnl(row["pnl"]), fmt.greek(row["new_delta"]),
+                     fmt.money(row["new_margin"])) for row in sc["positions"]]
+            rows.append(("[bold]Portfolio[/]", "", "", f"[bold]{fmt.pnl(p['pnl'])}[/]", "",
+                         f"[bold]{fmt.money(p['margin'])}[/]"))
+            # The heading on its own line (a table's title wraps at the table's width).
+            out.print(f"{flag} [bold]{escape(sc['label'])}[/] ({sc['name']}) — "
+                      f"{escape(sc['description'])}")
+            out.print(fit(out, None, columns, rows,
+                          caption=f"ExcessLiquidity after {fmt.money(p['excess_liquidity'])}"
+                                  f" · NLV after {fmt.money(p['net_liquidation'])}"))
+            out.print()
 
     emit(data, json_out, human)
 
@@ -1110,9 +1340,11 @@ def audit(
                        "roll_approved, ...). Repeatable.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.",
                                        min=1, max=100_000)] = 200,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
-    """The audit trail: every decision, order, fill, alert, halt and resume, with who."""
+    """The audit trail: decisions, orders, fills, alerts, halts.
+
+    Every decision, order, fill, alert, halt and resume, with who."""
     from core.db.repos import AuditRepo
     from core.db.session import Database, DatabaseError, database_url
 
@@ -1123,7 +1355,7 @@ def audit(
         db.upgrade()
         events = AuditRepo(db).list(start, list(kind) if kind else None, limit)
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     data: list[dict[str, Any]] = [
             {"id": e.id, "ts": e.ts.isoformat(), "kind": e.kind, "severity": e.severity,
              "actor": e.actor, "source": e.source, "symbol": e.symbol, "message": e.message,
@@ -1131,25 +1363,32 @@ def audit(
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
 
+        from console.cli_tables import Column, fit
         from core.clock import new_york
 
-        t = Table(title=f"Audit ({len(data)} events, newest first)", title_justify="left")
-        for col in ("Time (ET)", "Kind", "Sev", "Who", "Symbol", "Message"):
-            t.add_column(col, no_wrap=col not in ("Message", "Who"))
-        for e in data:
-            t.add_row(new_york(datetime.fromisoformat(e["ts"])).strftime("%m-%d %H:%M:%S"),
-                      e["kind"], e["severity"], e["actor"], e["symbol"] or "", e["message"])
-        Console().print(t)
+        columns = (Column("Time (ET)", justify="left"), Column("Kind", justify="left"),
+                   Column("Sev", 2, justify="left"), Column("Who", 4, justify="left"),
+                   Column("Symbol", 3, justify="left"),
+                   Column("Message", 1, justify="left", text=True))
+        rows = [(new_york(datetime.fromisoformat(e["ts"])).strftime("%m-%d %H:%M:%S"),
+                 e["kind"], e["severity"], escape(e["actor"] or ""), e["symbol"] or "",
+                 escape(e["message"])) for e in data]
+        out = Console()
+        out.print(fit(out, f"Audit ({len(data)} events, newest first)", columns, rows,
+                      labels=[f"{r[0]} {r[1]}" for r in rows]))
 
     emit({"events": data}, json_out, human)
 
 
 @app.command()
-def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None:
-    """Closed-trade statistics: win rate, average P&L, P&L by sector, delta, DTE and
-    IV-rank bucket, maximum drawdown and the equity curve."""
+def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None,
+                verbose: VerboseOpt = 0) -> None:
+    """Closed-trade statistics, P&L by bucket, drawdown.
+
+    Win rate, average and total P&L, P&L by sector and by delta, DTE and IV-rank bucket
+    at entry, maximum drawdown and the equity curve."""
     settings = load()
     engine = build_engine(settings, scenario)
 
@@ -1165,7 +1404,9 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None
 
     def human() -> None:
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
+
+        from console.cli_tables import Column, fit
 
         out = Console()
         c = data["closed"]
@@ -1183,13 +1424,13 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None
                   f"{pct(data['max_drawdown'])}")
         for key, title in (("by_sector", "Sector"), ("by_delta", "Delta at entry"),
                            ("by_dte", "DTE at entry"), ("by_iv_rank", "IV rank at entry")):
-            t = Table(title=f"P&L by {title.lower()}", title_justify="left")
-            for col in (title, "Trades", "Win rate", "P&L", "Average"):
-                t.add_column(col, justify="left" if col == title else "right")
-            for name, b in sorted(data[key].items()):
-                t.add_row(name, str(b["trades"]), pct(b["win_rate"]), m(b["pnl"]),
-                          m(b["average_pnl"]))
-            out.print(t)
+            rows = [(escape(name), str(b["trades"]), pct(b["win_rate"]), fmt.pnl(b["pnl"]),
+                     fmt.pnl(b["average_pnl"])) for name, b in sorted(data[key].items())]
+            if not rows:
+                continue  # no closed trade yet: no empty tables
+            out.print(fit(out, f"P&L by {title.lower()}",
+                          (Column(title, justify="left"), Column("Trades"),
+                           Column("Win rate"), Column("P&L"), Column("Average")), rows))
 
     emit(data, json_out, human)
 
@@ -1198,9 +1439,11 @@ def performance(json_out: JsonOpt = False, scenario: ScenarioOpt = None) -> None
 def calendar(
     at: Annotated[str | None, typer.Option(
         "--at", help="ISO time, e.g. 2026-12-25T11:00-05:00 (no offset = New York time).")] = None,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
-    """Market session at a time (REGULAR, PRE_MARKET, AFTER_HOURS, CLOSED), next open/close."""
+    """Market session at a time, next open and close.
+
+    REGULAR, PRE_MARKET, AFTER_HOURS or CLOSED, with the reason (a holiday ...)."""
     from core.clock import NEW_YORK
     from core.market.calendar import default_calendar
 
@@ -1219,17 +1462,19 @@ def calendar(
         fail(f"--at: {at}: {exc}")
     data = info.as_dict()
     emit(data, json_out, lambda: typer.echo(
-        f"{data['at']}: {data['session']} ({data['reason']})\n"
-        f"next open:  {data['next_open']}\nnext close: {data['next_close']}"))
+        f"{_when(data['at'])}: {data['session']} ({data['reason']})\n"
+        f"next open:  {_when(data['next_open'])}\nnext close: {_when(data['next_close'])}"))
 
 
 @app.command("emergency-stop")
 def emergency_stop(
     reason: Annotated[str, typer.Argument(help="Why (shown to whoever resumes).")] = "",
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
-    """Halt trading now, in every PutDesk process on this database. Works at any schema
-    revision (no upgrade first); prints HALTED, or NOT HALTED with the reason and exits 1."""
+    """Halt trading now, in every process on this database.
+
+    Works at any schema revision (no upgrade first); prints HALTED, or NOT HALTED with
+    the reason and exits 1."""
     import logging
 
     from core.actor import whoami
@@ -1241,9 +1486,9 @@ def emergency_stop(
     try:
         settings = load_settings()
     except ConfigError as exc:
-        fail(f"NOT HALTED: {exc}")
+        fail(f"NOT HALTED: {exc}", error="bad_setting")
     try:
-        setup_logging(settings, stderr_level=logging.WARNING)
+        setup_logging(settings, **_stderr_log())
     except OSError as exc:  # the halt matters more than the log
         typer.echo(redact(f"putdesk: PUTDESK_LOG_FILE: cannot write the log {exc.filename}: "
                           f"{exc.strerror}; halting anyway"), err=True)
@@ -1267,7 +1512,7 @@ def emergency_stop(
         logging.getLogger("putdesk.cli").critical("NOT HALTED: %s", why)
         run(_send_notification(settings, "CRITICAL", "halt_failed",
                                f"EMERGENCY STOP FAILED, NOT HALTED: {why}"))
-        fail(f"NOT HALTED: {why}", code=1)
+        fail(f"NOT HALTED: {why}", code=1, error="halt_failed")
     if not already:
         from core.risk.kill_switch import announce
 
@@ -1298,7 +1543,7 @@ async def _send_notification(settings: Settings, severity: str = "", kind: str =
 @app.command("resume-trading")
 def resume_trading(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
-    json_out: JsonOpt = False,
+    json_out: JsonOpt = False, verbose: VerboseOpt = 0,
 ) -> None:
     """Clear the halt (asks for confirmation)."""
     from core.actor import whoami
@@ -1306,7 +1551,7 @@ def resume_trading(
     settings = load()
     if settings.app.read_only:
         fail("Read-only (PUTDESK_READ_ONLY / --read-only): resuming trading is disabled here",
-             code=1)
+             code=1, error="read_only")
     switch = kill_switch(settings)
     state = switch.state
     if not state.halted:
@@ -1314,10 +1559,11 @@ def resume_trading(
         return
     if not yes:
         if not sys.stdin.isatty():
-            fail("refusing to resume without confirmation: run in a terminal or pass --yes")
+            fail("refusing to resume without confirmation: run in a terminal or pass --yes",
+                 error="not_confirmed")
         typer.echo(f"Trading halted since {state.since} by {state.by}:\n  {state.reason}")
         if not typer.confirm("Resume trading?", default=False):
-            fail("not resumed", code=1)
+            fail("not resumed", code=1, error="not_confirmed")
     new = switch.resume(whoami("cli"))
     emit(new.as_dict(), json_out, lambda: typer.echo("Trading resumed."))
 
@@ -1336,8 +1582,11 @@ def paper(
     read_only_api: Annotated[bool, typer.Option(
         "--read-only-api", help="As TWS's 'Read-Only API' setting: every order is refused "
                                 "with error 321.")] = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
-    """Run the paper gateway (a simulated IBKR TWS) in the foreground with a status line."""
+    """Run the paper gateway (a simulated TWS) in the foreground.
+
+    A simulated IBKR TWS on 127.0.0.1, with a status line."""
     from core.broker.scenario import ScenarioError
     from core.paper.clock import MAX_SPEED
     from core.paper.gateway import GatewayError, open_gateway, run_gateway
@@ -1347,7 +1596,7 @@ def paper(
     if not 0 < speed <= MAX_SPEED:
         fail(f"--speed: must be above 0 and at most {MAX_SPEED:g}, got {speed:g}")
     if scenario is not None and not scenario.exists():
-        fail(f"--scenario: file not found: {scenario}")
+        fail(f"--scenario: file not found: {scenario}", error="not_found")
     try:
         gateway = open_gateway(settings, scenario=scenario, speed=speed, port=port, reset=reset)
         gateway.peer.read_only_api = read_only_api
@@ -1356,7 +1605,7 @@ def paper(
     except ScenarioMismatch as exc:
         fail(str(exc))
     except (GatewayError, WorldStateError) as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="broker_unavailable")
     tty = sys.stdout.isatty()
     last: tuple[int, int] | None = None
 
@@ -1373,14 +1622,14 @@ def paper(
     try:
         run(run_gateway(gateway, on_status=show))
     except GatewayError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="broker_unavailable")
     if tty:
         typer.echo("")
     typer.echo("Paper gateway stopped; the world is kept for the next start.")
 
 
 @db_app.command("upgrade")
-def db_upgrade(json_out: JsonOpt = False) -> None:
+def db_upgrade(json_out: JsonOpt = False, verbose: VerboseOpt = 0) -> None:
     """Apply Alembic migrations up to the newest revision."""
     from core.db.session import Database, DatabaseError, database_url
 
@@ -1390,15 +1639,34 @@ def db_upgrade(json_out: JsonOpt = False) -> None:
         db.upgrade()
         revision = db.current_revision()
     except DatabaseError as exc:
-        fail(str(exc), code=1)
+        fail(str(exc), code=1, error="database")
     data = {"database": db.redacted_url, "revision": revision}
     emit(data, json_out, lambda: typer.echo(f"{db.redacted_url}: at revision {revision}"))
 
 
+def _asks_json(args: list[str]) -> bool:
+    """--json among the options (not after "--"): known even when parsing failed."""
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
 def main() -> None:
+    args = sys.argv[1:]
+    as_json = _asks_json(args)
     try:
-        app()
-    except KeyboardInterrupt:
+        if as_json:
+            # A usage error (a missing argument, a number out of range) is JSON too: Typer
+            # raises it instead of printing it.
+            code = app(args, prog_name="putdesk", standalone_mode=False)
+            sys.exit(code if isinstance(code, int) else 0)
+        app(prog_name="putdesk")  # also when run as `python -m console`
+    except ClickException as exc:  # only in --json mode (not standalone)
+        Invocation.json = True
+        with contextlib.suppress(typer.Exit):
+            fail(exc.format_message(), exc.exit_code)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        if as_json:
+            typer.echo(json.dumps({"error": {"code": "interrupted", "message": "interrupted"}}))
         sys.exit(130)
     except Exception as exc:
         from sqlalchemy.exc import DBAPIError
@@ -1406,12 +1674,19 @@ def main() -> None:
         from core.db.session import error_text
         from core.engine import ReadOnlyError
 
-        if isinstance(exc, ReadOnlyError):
-            typer.echo(f"putdesk: {exc}", err=True)  # PUTDESK_READ_ONLY or --read-only
-            sys.exit(1)
-        if isinstance(exc, DBAPIError):  # locked or gone after the command had started
-            typer.echo(f"putdesk: database unavailable: {error_text(exc)}. Once it "
-                       "answers, `putdesk status` and `putdesk orders` show where things "
-                       "stand", err=True)
-            sys.exit(1)
-        raise
+        Invocation.json = as_json
+        with contextlib.suppress(typer.Exit):
+            if isinstance(exc, ReadOnlyError):  # PUTDESK_READ_ONLY or --read-only
+                fail(str(exc), code=1, error="read_only")
+            if isinstance(exc, DBAPIError):  # locked or gone after the command had started
+                fail(f"database unavailable: {error_text(exc)}. Once it answers, `putdesk "
+                     "status` and `putdesk orders` show where things stand", code=1,
+                     error="database")
+            if as_json:  # a bug: the traceback goes to the log, the JSON says where
+                import logging
+
+                logging.getLogger("putdesk.cli").exception("Unexpected error")
+                fail(f"unexpected error ({type(exc).__name__}: {exc}); the traceback is in "
+                     "the log", code=1, error="internal")
+            raise
+        sys.exit(1)

@@ -49,6 +49,19 @@ def contracts(n: int) -> str:
     return f"{n} contract" if abs(n) == 1 else f"{n} contracts"
 
 
+def plural(n: float, one: str, many: str | None = None) -> str:
+    """ "1 contract", "3 contracts", "1 share", "200 shares" (`many`: an irregular
+    plural)."""
+    word = one if abs(n) == 1 else (many or f"{one}s")
+    count = int(n) if float(n).is_integer() else n  # 200.0 shares -> "200"
+    return f"{count:,} {word}"
+
+
+def shares(n: float) -> str:
+    """ "1 share", "200 shares"."""
+    return plural(n, "share")
+
+
 #: Significant digits kept in machine-readable output: binary float noise
 #: (-857.4999999999999) goes, every real figure keeps 1e-12 relative precision.
 JSON_DIGITS = 12

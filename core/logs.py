@@ -107,6 +107,35 @@ class UserOnlyFileHandler(logging.handlers.RotatingFileHandler):
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
+class CommandStderrFilter(logging.Filter):
+    """What a one-shot command shows on stderr by default: PutDesk's own warnings (not
+    a library's chatter) and anyone's errors, but not the warnings of the loggers the
+    command already reports in its output (scan's earnings blocks are its Rejected rows).
+    The log file gets everything either way."""
+
+    def __init__(self, reported: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.reported = tuple(reported)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        name = record.name
+        if not _under(name, ("putdesk",)):
+            return False
+        return not _under(name, self.reported)
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def stderr_level(verbosity: int) -> int:
+    """-v INFO, -vv DEBUG, else WARNING."""
+    return logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 \
+        else logging.WARNING
+
+
 def default_log_path() -> Path:
     from platformdirs import user_data_dir
 
@@ -115,8 +144,11 @@ def default_log_path() -> Path:
     return base / "putdesk.log"
 
 
-def setup_logging(settings: Settings, *, stderr_level: int | None = None) -> Path:
-    """File log for everything; optionally echo to stderr (CLI) at `stderr_level`."""
+def setup_logging(settings: Settings, *, stderr_level: int | None = None,
+                  stderr_filter: logging.Filter | None = None) -> Path:
+    """File log for everything at the configured level; optionally echo to stderr (CLI)
+    at `stderr_level` (below the file's level only stderr gets the extra records),
+    through `stderr_filter` if given."""
     path = settings.app.log_file or default_log_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     redactor = RedactingFilter(secret_values(settings))
@@ -126,17 +158,22 @@ def setup_logging(settings: Settings, *, stderr_level: int | None = None) -> Pat
             root.removeHandler(handler)
             handler.close()
     file_handler = UserOnlyFileHandler(path, maxBytes=10_000_000, backupCount=5)
+    file_handler.setLevel(settings.app.log_level)
     handlers: list[logging.Handler] = [file_handler]
+    root_level: int = logging.getLevelName(settings.app.log_level)  # "INFO" -> 20
     if stderr_level is not None:
         stream = logging.StreamHandler()
         stream.setLevel(stderr_level)
+        if stderr_filter is not None:
+            stream.addFilter(stderr_filter)
         handlers.append(stream)
+        root_level = min(root_level, stderr_level)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(FORMAT))
         handler.addFilter(redactor)
         handler._putdesk = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    root.setLevel(settings.app.log_level)
+    root.setLevel(root_level)
     # Alembic narrates every migration step at INFO; the operator's log is not for that.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # httpx logs every request URL at INFO: quiet, and its URLs are cut anyway.

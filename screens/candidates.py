@@ -18,7 +18,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from screens.base import DeskModal, DeskScreen
-from widgets.format import pct
+from widgets.format import greek, money, pct, price
 from widgets.palette import BOLD_CYAN, BOLD_GREEN, BOLD_RED, BOLD_YELLOW, YELLOW
 
 if TYPE_CHECKING:
@@ -351,18 +351,19 @@ class CandidateDetail(DeskModal[None]):
         t = Text()
         t.append(f"{c.symbol} {c.expiration:%Y-%m-%d} {c.strike:g} P", style="bold")
         t.append(f"   {c.sector or 'Unknown'}\n")
-        t.append(f"Underlying ${c.underlying_price:,.2f} · OTM {pct(c.otm_pct)} · "
-                 f"{c.dte} DTE · bid {_f(c.premium, '.2f')} / ask {_f(c.live_ask, '.2f')} "
-                 f"(spread {_f(c.spread_pct, '.0%')}) · Δ {_f(c.delta, '.3f')}\n")
-        t.append(f"IV now {_f(c.current_iv, '.1%')} · IV rank {_f(c.iv_rank, '.0%')}"
-                 f" (Barchart's: {_f(c.source_iv_rank, '.0%')}) · raw IV in file "
-                 f"{_f(c.raw_iv, '.1%')}\n")
-        t.append(f"Premium {_f(c.premium_per_contract, ',.2f')} per contract · margin "
-                 f"{_f(c.margin_per_contract, ',.2f')} (IBKR Reg T) · return on margin "
-                 f"{_f(c.return_on_margin, '.2%')} · annualised {_f(c.annualised_return, '.1%')}"
-                 f" · P(OTM) {_f(c.prob_otm, '.1%')} = N(d2)"
-                 + (f" at IV {c.prob_otm_inputs['iv']:.1%}, r {c.prob_otm_inputs['rate']:.2%}"
-                    if c.prob_otm_inputs else "") + "\n")
+        t.append(f"Underlying {price(c.underlying_price)} · OTM {pct(c.otm_pct)} · "
+                 f"{c.dte} DTE · bid {price(c.premium)} / ask {price(c.live_ask)} "
+                 f"(spread {pct(c.spread_pct, 0)}) · Δ {greek(c.delta, 3)}\n")
+        t.append(f"IV now {pct(c.current_iv)} · IV rank {pct(c.iv_rank, 0)}"
+                 f" (Barchart's: {pct(c.source_iv_rank, 0)}) · raw IV in file "
+                 f"{pct(c.raw_iv)}\n")
+        t.append(f"Premium {money(c.premium_per_contract, cents=True)} per contract · margin "
+                 f"{money(c.margin_per_contract, cents=True)} (IBKR Reg T) · return on margin "
+                 f"{pct(c.return_on_margin, 2)} · annualised {pct(c.annualised_return)}"
+                 f" · P(OTM) {pct(c.prob_otm)} = N(d2)"
+                 + (f" at IV {pct(c.prob_otm_inputs['iv'])}, r "
+                    f"{pct(c.prob_otm_inputs['rate'], 2)}" if c.prob_otm_inputs else "")
+                 + "\n")
         earnings = (f"next report {c.earnings_date:%Y-%m-%d}, after expiration"
                     if c.earnings_date else "UNKNOWN (provider had no data)"
                     if c.earnings_known is False else "no report expected")

@@ -3,8 +3,9 @@ the loss breakers, when health was last checked, and equity / ExcessLiquidity hi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -14,7 +15,9 @@ from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from core.clock import new_york
 from screens.base import DeskScreen
+from widgets.chart import SERIES, date_axis, legend, money_axis
 from widgets.check_list import status_text
 from widgets.format import money, ny_time, pct
 from widgets.margin_gauge import MarginGauge
@@ -23,6 +26,9 @@ from widgets.palette import BOLD_RED, BOLD_YELLOW
 if TYPE_CHECKING:
     from core.db.tables import EquitySnapshot
     from core.engine import EngineState
+
+#: ExcessLiquidity readings are drawn as a line once they span this share of the axis.
+EXCESS_MIN_SPAN = 0.05
 
 
 class MarginScreen(DeskScreen):
@@ -139,48 +145,43 @@ class MarginScreen(DeskScreen):
         engine = self.desk.engine
         if engine is None:
             return
-        rows = await engine.equity_history()
+        self.plot_history(await engine.equity_history())
+
+    def plot_history(self, rows: Sequence[EquitySnapshot]) -> None:
+        """Net liquidation (left axis) and ExcessLiquidity (right) over time, x in days
+        with dated labels. ExcessLiquidity is recorded only by the broker's health checks
+        (a scenario's or an older history has net liquidation alone), so its readings may
+        cover the last minutes of a weeks-long axis: squeezed there they drew as one
+        vertical line. It is drawn as a line once its readings span a readable part of
+        the axis; until then the legend gives the latest figure and since when."""
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
         if len(rows) < 2:
+            plot.border_subtitle = ""
             plt.title("Not enough history yet")
             plot.refresh()
             return
         start = rows[0].ts
         xs = [(r.ts - start).total_seconds() / 86400 for r in rows]
         nlv = [r.net_liquidation for r in rows]
-        plt.plot(xs, nlv, label="Net liquidation (left)", marker="braille")
-        _money_ticks(plt, nlv, "left")
-        excess = [(x, r.excess_liquidity) for x, r in zip(xs, rows, strict=True)
+        (nlv_rgb, _), (excess_rgb, _) = SERIES
+        plt.plot(xs, nlv, marker="braille", color=nlv_rgb)
+        money_axis(plt, nlv, "left")
+        excess = [(x, r) for x, r in zip(xs, rows, strict=True)
                   if r.excess_liquidity is not None]
-        if len(excess) >= 2:
-            values = [v for _, v in excess]
-            plt.plot([x for x, _ in excess], values, label="Excess liquidity (right)",
-                     marker="braille", yside="right")
-            _money_ticks(plt, values, "right")
-        ticks = _ticks(xs, rows)
-        plt.xticks([x for x, _ in ticks], [label for _, label in ticks])
+        names = ["Net liquidation (left axis)"]
+        if len(excess) >= 2 and excess[-1][0] - excess[0][0] >= EXCESS_MIN_SPAN * xs[-1]:
+            values = [r.excess_liquidity for _x, r in excess if r.excess_liquidity is not None]
+            plt.plot([x for x, _r in excess], values, marker="braille", yside="right",
+                     color=excess_rgb)
+            money_axis(plt, values, "right")
+            names.append("Excess liquidity (right axis)")
+        elif excess:
+            first, last = excess[0][1], excess[-1][1]
+            names.append(f"Excess liquidity {money(last.excess_liquidity)}: readings since "
+                         f"{new_york(first.ts):%b %d %H:%M} ET, too short for a line")
+        date_axis(plt, xs, [r.ts for r in rows])
+        plot.border_subtitle = legend(*names)
         plot.refresh()
-
-
-def _money_ticks(plt: Any, values: list[float], side: str) -> None:
-    low, high = min(values), max(values)
-    if high - low < 1:
-        low, high = low - 500, high + 500
-    ticks = [low + (high - low) * i / 4 for i in range(5)]
-    plt.yticks(ticks, [f"${v / 1000:,.1f}k" for v in ticks], yside=side)
-
-
-def _ticks(xs: list[float], rows: list[EquitySnapshot]) -> list[tuple[float, str]]:
-    """About six date labels along the x axis, never two close enough to collide (plotext
-    would then drop one of them, and not always the same one); the latest is kept."""
-    from core.clock import new_york
-
-    span = (xs[-1] - xs[0]) or 1.0
-    picked = [len(xs) - 1]
-    for i in range(len(xs) - 2, -1, -max(1, len(xs) // 6)):
-        if xs[picked[-1]] - xs[i] >= span / 8:
-            picked.append(i)
-    return [(xs[i], new_york(rows[i].ts).strftime("%m-%d")) for i in reversed(picked)]

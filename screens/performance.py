@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from screens.base import DeskScreen, busy
+from widgets.chart import SERIES, date_axis, money_axis
 from widgets.format import money, pct, pnl
 from widgets.palette import GREEN, RED
 
@@ -108,8 +109,10 @@ class PerformanceScreen(DeskScreen):
         if len(j.equity) >= 2:
             start = j.equity[0][0]
             xs = [(t - start).total_seconds() / 86400 for t, _v in j.equity]
-            plt.plot(xs, [v for _t, v in j.equity], marker="braille")
-            plt.xlabel("days")
+            values = [v for _t, v in j.equity]
+            plt.plot(xs, values, marker="braille", color=SERIES[0][0])
+            money_axis(plt, values)
+            date_axis(plt, xs, [t for t, _v in j.equity])
             plt.title("Equity (net liquidation)")
         else:
             plt.title("Not enough equity history yet")

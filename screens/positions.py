@@ -1,4 +1,5 @@
-"""Positions: short puts with delta, underlying, drop from entry, P&L, DTE and alert
+"""Positions: short puts with the trader's numbers (DTE, delta, P&L, premium kept, strike
+distance, mark, theta $/day, entry, IV, the broker's margin, drop from entry) and alert
 badges, most severe first. Live updates redraw only the visible rows that changed
 (widgets.live_table), so the cursor and the scroll position stay where the operator
 left them and the halt key never waits behind a frame."""
@@ -17,7 +18,7 @@ from textual.widgets import Static
 
 from screens.base import DeskModal, DeskScreen, busy
 from screens.confirm import ConfirmScreen
-from widgets.format import money, ny_time, pct
+from widgets.format import DASH, greek, money, ny_time, pct, pnl, price
 from widgets.live_table import LiveTable
 from widgets.palette import BOLD_RED, GREEN, ON_RED, ON_YELLOW, RED, YELLOW
 from widgets.quiet import QuietStatic
@@ -26,29 +27,55 @@ if TYPE_CHECKING:
     from core.engine import EngineState
     from core.models import PositionView
 
-BADGE = {"CRITICAL": Text(" CRIT ", style=ON_RED),
-         "WARNING": Text(" WARN ", style=ON_YELLOW)}
-#: The figures that decide an action come first: 80 columns show them up to Drop.
-COLUMNS = (("badge", "", 6), ("contract", "Contract", 20), ("qty", "Qty", 4),
-           ("dte", "DTE", 4), ("delta", "Δ", 6), ("pnl", "P&L", 9), ("kept", "Kept", 6),
-           ("drop", "Drop", 6), ("und", "Underlying", 10), ("rolls", "Rolls", 5),
-           ("alerts", "Alerts", 60))
+BADGE = {"CRITICAL": Text("CRIT", style=ON_RED),
+         "WARNING": Text("WARN", style=ON_YELLOW)}
+#: The figures that decide an action come first: 80 columns show them up to the mark
+#: (exit rules read P&L, premium kept, delta and DTE; the strike's distance says how much
+#: room is left). The rest follow at wider widths; Alerts takes what is left, and the
+#: detail (enter) shows every figure and the whole alert text.
+COLUMNS = (("badge", "", 4), ("contract", "Contract", 19), ("qty", "Qty", 3),
+           ("dte", "DTE", 3), ("delta", "Δ", 5), ("pnl", "P&L", 8), ("kept", "Kept", 5),
+           ("otm", "OTM", 5), ("mark", "Mark", 6), ("theta", "Θ/day", 7),
+           ("entry", "Entry", 5), ("iv", "IV", 5), ("margin", "Margin", 8),
+           ("drop", "Drop", 5), ("und", "Und", 8), ("alerts", "Alerts", 20))
+
+
+def contract_label(v: PositionView) -> str:
+    """ "AMD 18Dec26 200P": the expiration short enough to leave room for the figures."""
+    return f"{v.symbol} {v.contract.expiration:%d%b%y} {v.contract.strike:g}P"
+
+
+def mark_text(v: PositionView) -> str:
+    """The mark, "L" after it when it is the last trade rather than the bid/ask mid."""
+    return price(v.mark) + ("L" if v.mark_source == "last" else "")
+
+
+def theta_text(v: PositionView) -> str:
+    """Dollars a day for the whole position; cents while it is small."""
+    t = v.theta_per_day
+    return money(t, cents=t is not None and abs(t) < 100)
 
 
 def cells(v: PositionView) -> tuple[Any, ...]:
     loss = v.loss_multiple
+    otm = v.otm_pct
     return (
         BADGE.get(v.worst or "", ""),
-        f"{v.symbol} {v.contract.expiration:%Y-%m-%d} {v.contract.strike:g}P",
+        contract_label(v),
         str(v.quantity),
         str(v.dte),
-        "—" if v.delta is None else f"{v.delta:.2f}",
-        Text(money(v.campaign_pnl), style=RED if (v.campaign_pnl or 0) < 0 else GREEN),
-        Text("—" if loss is None else f"{-loss:+.0%}",
+        greek(v.delta),
+        Text(pnl(v.campaign_pnl), style=RED if (v.campaign_pnl or 0) < 0 else GREEN),
+        Text(pct(None if loss is None else -loss, 0, signed=True),
              style="" if loss is None or loss < 1 else BOLD_RED),
+        Text(pct(otm), style=BOLD_RED if otm is not None and otm < 0 else ""),
+        mark_text(v),
+        theta_text(v),
+        price(v.entry_price),
+        pct(v.iv),
+        money(v.margin),
         Text(pct(v.drop_pct), style=RED if (v.drop_pct or 0) > 0.05 else ""),
-        "—" if v.underlying_price is None else f"{v.underlying_price:,.2f}",
-        str(v.roll_count),
+        price(v.underlying_price),
         alerts_text(v),
     )
 
@@ -67,9 +94,11 @@ def alerts_text(v: PositionView) -> Text:
 
 class PositionsScreen(DeskScreen):
     SCREEN_NAME = "Positions"
-    HELP_NOTE = ("Short puts, most severe first: delta, drop from entry, P&L, loss as a multiple "
-                 "of the premium, DTE, rolls and alerts. enter opens the entry snapshot, roll "
-                 "lineage and alert history.")
+    HELP_NOTE = ("Short puts, most severe first: DTE, delta, P&L, premium kept, how far the "
+                 "strike is below the underlying (OTM), the mark (bid/ask mid; L: last trade), "
+                 "theta in $/day, entry premium, IV, the broker's margin for the position, "
+                 "drop from entry, rolls and alerts. enter opens every figure, the entry "
+                 "snapshot, roll lineage and alert history.")
     ORDER_ACTIONS = frozenset({"close_position", "exit_all"})
     DEFAULT_CSS = """
     PositionsScreen #summary { height: auto; padding: 0 1; }
@@ -90,7 +119,8 @@ class PositionsScreen(DeskScreen):
 
     def compose_body(self) -> ComposeResult:
         yield QuietStatic("", id="summary")
-        table: LiveTable[PositionView] = LiveTable(COLUMNS, cells, id="positions")
+        table: LiveTable[PositionView] = LiveTable(COLUMNS, cells, fixed_columns=2,
+                                                        id="positions")
         table.border_title = "Short puts — most severe first · enter: detail"
         yield table
 
@@ -108,23 +138,37 @@ class PositionsScreen(DeskScreen):
         total = sum(v.pnl or 0 for v in views)
         checked = state.positions_checked_at if state is not None else None
         summary = Text()
+        # The badges first: on a narrow terminal the line wraps after what matters.
+        for count, label, style in ((crit, "CRITICAL", ON_RED), (warn, "WARNING", ON_YELLOW)):
+            if count:
+                summary.append(f" {count} {label} ", style=style)
+                summary.append(" ")
         if not views:
             summary.append("No positions: no short puts in the account." if checked
                            else "Positions not read yet…", style="bold")
         else:
-            summary.append(f"{len(views)} positions · P&L {money(total)}")
-        if crit:
-            summary.append("  ")
-            summary.append(f" {crit} CRITICAL ", style=ON_RED)
-        if warn:
-            summary.append("  ")
-            summary.append(f" {warn} WARNING ", style=ON_YELLOW)
-        summary.append(f"  · checked {ny_time(checked)}", style="dim")
+            summary.append(f"{len(views)} positions · P&L {pnl(total)}")
+            theta = [v.theta_per_day for v in views]
+            if all(t is not None for t in theta):
+                summary.append(f" · theta {money(sum(t or 0 for t in theta))}/day")
+            margins = [v.margin for v in views]
+            summary.append(" · margin " + (money(sum(m or 0 for m in margins))
+                                          if all(m is not None for m in margins)
+                                          else f"{DASH} (not all known: enter on a row)"))
+        summary.append(f" · checked {ny_time(checked)}", style="dim")
         self.query_one("#summary", QuietStatic).show(summary)
+        self._alerts_tooltip()  # the highlighted row's alerts may have changed
 
     def _current(self) -> PositionView | None:
         key = self.query_one("#positions", LiveTable).cursor_key
         return None if key is None else self.views.get(key)
+
+    @on(LiveTable.RowHighlighted, "#positions")
+    def _alerts_tooltip(self) -> None:
+        """The highlighted row's whole alert text: the column may cut it."""
+        view = self._current()
+        text = alerts_text(view).plain if view is not None else ""
+        self.query_one("#positions", LiveTable).tooltip = text or None
 
     @on(LiveTable.RowSelected, "#positions")
     def _detail(self) -> None:
@@ -219,9 +263,22 @@ class PositionDetail(DeskModal[None]):
         v = self.view
         t = Text()
         t.append(f"{v.position_id}", style="bold")
-        t.append(f"  x{v.contracts} · entry {v.entry_price:.2f} · now "
-                 f"{'—' if v.mark is None else f'{v.mark:.2f}'} · P&L {money(v.pnl)} · "
-                 f"{v.dte} DTE · Δ {'—' if v.delta is None else f'{v.delta:.2f}'}\n")
+        kept = v.captured
+        share = ("premium not priced" if kept is None
+                 else f"{kept:.0%} of the premium kept" if kept >= 0
+                 else f"loss {-kept:.2f}x the premium")
+        t.append(f"  x{v.contracts} · {v.dte} DTE · rolls {v.roll_count} · P&L {pnl(v.pnl)}"
+                 f" · {share}\n")
+        source = {"mid": "bid/ask mid", "last": "last trade"}.get(v.mark_source, "no quote")
+        t.append(f"Mark {price(v.mark)} ({source}; bid {price(v.bid)}, ask {price(v.ask)}) · "
+                 f"entry {price(v.entry_price)}/sh = {money(v.entry_per_contract)}/ct\n")
+        t.append(f"Underlying {price(v.underlying_price)} · strike {v.contract.strike:g} is "
+                 f"{pct(v.otm_pct)} below it · drop since entry {pct(v.drop_pct)}\n")
+        t.append(f"Δ {greek(v.delta)} · theta {theta_text(v)}/day for the position "
+                 f"({greek(v.theta, 3)}/sh) · IV {pct(v.iv)}\n")
+        t.append(f"Margin {money(v.margin)} ")
+        t.append(f"({v.margin_note or 'not read'})\n",
+                 style="dim" if v.margin is not None else YELLOW)
         if v.exit_state:
             t.append(f"{v.exit_state}\n", style=BOLD_RED)
         for a in v.alerts:
@@ -230,14 +287,15 @@ class PositionDetail(DeskModal[None]):
         if v.campaign is not None:
             c = v.campaign
             t.append(f"\nCampaign since the first sale: original premium "
-                     f"{c.original_premium:.2f} · realised {money(c.realized)} · "
-                     f"commissions {money(c.commissions)} · campaign P&L "
-                     f"{money(v.campaign_pnl)}\n", style="bold")
+                     f"{price(c.original_premium)} · realised {pnl(c.realized)} · "
+                     f"commissions {money(c.commissions, cents=True)} · campaign P&L "
+                     f"{pnl(v.campaign_pnl)}\n", style="bold")
             for leg in c.legs:
-                bought = "open" if leg.buyback is None else f"bought back {leg.buyback:.2f}"
+                bought = ("open" if leg.buyback is None
+                          else f"bought back {price(leg.buyback)}")
                 t.append(f"  {leg.expiration} {leg.strike:g}P x{leg.contracts}: sold "
-                         f"{leg.premium:.2f}, {bought}"
-                         + (f" ({money(leg.realized_pnl)})" if leg.realized_pnl is not None
+                         f"{price(leg.premium)}, {bought}"
+                         + (f" ({pnl(leg.realized_pnl)})" if leg.realized_pnl is not None
                             else "") + "\n")
         return t
 
@@ -261,14 +319,13 @@ class PositionDetail(DeskModal[None]):
             t.append("No PutDesk trade for this position (opened outside PutDesk).\n",
                      style=YELLOW)
         else:
-            t.append(f"Trade {trade.id[:8]} opened {ny_time(trade.entry_time, with_date=True)}"
-                     f" · rolls {trade.roll_count}"
-                     + (f" · rolled from {trade.rolled_from_trade_id[:8]}"
-                        if trade.rolled_from_trade_id else "") + "\n")
+            # The lineage is the campaign's legs above; database ids mean nothing here.
+            t.append(f"Opened by PutDesk {ny_time(trade.entry_time, with_date=True)}"
+                     + (" (a roll)" if trade.rolled_from_trade_id else "") + "\n")
         if snap is not None:
-            t.append(f"At entry: underlying {snap.underlying_price or '—'} · delta "
-                     f"{snap.delta or '—'} · IV rank {pct(snap.iv_rank)} · VIX "
-                     f"{snap.vix or '—'} · earnings {snap.earnings_date or '—'}\n")
+            t.append(f"At entry: underlying {price(snap.underlying_price)} · delta "
+                     f"{greek(snap.delta)} · IV rank {pct(snap.iv_rank)} · VIX "
+                     f"{price(snap.vix)} · earnings {snap.earnings_date or DASH}\n")
         t.append("\nAlert history\n", style="bold")
         for e in mine:
             t.append(f"{ny_time(e.ts, with_date=True)}  {e.severity:<8} {e.message}\n")

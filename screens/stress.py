@@ -15,7 +15,8 @@ from textual.widgets import Button, DataTable, Input, Static
 from textual_plotext import PlotextPlot
 
 from screens.base import DeskScreen, busy
-from widgets.format import greek, money, pnl, price
+from widgets.chart import SERIES, money_axis
+from widgets.format import greek, money, pct, pnl, price
 from widgets.palette import GREEN, ON_RED, RED
 
 if TYPE_CHECKING:
@@ -74,9 +75,10 @@ class StressScreen(DeskScreen):
 
     def on_mount(self) -> None:
         scenarios = self.query_one("#scenarios", DataTable)
-        # The flag that decides an action next to the P&L: in view on 80 columns.
-        for key, label, width in (("name", "Scenario", 28), ("pnl", "P&L", 10),
-                                  ("call", "Margin call", 13), ("el", "ExcessLiq after", 15),
+        # The flag that decides an action next to the P&L, and every figure whole on 80
+        # columns (a cut "$30" of "$30,630" would misread).
+        for key, label, width in (("name", "Scenario", 23), ("pnl", "P&L", 10),
+                                  ("call", "Margin call", 11), ("el", "Excess after", 12),
                                   ("margin", "Margin after", 12), ("what", "Parameters", 60)):
             scenarios.add_column(label, width=width, key=key)
         positions = self.query_one("#positions", DataTable)
@@ -184,13 +186,17 @@ class StressScreen(DeskScreen):
                  "correlation_crisis": "crisis", "custom": "custom"}
         plt.bar([short.get(r.name, r.name[:6]) for r in results], [r.pnl for r in results],
                 color="red", width=0.5)
-        plt.title("P&L by scenario ($)")
+        money_axis(plt, [0.0, *(r.pnl for r in results)])  # bars stand on zero
+        plt.title("P&L by scenario")
         bars.refresh()
         line = self.query_one("#curve", PlotextPlot)
         plt = line.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.plot([m * 100 for m in MOVES], curve, marker="braille")
+        plt.plot([m * 100 for m in MOVES], curve, marker="braille", color=SERIES[0][0])
         plt.hline(0.0)
-        plt.title("Book P&L across underlying moves (%)")
+        money_axis(plt, [0.0, *curve])
+        ticks = [float(t) for t in range(-30, 11, 10)]
+        plt.xticks(ticks, [pct(t / 100, 0, signed=t != 0) for t in ticks])
+        plt.title("Book P&L across underlying moves")
         line.refresh()

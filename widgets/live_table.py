@@ -12,6 +12,10 @@ its old style (Rich `Text` equality ignores style). This table uses the Line API
 - updating rows refreshes just the visible lines that changed; the virtual size (and so
   a layout) changes only when the number of rows does.
 
+The last column takes whatever width the others leave (its own width is its minimum),
+so free columns show more of its text instead of an ellipsis. `fixed_columns` stay in
+view when the table scrolls sideways.
+
 Keys: up/down/page up/page down/home/end move the cursor, enter selects (RowSelected);
 a click moves the cursor, a click on the cursor's row selects it.
 """
@@ -35,7 +39,8 @@ from textual.strip import Strip
 
 ItemT = TypeVar("ItemT")
 Cell = Text | str
-#: (key, label, width) per column; a cell is padded by one space on each side.
+#: (key, label, width) per column; a cell is padded by one space on each side. The last
+#: column's width is its minimum: it expands to the table's width.
 Column = tuple[str, str, int]
 PAD = 1
 
@@ -97,17 +102,22 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
         """enter (or a click) on a row."""
 
     def __init__(self, columns: Sequence[Column], format_row: Callable[[ItemT], Sequence[Cell]],
-                 *, name: str | None = None, id: str | None = None,
+                 *, fixed_columns: int = 0, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.columns = tuple(columns)
+        #: The first columns stay in view when the table scrolls sideways (what a row is).
+        self.fixed_columns = fixed_columns
         self.format_row = format_row
         self._keys: list[str] = []
         self._index: dict[str, int] = {}
         self._items: dict[str, ItemT] = {}
-        #: key -> (row kind, width, drawn line): valid until the item or the kind changes.
-        self._lines: dict[str, tuple[str, int, Strip]] = {}
-        self._header: tuple[int, Strip] | None = None
+        #: key -> (row kind, width, drawn line, its style): valid until the item or the
+        #: kind changes.
+        self._lines: dict[str, tuple[str, int, Strip, Style]] = {}
+        self._header: tuple[int, Strip, Style] | None = None
+        #: table width -> (start, end) of every column but the last.
+        self._spans: dict[int, list[tuple[int, int]]] = {}
         self._row_width = sum(width + 2 * PAD for _k, _l, width in self.columns)
         self.virtual_size = Size(self._row_width, 1)
 
@@ -244,12 +254,20 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
             self._lines.pop(key, None)
             self._refresh_row(self.cursor_row)
 
-    def _draw(self, cells: Sequence[Cell], style: Style) -> Strip:
+    def _widths(self, table_width: int) -> list[int]:
+        """Column widths at this table width: the last one takes what is left."""
+        widths = [width for _k, _l, width in self.columns]
+        if widths:
+            widths[-1] += max(0, table_width - self._row_width)
+        return widths
+
+    def _draw(self, cells: Sequence[Cell], style: Style, table_width: int) -> Strip:
         """One segment run per cell (padding apart), as DataTable draws them."""
         console = self.app.console
         segments: list[Segment] = []
         pad = Segment(" " * PAD, style)
-        for (_key, _label, width), cell in zip(self.columns, cells, strict=True):
+        widths = self._widths(table_width)
+        for width, cell in zip(widths, cells, strict=True):
             segments.append(pad)
             plain, own = (cell, "") if isinstance(cell, str) else (cell.plain, cell.style)
             length = cell_len(plain)
@@ -267,19 +285,44 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
                 segments.extend(Segment(s.text, cell_style + s.style if s.style else cell_style)
                                 for s in text.render(console, end=""))
             segments.append(Segment(" " * (width - length + PAD), style))
-        return Strip(segments, self._row_width)
+        return Strip(segments, sum(width + 2 * PAD for width in widths))
+
+    def _window(self, strip: Strip, style: Style, scroll_x: int, width: int) -> Strip:
+        """The visible part of a drawn line: the fixed columns, then the scrolled rest. A
+        figure cut by the edge of the view would misread ("$20." of "$20.35", "7.2" of
+        "17.25"), so a column that does not fit whole is left blank; only the last
+        column, text, may be cut."""
+        spans = self._spans.get(width)
+        if spans is None:
+            spans, start = [], 0
+            for column_width in self._widths(width)[:-1]:
+                spans.append((start, start + column_width + 2 * PAD))
+                start += column_width + 2 * PAD
+            self._spans = {width: spans}
+        fixed = spans[self.fixed_columns - 1][1] if 0 < self.fixed_columns <= len(spans) else 0
+        fixed = min(fixed, width)
+        left, right = fixed + scroll_x, scroll_x + width
+        cuts = [(max(start, left), min(end, right)) for start, end in spans[self.fixed_columns:]
+                if start < left < end or start < right < end]
+        parts: list[Strip] = [strip.crop(0, fixed)] if fixed else []
+        at = left
+        for a, b in cuts:
+            parts += [strip.crop(at, a), Strip.blank(b - a, style)]
+            at = b
+        parts.append(strip.crop(at, right))
+        return parts[0] if len(parts) == 1 else Strip.join(parts)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width  # a vertical scrollbar takes 2
         scroll_x, scroll_y = self.scroll_offset
         base = self.rich_style
         if y == 0:
             if self._header is None or self._header[0] != width:
                 style = base + self.get_component_rich_style("live-table--header")
-                strip = self._draw([label for _k, label, _w in self.columns], style)
+                strip = self._draw([label for _k, label, _w in self.columns], style, width)
                 self._header = (width, strip.extend_cell_length(max(width, self._row_width),
-                                                                 style))
-            return self._header[1].crop(scroll_x, scroll_x + width)
+                                                                 style), style)
+            return self._window(self._header[1], self._header[2], scroll_x, width)
         index = scroll_y + y - 1
         if index >= len(self._keys):
             return Strip.blank(width, base)
@@ -294,8 +337,8 @@ class LiveTable(ScrollView, Generic[ItemT], can_focus=True):
                 style = base + self.get_component_rich_style(f"live-table--{kind}"
                                                              if kind == "cursor"
                                                              else "live-table--even-row")
-            strip = self._draw(self.format_row(self._items[key]), style)
+            strip = self._draw(self.format_row(self._items[key]), style, width)
             strip = strip.extend_cell_length(max(width, self._row_width), style)
-            cached = (kind, width, strip)
+            cached = (kind, width, strip, style)
             self._lines[key] = cached
-        return cached[2].crop(scroll_x, scroll_x + width)
+        return self._window(cached[2], cached[3], scroll_x, width)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from core import fmt
 from core.broker.base import BrokerError
 from core.db.session import error_text
 from core.db.tables import StagedOrder, Trade, TradeEntrySnapshot
@@ -159,7 +160,7 @@ class OrderExecutor:
                 return result
             try:
                 claimed = await asyncio.to_thread(engine.ledger.claim_staged, staged.id,
-                                                  f"Sending {contracts} contracts")
+                                                  f"Sending {fmt.contracts(contracts)}")
             except SQLAlchemyError as exc:
                 return self._database_down(staged, result, exc)
             if not claimed:

@@ -15,22 +15,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from core.broker.base import BrokerError, Position
+from core.broker.base import BrokerError, OrderRequest, OrderType, Position
 from core.clock import new_york
 from core.config import MonitoringSettings
 from core.db.tables import PositionSnapshot, StagedOrder, Trade
 from core.execution.ledger import stopped_on_purpose
 from core.models import SEVERITY_ORDER, Alert, Campaign, CampaignLeg, PositionView
 from core.risk.figures import pct_vs, vs
+from core.risk.margin import clean
 
 if TYPE_CHECKING:
     from core.engine import Engine
 
 log = logging.getLogger("putdesk.monitoring.positions")
+
+#: What-ifs in flight at once for the positions' margins: a large book must not send
+#: hundreds of requests together (IBKR paces messages; each what-if takes an order id).
+MARGIN_WHATIFS_AT_ONCE = 4
 
 #: system_state key: the position alerts raised, [position, kind, severity] rows.
 RAISED_ALERTS_KEY = "monitor.raised_alerts"
@@ -87,6 +93,7 @@ class PositionMonitor:
         #: where it is kept so that a restart does not raise every alert again.
         self._raised: dict[tuple[str, str], str] | None = None
         self._no_greeks: set[str] = set()  # positions last seen without a delta
+        self._no_margin: set[str] = set()  # positions last seen without a margin figure
 
     async def refresh(self, notify: bool = True) -> tuple[PositionView, ...]:
         """`notify=False` (a one-shot CLI look) computes alerts without raising them."""
@@ -105,11 +112,14 @@ class PositionMonitor:
             snapshot = (await asyncio.to_thread(engine.trades.entry_snapshot, trade.id)
                         if trade is not None else None)
             bid = ask = mark = delta = theta = iv = underlying = None
+            mark_source = ""
             try:
                 quote = await broker.option_quote(c)
                 bid, ask, delta, iv = quote.bid, quote.ask, quote.delta, quote.iv
                 theta = quote.theta
                 mark = quote.mid if quote.mid is not None else quote.last
+                mark_source = ("mid" if quote.mid is not None
+                               else "last" if quote.last is not None else "")
                 underlying = await broker.underlying_price(c.symbol)
             except BrokerError as exc:
                 log.warning("Market data for %s unavailable: %s", c.key, exc)
@@ -127,11 +137,19 @@ class PositionMonitor:
                 entry_underlying=snapshot.underlying_price if snapshot is not None else None,
                 roll_count=trade.roll_count if trade is not None else 0,
                 dte=(c.expiration - today).days, bid=bid, ask=ask, mark=mark, delta=delta,
-                iv=iv, underlying_price=underlying, theta=theta)
+                iv=iv, underlying_price=underlying, theta=theta, mark_source=mark_source)
             views.append(replace(view, alerts=check_alerts(view, self.settings)))
         extras = await asyncio.to_thread(self._ledger_state, views)
+        asking = asyncio.Semaphore(MARGIN_WHATIFS_AT_ONCE)
+
+        async def margin(view: PositionView) -> tuple[float | None, str]:
+            async with asking:
+                return await self._margin(view)
+
+        margins = await asyncio.gather(*(margin(v) for v in views))
         views = [replace(v, exit_state=extras[v.position_id][0],
-                         campaign=extras[v.position_id][1]) for v in views]
+                         campaign=extras[v.position_id][1], margin=margin, margin_note=note)
+                 for v, (margin, note) in zip(views, margins, strict=True)]
         views.sort(key=lambda v: (-SEVERITY_ORDER.get(v.worst or "INFO", 0)
                                   - (1 if v.alerts else 0), v.dte, v.symbol))
         self.views = tuple(views)
@@ -148,6 +166,36 @@ class PositionMonitor:
             if self._raised != before:
                 await asyncio.to_thread(self._store_raised, self._raised)
         return self.views
+
+    async def _margin(self, view: PositionView) -> tuple[float | None, str]:
+        """The broker's maintenance margin for the position: the what-if of buying it all
+        back, before minus after (the notes' margin authority; IBKR reports no margin per
+        position). None with the reason when the broker does not say; never an estimate."""
+        # At the ask, a price on the option's tick grid, where there is one: IBKR may
+        # refuse a market order for an option outside regular hours, what-if included.
+        ref = f"whatif-margin-{uuid.uuid4().hex[:12]}"
+        order = (OrderRequest("BUY", view.contracts, ref, view.contract,
+                              order_type=OrderType.LIMIT, limit_price=view.ask)
+                 if view.ask is not None and view.ask > 0
+                 else OrderRequest("BUY", view.contracts, ref, view.contract,
+                                   order_type=OrderType.MARKET))
+        try:
+            wi = await asyncio.wait_for(self.engine.broker.what_if(order),
+                                        self.engine.settings.risk.whatif_timeout_seconds)
+        except TimeoutError:
+            reason = "the broker's what-if did not answer in time"
+        except BrokerError as exc:
+            reason = f"the broker's what-if failed: {exc}"
+        else:
+            before, after = clean(wi.maint_margin_before), clean(wi.maint_margin_after)
+            if before is not None and after is not None:
+                self._no_margin.discard(view.position_id)
+                return before - after, "what-if of closing it"
+            reason = "the broker's what-if left the maintenance margin unset"
+        if view.position_id not in self._no_margin:  # once per outage, not every cycle
+            self._no_margin.add(view.position_id)
+            log.warning("Margin of %s unknown: %s", view.position_id, reason)
+        return None, reason
 
     def _load_raised(self) -> dict[tuple[str, str], str]:
         try:

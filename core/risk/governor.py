@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from core import fmt
 from core.broker.base import (
     Broker,
     BrokerError,
@@ -406,7 +407,7 @@ class RiskGovernor:
         per = sizing.loss_per_contract
         budget = sizing.max_risk
         if sizing.equity is None or budget is None:
-            return CheckResult("sizing", "warn", f"{sizing.contracts} contract(s) at the "
+            return CheckResult("sizing", "warn", f"{fmt.contracts(sizing.contracts)} at the "
                                "minimum: equity unknown, the risk budget cannot be measured",
                                figures)
         if sizing.risk_based == 0 and sizing.contracts >= 1:
@@ -419,7 +420,7 @@ class RiskGovernor:
                                f"({self.settings.sizing.max_risk_per_trade_pct:.0%} of NLV)",
                                figures)
         loss = per * sizing.contracts
-        return CheckResult("sizing", "pass", f"{sizing.contracts} contract(s): practical loss "
+        return CheckResult("sizing", "pass", f"{fmt.contracts(sizing.contracts)}: practical loss "
                            f"{money(loss)} within the risk budget {money(budget)}", figures)
 
     def _excess_liquidity(self, health: AccountHealth | None,

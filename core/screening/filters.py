@@ -217,46 +217,68 @@ def check(c: Candidate, s: ScreenerSettings) -> tuple[str | None, list[str]]:
     return None, warnings
 
 
+#: The column rules in screening order: the name logged, the reason, the value's type.
+_COLUMN_RULES: list[tuple[str, Callable[[Any, ScreenerSettings], str], type]] = [
+    ("DTE", _dte_low, int), ("DTE", _dte_high, int), ("OTM%", _otm, float),
+    ("Raw IV", _iv, float), ("Delta", _delta, float), ("Bid", _bid, float),
+    ("Volume", _volume, int), ("Open interest", _open_interest, int)]
+
+
 def check_columns(cols: dict[str, np.ndarray], s: ScreenerSettings
-                  ) -> tuple[list[str | None], list[tuple[str, ...]], dict[str, int]]:
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """`check` over columns (one entry per candidate, in order): dte, otm, iv/iv_p,
     delta (absolute)/delta_p, bid (NaN: none), vol/vol_p, oi/oi_p (whole numbers).
-    Returns each candidate's reason (None: passed), its warnings, and the count per rule."""
+    Returns each candidate's first failing rule (-1: passed; `column_reason` words it),
+    the value that rule saw, and the count per rule name. The reasons are not written
+    here: a 5,000-row export rejects thousands, and they are read only when shown."""
     n = len(cols["dte"])
-    reasons: list[str | None] = [None] * n
-    pending = np.ones(n, dtype=bool)
     dte, otm = cols["dte"], cols["otm"]
     iv, iv_p, delta, delta_p = cols["iv"], cols["iv_p"], cols["delta"], cols["delta_p"]
     bid, vol, vol_p, oi, oi_p = cols["bid"], cols["vol"], cols["vol_p"], cols["oi"], cols["oi_p"]
     with np.errstate(invalid="ignore"):
-        rules: list[tuple[str, np.ndarray, np.ndarray, Callable[[Any, ScreenerSettings], str],
-                          type]] = [
-            ("DTE", dte < s.dte_min, dte, _dte_low, int),
-            ("DTE", dte > s.dte_max, dte, _dte_high, int),
-            ("OTM%", ~((s.otm_pct_min <= otm) & (otm <= s.otm_pct_max)), otm, _otm, float),
-            ("Raw IV", iv_p & ~((s.raw_iv_min <= iv) & (iv <= s.raw_iv_max)), iv, _iv, float),
-            ("Delta", delta_p & ~((s.delta_min <= delta) & (delta <= s.delta_max)), delta,
-             _delta, float),
-            ("Bid", ~np.isnan(bid) & (bid < s.min_bid), bid, _bid, float),
-            ("Volume", vol_p & (vol < s.min_volume), vol, _volume, int),
-            ("Open interest", oi_p & (oi < s.min_open_interest), oi, _open_interest, int),
+        checks = [
+            (dte < s.dte_min, dte), (dte > s.dte_max, dte),
+            (~((s.otm_pct_min <= otm) & (otm <= s.otm_pct_max)), otm),
+            (iv_p & ~((s.raw_iv_min <= iv) & (iv <= s.raw_iv_max)), iv),
+            (delta_p & ~((s.delta_min <= delta) & (delta <= s.delta_max)), delta),
+            (~np.isnan(bid) & (bid < s.min_bid), bid),
+            (vol_p & (vol < s.min_volume), vol),
+            (oi_p & (oi < s.min_open_interest), oi),
         ]
+    rule = np.full(n, -1, dtype=np.int8)
+    seen = np.zeros(n)
     counts: dict[str, int] = {}
-    for name, mask, values, reason, kind in rules:
-        hit = np.flatnonzero(pending & mask)
-        pending[hit] = False
-        counts[name] = counts.get(name, 0) + len(hit)
-        for i, v in zip(hit.tolist(), values[hit].astype(kind).tolist(), strict=True):
-            reasons[i] = reason(v, s)
-    kinds = [(~iv_p, NO_RAW_IV), (~delta_p, NO_DELTA),
-             (~vol_p if s.min_volume > 0 else np.zeros(n, dtype=bool), NO_VOLUME),
-             (~oi_p if s.min_open_interest > 0 else np.zeros(n, dtype=bool),
-              NO_OPEN_INTEREST)]
-    warned = np.stack([m & pending for m, _w in kinds]) if n else np.zeros((4, 0), bool)
-    warnings: list[tuple[str, ...]] = [()] * n
-    for i in np.flatnonzero(warned.any(axis=0)).tolist():
-        warnings[i] = tuple(w for j, (_m, w) in enumerate(kinds) if warned[j, i])
-    return reasons, warnings, counts
+    for i, (mask, values) in enumerate(checks):
+        hit = mask & (rule < 0)
+        rule[hit] = i
+        seen[hit] = values[hit]
+        name = _COLUMN_RULES[i][0]
+        counts[name] = counts.get(name, 0) + int(hit.sum())
+    return rule, seen, counts
+
+
+def column_reason(rule: int, value: float, s: ScreenerSettings) -> str:
+    """The reason `check` gives for a candidate that `check_columns` found breaking `rule`
+    with `value`."""
+    _name, reason, kind = _COLUMN_RULES[rule]
+    return reason(kind(value), s)
+
+
+def column_notes(cols: dict[str, np.ndarray], passed: np.ndarray, s: ScreenerSettings
+                 ) -> list[str]:
+    """`apply_filters`'s notes for the candidates that passed `check_columns`: a rule
+    skipped for missing data, with its count, in the order `check` first met each."""
+    kinds = [(~cols["iv_p"], NO_RAW_IV), (~cols["delta_p"], NO_DELTA),
+             (~cols["vol_p"] if s.min_volume > 0 else None, NO_VOLUME),
+             (~cols["oi_p"] if s.min_open_interest > 0 else None, NO_OPEN_INTEREST)]
+    found: list[tuple[int, int, str, int]] = []
+    for order, (mask, text) in enumerate(kinds):
+        if mask is None:
+            continue
+        hit = np.flatnonzero(mask & passed)
+        if len(hit):
+            found.append((int(hit[0]), order, text, len(hit)))
+    return notes_for({text: count for _first, _order, text, count in sorted(found)})
 
 
 def log_filtered(rejected: list[Rejection]) -> None:
@@ -270,7 +292,7 @@ def log_filtered(rejected: list[Rejection]) -> None:
     log_rule_counts(counts, rejected)
 
 
-def log_rule_counts(counts: dict[str, int], rejected: list[Rejection]) -> None:
+def log_rule_counts(counts: dict[str, int], rejected: Iterable[Rejection]) -> None:
     if log.isEnabledFor(logging.DEBUG):
         for r in rejected:
             log.debug("Filtered %s %s %g P: %s", r.symbol, r.expiration, r.strike, r.reason)

@@ -20,9 +20,9 @@ from core.config import Settings
 from core.market.earnings import EarningsService
 from core.models import Candidate, Rejection
 from core.screening.barchart_csv import RowIssue
-from core.screening.columnar import screen_csv_file
+from core.screening.columnar import CsvScreen, screen_csv_file
 from core.screening.filters import apply_filters
-from core.screening.scoring import score
+from core.screening.scoring import score_all
 from core.screening.validator import Validator
 
 log = logging.getLogger("putdesk.screening")
@@ -56,10 +56,16 @@ class ScreeningPipeline:
         """Parse and screen a Barchart export. BarchartCsvError if the file is unusable
         (not a regular file, over PUTDESK_CSV_MAX_MB, not an export ...)."""
         screener = self.settings.screener
-        screen = await asyncio.to_thread(
-            screen_csv_file, path, today=self.today(), now=self.clock.now(),
-            stale_hours=screener.stale_file_hours, settings=screener,
-            max_bytes=int(screener.csv_max_mb * 1_000_000))
+        def read() -> CsvScreen:
+            screen = screen_csv_file(path, today=self.today(), now=self.clock.now(),
+                                     stale_hours=screener.stale_file_hours, settings=screener,
+                                     max_bytes=int(screener.csv_max_mb * 1_000_000))
+            # Every consumer (the JSON, the screen, the audit) reads each rejection:
+            # built here, off the event loop, rather than on first read.
+            screen.rejected = list(screen.rejected)
+            return screen
+
+        screen = await asyncio.to_thread(read)
         log_row_errors(path.name, screen.errors)
         result = await self._after_filters(screen.passed, progress)
         result.rejected[:0] = screen.rejected
@@ -102,8 +108,7 @@ class ScreeningPipeline:
             result.warnings.append(f"positions unavailable ({exc}): scores carry no "
                                    "diversification penalty")
         rate = self.settings.app.sim_rate
-        scored = [score(c, held, self.settings.risk, self.settings.validation, rate)
-                  for c in passed]
+        scored = score_all(passed, held, self.settings.risk, self.settings.validation, rate)
         result.accepted = sorted(scored, key=lambda c: (-(c.score or 0), c.symbol, c.strike))
         return result
 

@@ -101,7 +101,7 @@ def test_human_output_lists_checks_sizing_and_margin(env, tmp_path):
     assert "APPROVED" in r.stdout
     for name in ("kill_switch", "sector_concentration", "excess_liquidity", "vix_halt"):
         assert name in r.stdout
-    assert "Sizing: 1 contracts" in r.stdout and "IBKR what-if" in r.stdout
+    assert "Sizing: 1 contract —" in r.stdout and "IBKR what-if" in r.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -113,9 +113,10 @@ def test_human_output_lists_checks_sizing_and_margin(env, tmp_path):
     (["K$O", "66", "2026-12-31"], "SYMBOL: 'K$O' is not a ticker symbol"),
 ])
 def test_bad_arguments_exit_2_naming_the_argument(env, tmp_path, args, message):
-    r = check(env, tmp_path, world(), *args)
+    r = check(env, tmp_path, world(), *args)  # with --json: the error is JSON on stdout
     assert r.returncode == 2
-    assert message in r.stderr
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "bad_input" and message in error["message"], error
     assert "Traceback" not in r.stderr
 
 

@@ -1,13 +1,17 @@
 """`putdesk --read-only` / PUTDESK_READ_ONLY from the shell: order commands and resume
 refuse with the reason (exit 1); halting works."""
 
+import json
+
 from tests.cli.run import putdesk
 
 
 def test_read_only_refuses_orders_and_resume_but_halts(env):
     sent = putdesk(env, "--read-only", "execute", "--json")
     assert sent.returncode == 1
-    assert "Read-only console: orders are disabled" in sent.stderr
+    error = json.loads(sent.stdout)["error"]  # --json: the failure is JSON on stdout
+    assert error["code"] == "read_only"
+    assert "Read-only console: orders are disabled" in error["message"]
     assert "Traceback" not in sent.stderr
 
     halted = putdesk(env | {"PUTDESK_READ_ONLY": "true"}, "emergency-stop", "watcher")

@@ -286,7 +286,7 @@ def test_a_database_failure_inside_a_cli_command_is_named_not_a_traceback(
 
     import console.cli as cli
 
-    def locked() -> None:
+    def locked(*_args: object, **_kwargs: object) -> None:
         raise OperationalError("SELECT * FROM staged_orders", {},
                                Exception("database is locked"))
 

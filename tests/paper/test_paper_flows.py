@@ -78,8 +78,10 @@ def test_a_command_asking_for_another_scenario_than_the_running_world_is_told_ho
     other = write(tmp_path, world(cash=5_000.0))
     r = putdesk(env, "positions", "--json", "--scenario", str(other))
     assert r.returncode == 1
-    assert "serves a world made from" in r.stderr
-    assert f"putdesk paper --reset --scenario {other}" in r.stderr
+    error = json.loads(r.stdout)["error"]  # --json: the failure is JSON on stdout
+    assert error["code"] == "broker_unavailable"
+    assert "serves a world made from" in error["message"]
+    assert f"putdesk paper --reset --scenario {other}" in error["message"]
 
 
 def test_a_command_on_a_corrupt_world_names_the_file_and_changes_nothing(home: Path) -> None:
@@ -87,6 +89,7 @@ def test_a_command_on_a_corrupt_world_names_the_file_and_changes_nothing(home: P
     state.write_text("{half a world")
     r = putdesk(paper_env(home), "status", "--json")
     assert r.returncode == 1
-    assert f"paper gateway: Paper world {state} is corrupt" in r.stderr
+    assert f"paper gateway: Paper world {state} is corrupt" in json.loads(r.stdout)[
+        "error"]["message"]
     assert state.read_text() == "{half a world"
     assert not gateway_running(home)

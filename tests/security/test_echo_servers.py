@@ -90,8 +90,10 @@ def test_a_barchart_server_echoing_the_key(env, tmp_path, json_out):
             assert "Traceback" not in r.stderr
         echoed = [q for q in web.requests if q.query.get("apikey") == BARCHART_KEY]
     assert len(echoed) == 2  # the key did reach the server, which echoed it
-    status_run = next(text for where, text in out.items
-                      if where == "scan --api via status: stderr")
+    # stderr, or stdout's JSON error with --json
+    status_run = "".join(text for where, text in out.items
+                         if where in ("scan --api via status: stderr",
+                                      "scan --api via status: stdout"))
     assert "Barchart status 400: Invalid apikey ***" in status_run
     assert_clean(out, BARCHART_KEY)
 
@@ -182,7 +184,8 @@ def test_a_query_password_in_the_database_url_is_never_shown(env, tmp_path):
         r = run(env | {"PUTDESK_DATABASE_URL": url}, *args)
         collect(out, " ".join(args), r, tmp_path, db=False)
         assert r.returncode == 1, (args, r.stderr)
-        assert "?password=***" in r.stderr, (args, r.stderr)
+        # on stderr, or in stdout's JSON error with --json
+        assert "?password=***" in r.stderr + r.stdout, (args, r.stderr)
     assert_clean(out, PG_PW)
 
 

@@ -220,12 +220,12 @@ async def test_a_colour_only_change_is_repainted(tmp_path):
         app.engine.broker.set_price("DUK", 95.01)
         await app.engine.monitor_cycle(exits=False)
         await pilot.pause()
-        before = _cell_style(app, "DUK 2026-12-18 80P", "5.0%")
+        before = _cell_style(app, "DUK 18Dec26 80P", "5.0%")
         assert before.color != Color.parse(RED)
         app.engine.broker.set_price("DUK", 94.99)
         await app.engine.monitor_cycle(exits=False)
         await pilot.pause()
-        after = _cell_style(app, "DUK 2026-12-18 80P", "5.0%")
+        after = _cell_style(app, "DUK 18Dec26 80P", "5.0%")
         assert after.color == Color.parse(RED)
 
 
@@ -249,3 +249,62 @@ async def test_screens_not_shown_do_not_render_and_catch_up_when_shown(tmp_path,
         await pilot.press("f1")
         await pilot.pause()
         assert calls and calls[-1] is app.engine_state
+
+
+def _line(table, key: str) -> str:
+    """The drawn text of `key`'s row, as the terminal gets it."""
+    return table.render_line(table.row_keys.index(key) + 1 - round(table.scroll_offset.y)).text
+
+
+async def test_trader_numbers_on_the_row_and_in_the_detail(tmp_path):
+    """Mark, OTM, theta $/day, entry, IV and the broker's margin as the simulator has them,
+    and the alert text whole once the terminal leaves it the room."""
+    from core.broker.base import OptionContract
+    from core.fmt import greek, money, pct, pnl, price
+    from core.market.pricing import ibkr_short_option_margin
+
+    app = make_app(tmp_path, alerting_world(tmp_path))
+    async with app.run_test(size=(240, 40)) as pilot:
+        await on_positions(pilot)
+        table = app.screen.query_one("#positions")
+        key = "KO 20261218 66 P"
+        sim = app.engine.broker
+        contract = OptionContract.parse_key(key)
+        q = await sim.option_quote(contract)
+        und = await sim.underlying_price("KO")
+        mark = (q.bid + q.ask) / 2
+        margin = float(ibkr_short_option_margin(und, 66, mark, "P", False))
+        line = _line(table, key)
+        for figure in (pnl((1.00 - mark) * 100), pct((und - 66) / und), price(mark),
+                       money(q.theta * 100 * -1, cents=True), price(1.00), pct(q.iv),
+                       money(margin), greek(q.delta), price(und),
+                       "Delta elevated: KO delta=-0.35 (>0.30, thesis weakening)"):
+            assert f" {figure} " in line, (figure, line)
+        assert "…" not in line
+        app.screen.query_one("#positions").focus()
+        while table.cursor_key != key:
+            await pilot.press("down")
+        assert "thesis weakening" in str(table.tooltip)
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = str(app.screen.query_one("#now").render())
+        assert f"Mark {price(mark)} (bid/ask mid" in detail
+        assert f"entry 1.00/sh = {money(100)}/ct" in detail
+        assert f"Margin {money(margin)} (what-if of closing it)" in detail
+
+
+async def test_margin_unknown_shows_a_dash_and_the_reason(tmp_path):
+    app = make_app(tmp_path, alerting_world(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_engine_started(pilot)
+        app.engine.broker.faults.whatif_error = "what-if refused"
+        await pilot.press("f3")
+        await app.engine.monitor_cycle(exits=False)
+        await pilot.pause()
+        summary = str(app.screen.query_one("#summary").render())
+        assert "margin — (not all known: enter on a row)" in summary
+        app.screen.query_one("#positions").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = str(app.screen.query_one("#now").render())
+        assert "Margin — (the broker's what-if failed: what-if refused)" in detail

@@ -67,6 +67,21 @@ def test_positions(snap_compare, tmp_path):
                         run_before=opened("f3", ready=lambda s: bool(getattr(s, "views", 0))))
 
 
+def test_positions_scrolled_right(snap_compare, tmp_path):
+    """Scrolled to its right end: the contract stays in view beside theta, entry, IV,
+    margin, drop, underlying and the alerts; no figure shown in part."""
+    shown = opened("f3", ready=lambda s: bool(getattr(s, "views", 0)))
+
+    async def run(pilot: Pilot) -> None:
+        await shown(pilot)
+        table = pilot.app.screen.query_one("#positions")
+        table.focus()
+        await pilot.press(*["right"] * 80)  # past the end: it stops there
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run)
+
+
 def test_orders(snap_compare, tmp_path):
     """No staged orders: LIVE mode line and the empty state saying how to stage one."""
     assert snap_compare(make_app(tmp_path), run_before=opened("f4"), terminal_size=SIZE)

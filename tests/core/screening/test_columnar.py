@@ -120,8 +120,9 @@ def test_every_row_the_columns_cannot_read_goes_through_the_row_parser(monkeypat
     lines[17] = ",,,,,,,,,,,,"
     undup = ("\n".join(lines) + "\n").encode()
     assert outcome(screen_csv(undup, **KW)) == today_path(undup)
-    assert fell_back == {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 20}  # odd, footer
-    # 2, 3 (M/D/YYYY), 14 (35%% reads 0.35 both ways), 17 and 19: read by the columns
+    assert fell_back == {4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 16, 20}  # odd, footer
+    # 2, 3 (M/D/YYYY), 11 (the symbol is read by the row parser's own strip), 14 (35%%
+    # reads 0.35 both ways), 17 and 19: read by the columns
     errors = {e.line: e.reason for e in got.errors}
     assert errors[6] == "column 'Strike': no usable strike (got None)"
     assert errors[8].startswith("column 'Delta': could not convert string to float")
@@ -175,3 +176,26 @@ def test_only_a_regular_file_is_read(tmp_path, kind):
         path = tmp_path
     with pytest.raises(BarchartCsvError, match=r"not a regular file|cannot read"):
         screen_csv_file(path, max_bytes=10_000_000, **KW)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_duplicates_are_the_same_cells_whatever_the_quoting(ending, final_newline):
+    """Rows are first keyed by their line without quotes: the same cells quoted
+    differently are one row; different cells that read alike without quotes are not."""
+    row = "MSFT,420.00,2026-12-18,24,340.00,Put,-19%,0.95,40,900,N/A,36%,0.14"
+    rows = [
+        row,
+        '"MSFT","420.00",2026-12-18,24,340.00,Put,-19%,0.95,40,900,N/A,36%,0.14',  # same
+        'M"SFT,420.00,2026-12-18,24,341.00,Put,-19%,0.95,40,900,N/A,36%,0.14',
+        '"M""SFT",420.00,2026-12-18,24,341.00,Put,-19%,0.95,40,900,N/A,36%,0.14',  # same
+        '"MS""FT",420.00,2026-12-18,24,341.00,Put,-19%,0.95,40,900,N/A,36%,0.14',  # not
+        ",,,,,,,,,,,,", ",,,,,,,,,,,,",  # blank rows are skipped, not collapsed
+        "AAPL,231.40,2026-12-18,24,200.00", "AAPL,231.40,2026-12-18,24,200.00",  # short
+        row,
+    ]
+    text = ending.join([HEADER, *rows]) + (ending if final_newline else "")
+    data = text.encode()
+    got = screen_csv(data, **KW)
+    assert outcome(got) == outcome(screen_exact(data, **KW))
+    assert got.duplicates == 4

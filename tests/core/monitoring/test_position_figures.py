@@ -1,0 +1,102 @@
+"""The trader's numbers on a position: mark (and whether it is the mid or the last),
+entry premium per contract, distance of the strike below the underlying, theta in dollars
+a day, and the broker's maintenance margin for it — or None with the reason."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from core.market.pricing import ibkr_short_option_margin
+from tests.core.monitoring.test_monitoring import position, quote
+from tests.core.risk.worlds import UNDERLYINGS, world
+
+
+async def test_figures_come_from_the_broker(desk):
+    engine = await desk(world(positions=[position("KO", 66, quantity=-2, avg_price=1.25)],
+                              option_quotes={"KO 20261218 66 P": quote(0.9, 1.0, -0.35)}))
+    [v] = await engine.monitor_cycle(exits=False)
+    sim = engine.broker
+    und = UNDERLYINGS["KO"]["price"]
+    q = await sim.option_quote(v.contract)
+    assert v.mark == pytest.approx(0.95) and v.mark_source == "mid"
+    assert v.entry_per_contract == pytest.approx(125.0)
+    assert v.otm_pct == pytest.approx((und - 66) / und)
+    assert v.theta is not None and v.theta == pytest.approx(q.theta)
+    assert v.theta_per_day == pytest.approx(q.theta * 100 * -2)
+    assert v.theta_per_day > 0  # a short put earns its decay
+    # The broker's figure: the simulator's IBKR Reg T rule on its own mark and price.
+    expected = 2 * float(ibkr_short_option_margin(und, 66, 0.95, "P", False))
+    assert v.margin == pytest.approx(expected)
+    assert v.margin_note == "what-if of closing it"
+    d = v.as_dict()
+    assert d["margin"] == pytest.approx(expected) and d["mark_source"] == "mid"
+
+
+async def test_margin_unknown_is_none_with_the_reason_logged_once(desk, caplog):
+    engine = await desk(world(positions=[position("KO", 66)]))
+    engine.broker.faults.whatif_error = "what-if refused"
+    with caplog.at_level(logging.WARNING):
+        [v] = await engine.monitor_cycle(exits=False)
+        await engine.monitor_cycle(exits=False)
+    assert v.margin is None
+    assert v.margin_note == "the broker's what-if failed: what-if refused"
+    assert caplog.text.count("Margin of KO 20261218 66 P unknown") == 1
+    engine.broker.faults.whatif_error = None
+    [v] = await engine.monitor_cycle(exits=False)
+    assert v.margin is not None and v.margin > 0
+
+
+async def test_a_what_if_that_never_answers_is_bounded(desk, monkeypatch):
+    engine = await desk(world(positions=[position("KO", 66)]))
+    monkeypatch.setattr(engine.settings.risk, "whatif_timeout_seconds", 0.05)
+    engine.broker.faults.whatif_timeout = True
+    [v] = await engine.monitor_cycle(exits=False)
+    assert v.margin is None
+    assert v.margin_note == "the broker's what-if did not answer in time"
+
+
+async def test_on_ibkr_the_margin_is_the_brokers_what_if_as_on_the_simulator(tmp_path):
+    """The IBKR adapter against the TWS wire-protocol peer over the same world: the
+    what-if margin and the other figures come through the wire unchanged."""
+    from core.broker.scenario import load_scenario
+    from core.broker.sim import SimBroker
+    from core.clock import ManualClock
+    from core.engine import Engine
+    from core.paper import TwsPeer
+    from tests.core.conftest import FAST
+    from tests.core.risk.worlds import write
+    from tests.factories import make_settings
+
+    path = write(tmp_path, world(positions=[position("KO", 66, quantity=-2),
+                                            position("XOM", 100, entry=133.0)]))
+    figures = {}
+    for kind in ("sim", "ibkr"):
+        scenario = load_scenario(path)
+        clock = ManualClock(scenario.now)
+        home = tmp_path / kind
+        home.mkdir()
+        peer = None
+        if kind == "sim":
+            settings = make_settings(home, PUTDESK_BROKER="sim",
+                                     PUTDESK_SIM_SCENARIO=str(path), **FAST)
+        else:
+            peer = TwsPeer(SimBroker(scenario, clock=clock, label=path.name))
+            await peer.start()
+            settings = make_settings(home, PUTDESK_BROKER="ibkr", PUTDESK_IBKR_PORT=peer.port,
+                                     PUTDESK_IBKR_CLIENT_ID=23,
+                                     PUTDESK_IBKR_CONNECT_TIMEOUT=3, **FAST)
+        engine = Engine.build(settings, clock=clock)
+        await engine.start()
+        try:
+            views = await engine.monitor_cycle(exits=False)
+        finally:
+            await engine.stop()
+            if peer is not None:
+                await peer.stop()
+        figures[kind] = sorted((v.position_id, round(v.margin or 0, 2), v.margin_note,
+                                v.mark_source, round(v.theta_per_day or 0, 4),
+                                round(v.otm_pct or 0, 6)) for v in views)
+    assert all(f[1] > 0 and f[2] == "what-if of closing it" for f in figures["sim"])
+    assert figures["ibkr"] == figures["sim"]
