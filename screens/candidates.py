@@ -78,8 +78,8 @@ def _f(value: float | None, fmt: str) -> str:
 class CandidatesScreen(DeskScreen):
     SCREEN_NAME = "Candidates"
     HELP_NOTE = ("Scan a Barchart CSV export (Enter scans; / edits the path, → completes) "
-                 "or the API; accepted candidates with their score parts, x shows the rejected ones with "
-                 "stage and reason. enter opens a candidate with its live chain.")
+                 "or the API; accepted candidates with their score parts, x shows the rejected "
+                 "ones with stage and reason. enter opens a candidate with its live chain.")
     DEFAULT_CSS = """
     CandidatesScreen #bar { height: 3; padding: 0 1; }
     CandidatesScreen #csv-path { width: 1fr; }
