@@ -77,9 +77,9 @@ def _f(value: float | None, fmt: str) -> str:
 
 class CandidatesScreen(DeskScreen):
     SCREEN_NAME = "Candidates"
-    HELP_NOTE = ("Scan a Barchart CSV export (Enter in the path box; → completes) or the API; "
-                 "accepted candidates with their score parts, x shows the rejected ones with "
-                 "stage and reason. enter opens a candidate with its live chain.")
+    HELP_NOTE = ("Scan a Barchart CSV export (Enter scans; / edits the path, → completes) "
+                 "or the API; accepted candidates with their score parts, x shows the rejected "
+                 "ones with stage and reason. enter opens a candidate with its live chain.")
     DEFAULT_CSS = """
     CandidatesScreen #bar { height: 3; padding: 0 1; }
     CandidatesScreen #csv-path { width: 1fr; }
@@ -139,8 +139,17 @@ class CandidatesScreen(DeskScreen):
                                   ("reason", "Reason", 70)):
             rejected.add_column(label, width=width, key=key)
         rejected.border_title = "Rejected"
+        path = self.query_one("#csv-path", Input)
         if self.desk.settings.app.broker == "sim" and DEMO_CSV.exists():
-            self.query_one("#csv-path", Input).value = str(DEMO_CSV)
+            path.value = str(DEMO_CSV)
+        # A filled path leaves the focus on the Scan button: Enter scans, and the number
+        # keys still switch screens (in the path box they would type into the path).
+        if path.value:
+            self.query_one("#scan-csv", Button).focus()
+            self.query_one("#summary", Static).update(
+                "No scan yet. Enter scans the export in the path box; / edits the path.")
+        else:
+            path.focus()
 
     # --- scanning ----------------------------------------------------------------
 

@@ -191,8 +191,8 @@ class OrdersScreen(DeskScreen):
             text.append("  every step except sending · d turns it off")
         else:
             text.append(" LIVE ", style=ON_RED)
-            text.append("  e sends the highlighted order, E all staged (each re-checked "
-                        "first) · d dry run")
+            # Every send is re-checked first: the help says so; this line fits 80 columns.
+            text.append("  e sends the highlighted order · E all staged · d dry run")
         self.query_one("#mode", Static).update(text)
 
     # --- actions -------------------------------------------------------------------------

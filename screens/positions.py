@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from core.fmt import plural
 from screens.base import DeskModal, DeskScreen, busy
 from screens.confirm import ConfirmScreen
 from widgets.format import DASH, greek, money, ny_time, pct, pnl, price
@@ -147,15 +148,15 @@ class PositionsScreen(DeskScreen):
             summary.append("No positions: no short puts in the account." if checked
                            else "Positions not read yet…", style="bold")
         else:
-            summary.append(f"{len(views)} positions · P&L {pnl(total)}")
+            summary.append(f"{plural(len(views), 'put')} · P&L {pnl(total)}")
             theta = [v.theta_per_day for v in views]
             if all(t is not None for t in theta):
-                summary.append(f" · theta {money(sum(t or 0 for t in theta))}/day")
+                summary.append(f" · theta {money(sum(t or 0 for t in theta), signed=True)}/day")
             margins = [v.margin for v in views]
             summary.append(" · margin " + (money(sum(m or 0 for m in margins))
                                           if all(m is not None for m in margins)
                                           else f"{DASH} (not all known: enter on a row)"))
-        summary.append(f" · checked {ny_time(checked)}", style="dim")
+        summary.append(f" · {ny_time(checked)}", style="dim")  # when read: fits 80 columns
         self.query_one("#summary", QuietStatic).show(summary)
         self._alerts_tooltip()  # the highlighted row's alerts may have changed
 

@@ -112,3 +112,22 @@ def test_candidates_rejected_snapshot(snap_compare, tmp_path):
     assert snap_compare(make_app(tmp_path), run_before=scanned_relative, press=["x"],
                         terminal_size=(120, 40))
 
+
+
+async def test_number_keys_leave_candidates_and_enter_still_scans(tmp_path):
+    """The path box is filled on arrival, so the focus rests on Scan: a digit switches
+    screens (typed into the path it would spoil it) and Enter scans."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_engine_started(pilot)
+        await pilot.press("2")
+        await pilot.pause()
+        assert isinstance(app.screen, CandidatesScreen)
+        await pilot.press("3")
+        await pilot.pause()
+        assert app.screen.SCREEN_NAME == "Positions"
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.screen.query_one("#csv-path", Input).value == str(DEMO_CSV)
+        await scanned(pilot)
+        assert app.screen.result is not None and app.screen.result.accepted
