@@ -1625,7 +1625,10 @@ def paper(
         fail(str(exc), code=1, error="broker_unavailable")
     if tty:
         typer.echo("")
-    typer.echo("Paper gateway stopped; the world is kept for the next start.")
+    if gateway.stopped_because:
+        typer.echo(f"Paper gateway stopped: {gateway.stopped_because}.")
+    else:
+        typer.echo("Paper gateway stopped; the world is kept for the next start.")
 
 
 @db_app.command("upgrade")

@@ -150,6 +150,7 @@ class PaperGateway:
         self._last_anchor: Anchor | None = None
         self._save_pending = False
         self._walked_to: datetime | None = None
+        self.stopped_because: str | None = None  # set when it stops of its own accord
 
     @property
     def port(self) -> int:
@@ -179,12 +180,28 @@ class PaperGateway:
         log.info("Paper gateway for %s listening on 127.0.0.1:%d", self.home, self.port)
 
     async def stop(self) -> None:
-        self.save()
+        if self.orphaned() is None:
+            self.save()
         await self.peer.stop()
         self.sim.remove_listener(self._on_sim_event)
         with contextlib.suppress(OSError):
             (self.home / INFO_FILE).unlink()
         self.release()
+
+    def orphaned(self) -> str | None:
+        """Why this gateway's data directory is no longer its own (deleted, or its lock
+        file replaced), or None. No PutDesk process can find an orphaned gateway (its
+        info file is gone with the directory), so it would serve nobody, forever."""
+        if self._lock is None:
+            return None
+        try:
+            here = os.stat(self.home / LOCK_FILE)
+        except OSError:
+            return f"its data directory {self.home} (or its lock file) is gone"
+        held = os.fstat(self._lock.fileno())
+        if (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
+            return f"the lock file in {self.home} was replaced"
+        return None
 
     def release(self) -> None:
         if self._lock is not None:
@@ -273,9 +290,14 @@ class PaperGateway:
 
     async def serve(self, stop: asyncio.Event,
                     on_status: Callable[[GatewayStatus], None] | None = None) -> None:
-        """Run the world until `stop` is set."""
+        """Run the world until `stop` is set, or until its data directory is gone."""
         while not stop.is_set():
             started = time.monotonic()
+            gone = self.orphaned()
+            if gone is not None:
+                log.warning("Paper gateway on port %d stops: %s", self.port, gone)
+                self.stopped_because = gone
+                return
             try:
                 await self.step()
             except Exception:

@@ -196,3 +196,17 @@ async def test_a_read_only_api_gateway_refuses_orders_with_321(tmp_path: Path) -
             assert await client.open_orders() == []
         finally:
             await client.disconnect()
+
+
+def test_a_gateway_whose_data_directory_is_deleted_stops(tmp_path: Path) -> None:
+    """No PutDesk process can find it any more (its info file went with the directory):
+    it stops instead of serving nobody for ever (as gateways left by temp directories
+    did)."""
+    import shutil
+
+    home = tmp_path / "gone"
+    with running(home) as gw:
+        shutil.rmtree(home)
+        out = gw.stop(sig=0, timeout=30)  # signal 0: no signal, only wait for it
+        assert gw.proc.returncode == 0
+        assert f"Paper gateway stopped: its data directory {home}" in out
