@@ -85,6 +85,8 @@ class AssignmentDetector:
             report.error = str(exc)
             return report
         trades = await asyncio.to_thread(engine.trades.all)
+        selling = {r.symbol for r in await asyncio.to_thread(
+            engine.staged.list, ("SENDING", "WORKING", "UNKNOWN"), ("stock",))}
         now = engine.clock.now()
         since = now - timedelta(days=LOOKBACK_DAYS)
         for p in positions:
@@ -99,7 +101,9 @@ class AssignmentDetector:
                 report.stock_without_trades.append(f"{p.symbol} {shares} shares")
                 continue
             fresh = [t for t in puts if not t.assignment_detected]
-            if not fresh:
+            if not fresh or p.symbol in selling:
+                # Shares whose sale still works are an assignment already handled: a put
+                # sold on the symbol meanwhile is not what put them there.
                 report.already_known.append(p.symbol)
                 continue
             message = (f"POSSIBLE ASSIGNMENT DETECTED: {p.symbol} — {shares} shares found in "
@@ -223,6 +227,22 @@ class AssignmentDetector:
         order = OrderRequest("SELL", event.shares, ref, stock=event.symbol,
                              order_type=OrderType.MARKET)
         result = OrderResult("REJECTED", "", ref, event.shares, action="SELL")
+        # The shares as the broker holds them now, not at detection: a sale that filled
+        # meanwhile would make this one a short sale of stock.
+        try:
+            held = sum(p.quantity for p in await engine.broker.positions()
+                       if p.sec_type == "STK" and p.symbol == event.symbol)
+        except BrokerError as exc:
+            result.reason = f"Shares not confirmed before the sale: {exc}"
+            await engine.executor.settle_row(row.id, result)
+            return (f"{event.symbol}: SELL_IMMEDIATELY not sent — the broker's position could "
+                    f"not be read ({exc}); sell the shares in TWS after review")
+        if held < event.shares:
+            why = f"the account holds {held:g} {event.symbol} shares now, not {event.shares}"
+            result.reason = f"Not sent: {why}"
+            log.warning("Assigned-stock sale %s not sent: %s", ref, why)
+            await engine.executor.settle_row(row.id, result)
+            return f"{event.symbol}: SELL_IMMEDIATELY not sent — {why}"
         try:
             state = await engine.broker.place_order(order)
         except BrokerError as exc:

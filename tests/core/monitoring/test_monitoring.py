@@ -296,3 +296,42 @@ async def test_assignment_response_modes(desk, mode, expect):
     assert any(expect in r for r in responses), responses
     stock = [p for p in await engine.broker.positions() if p.sec_type == "STK"]
     assert (stock == []) == (mode == "SELL_IMMEDIATELY")
+
+
+async def test_a_put_sold_while_assigned_shares_are_for_sale_is_no_new_assignment(desk, caplog):
+    """After the close the market sale of assigned shares rests; a put sold on the symbol
+    meanwhile did not put the shares there: no second POSSIBLE ASSIGNMENT, no second
+    sale (which, once the first filled, would sell stock the account no longer holds)."""
+    from core.db.tables import Trade
+
+    engine = await desk(world(positions=[position("KO", 66)],
+                              stock_positions=[{"symbol": "KO", "shares": 100,
+                                                "avg_price": 66.0}]),
+                        ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    engine.clock.advance(timedelta(hours=7))  # 17:30 ET: the sale waits for the open
+    first = await engine.assignments.check_for_assignments()
+    assert [e.symbol for e in first.detected] == ["KO"]
+    [sale] = engine.staged.list(("WORKING",), ("stock",))
+    old = engine.trades.all()[0]
+    engine.trades.add(Trade(**old.model_dump(exclude={"id", "assignment_detected",
+                                                       "assignment_date"}) | {"strike": 60.0}))
+    caplog.clear()
+    with caplog.at_level(logging.CRITICAL):
+        again = await engine.assignments.check_for_assignments()
+    assert again.detected == [] and again.already_known == ["KO"]
+    assert "POSSIBLE ASSIGNMENT" not in caplog.text
+    assert [r.id for r in engine.staged.list(None, ("stock",))] == [sale.id]
+
+
+async def test_an_assigned_stock_sale_is_not_sent_for_shares_no_longer_held(desk):
+    """The shares are read again right before the sale: none held, nothing sent."""
+    from core.monitoring.assignments import AssignmentEvent
+
+    engine = await desk(world(positions=[position("KO", 66)]),
+                        ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    text = await engine.assignments.handle_assignment(
+        AssignmentEvent("KO", 100, (), "POSSIBLE ASSIGNMENT DETECTED: KO"))
+    assert "not sent — the account holds 0 KO shares now, not 100" in text
+    assert [p for p in await engine.broker.positions() if p.sec_type == "STK"] == []
+    [row] = engine.staged.list(None, ("stock",))
+    assert row.status == "REJECTED" and "holds 0 KO shares" in (row.message or "")
