@@ -608,6 +608,8 @@ class SimBroker:
         for fill in fills:
             self._emit(FillReceived(fill))
         self._emit(OrderStatusChanged(record.state()))
+        # As IBKR's position updates after a fill: the book is looked at again now.
+        self._emit(PositionsChanged(f"{order.order_ref or record.order_id} filled {qty}"))
 
     def _try_fill_stock(self, record: _Order) -> None:
         """Shares trade in the regular session at the touch ($0.01 wide around the price);

@@ -62,6 +62,27 @@ async def test_stage_from_candidates_send_from_orders_and_see_it_fill(tmp_path):
         assert app.screen is screen
 
 
+async def test_an_own_fill_reaches_positions_without_a_refresh(tmp_path):
+    """The fill moves the book (as IBKR's position update does): Positions shows the new
+    short put without `r` and long before the next monitor cycle."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await staged_then_sent(pilot)
+        [row] = app.screen.rows
+        assert row.status == "FILLED"
+        await pilot.press("f3")
+
+        def shown() -> bool:  # on the Positions screen itself
+            return any(v.symbol == row.symbol and v.contract.strike == row.strike
+                       for v in getattr(app.screen, "views", {}).values())
+
+        for _ in range(300):
+            if shown():
+                break
+            await pilot.pause(0.01)
+        assert shown(), "the fill did not reach Positions"
+
+
 async def test_dry_run_toggle_sends_nothing(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
