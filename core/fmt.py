@@ -40,8 +40,12 @@ def pct(value: float | None, digits: int = 1, *, signed: bool = False) -> str:
 
 
 def greek(value: float | None, digits: int = 2) -> str:
-    """A per-share greek (delta -0.2502002246774673 -> "-0.25")."""
-    return DASH if value is None else f"{value:.{digits}f}"
+    """A per-share greek (delta -0.2502002246774673 -> "-0.25"; -0.0001 -> "0.00", not a
+    "-0.00" that reads as a short delta)."""
+    if value is None:
+        return DASH
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def contracts(n: int) -> str:

@@ -23,6 +23,8 @@ def test_pnl_always_carries_its_sign():
 
 def test_greeks_prices_and_percents_are_rounded():
     assert fmt.greek(-0.2502002246774673) == "-0.25"
+    assert fmt.greek(-0.0001) == "0.00" and fmt.greek(-0.004, 2) == "0.00"
+    assert fmt.greek(-0.006) == "-0.01"
     assert fmt.price(7.2249999) == "7.22"
     assert fmt.pct(0.0521) == "5.2%"
     assert fmt.pct(0.0521, signed=True) == "+5.2%"

@@ -286,7 +286,13 @@ def csv_files(draw: st.DrawFn) -> tuple[str | bytes, Case]:
         csv.writer(last, lineterminator="", quoting=csv.QUOTE_MINIMAL).writerow(row)
         body = last.getvalue()
         first = next((i for i, ch in enumerate(body) if ch.isalnum()), None)
-        last_comma = body.rfind(",")
+        # The separator before the last cell (body.rfind(",") may find one inside the
+        # last cell's quotes: cut there, the row keeps every cell and none is missing).
+        head = io.StringIO()
+        csv.writer(head, lineterminator="", quoting=csv.QUOTE_MINIMAL).writerow(row[:-1])
+        last_comma = len(head.getvalue())
+        if len(row) < 2 or body[last_comma:last_comma + 1] != ",":
+            last_comma = -1  # ([""] is written '""' alone, but empty among others)
         if first is not None and first < last_comma:
             # cut before the last separator: at least one cell is missing
             cut = draw(st.integers(first + 1, last_comma))
