@@ -13,6 +13,7 @@ from textual.containers import Grid, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from core.fmt import plural
 from screens.base import DeskScreen, busy
 from widgets.chart import SERIES, date_axis, money_axis
 from widgets.format import money, pct, pnl
@@ -88,7 +89,7 @@ class PerformanceScreen(DeskScreen):
         o = j.overall
         self.set_class(o.trades == 0, "-empty")
         text = Text()
-        text.append(f"{o.trades} closed trades", style="bold")
+        text.append(plural(o.trades, "closed trade"), style="bold")
         text.append(f" · win rate {pct(o.win_rate, 0)} · average {money(o.average)} · total ")
         text.append(pnl(o.pnl), style=GREEN if o.pnl >= 0 else RED)
         text.append(f" · best {money(j.best)} · worst {money(j.worst)} · open {j.open_trades}"

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from console.app import PutDeskApp
-from screens.orders import OrdersScreen
 from screens.performance import PerformanceScreen
 from screens.rolls import RollsScreen
 from tests.core.monitoring.test_monitoring import pressured_amd
 from tests.core.risk.worlds import write
 from tests.factories import make_settings, sim_engine, wait_engine_started
-from tests.ui.test_precheck_margin import checked
+from tests.ui.test_orders import staged_on_orders
 
 REPO = Path(__file__).parents[2]
 SIZE = (120, 40)
@@ -48,14 +47,7 @@ def make_app(tmp_path: Path, scenario: Path | None = None) -> PutDeskApp:
 async def test_a_fill_by_another_putdesk_process_reaches_orders_within_5_s(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await checked(pilot)
-        await pilot.press("a", "y")
-        await app.workers.wait_for_complete()
-        await pilot.press("escape", "f4")
-        screen = app.screen
-        assert isinstance(screen, OrdersScreen)
-        await shown(pilot, lambda: [r.status for r in screen.rows] == ["STAGED"],
-                    what="the staged order")
+        screen = await staged_on_orders(pilot)
         env = {**os.environ, "PUTDESK_DATABASE_URL": f"sqlite:///{tmp_path}/putdesk.db",
                "PUTDESK_LOG_FILE": str(tmp_path / "cli.log"), "PUTDESK_BROKER": "sim",
                "EXECUTION_AUTO_AT_OPEN": "false", "COLUMNS": "200"}
@@ -102,7 +94,7 @@ async def test_a_roll_decision_and_a_close_elsewhere_reach_rolls_and_journal(tmp
             assert [t.status for t in other.trades.all()] == ["CLOSED"]
         finally:
             await other.stop()
-        await shown(pilot, lambda: "1 closed trades" in str(headline.render()),
+        await shown(pilot, lambda: "1 closed trade ·" in str(headline.render()),
                     what="the trade closed by the other process")
         await pilot.press("6")
         await shown(pilot, lambda: [p.status for p in rolls.rows] == ["REJECTED"],
@@ -115,14 +107,7 @@ async def test_a_cancel_elsewhere_reaches_the_log_and_orders(tmp_path):
 
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await checked(pilot)
-        await pilot.press("a", "y")
-        await app.workers.wait_for_complete()
-        await pilot.press("escape", "f4")
-        orders = app.screen
-        assert isinstance(orders, OrdersScreen)
-        await shown(pilot, lambda: [r.status for r in orders.rows] == ["STAGED"],
-                    what="the staged order")
+        orders = await staged_on_orders(pilot)
         ref = orders.rows[0].order_ref
         await pilot.press("9")
         log = app.screen

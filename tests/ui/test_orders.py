@@ -22,18 +22,7 @@ def make_app(tmp_path) -> PutDeskApp:
 
 async def staged_then_sent(pilot) -> None:
     """Candidates -> pre-check -> approve & stage -> Orders -> send -> filled."""
-    await checked(pilot)
-    await pilot.press("a", "y")
-    await pilot.app.workers.wait_for_complete()
-    await pilot.press("escape", "f4")
-    await pilot.pause()
-    screen = pilot.app.screen
-    assert isinstance(screen, OrdersScreen)
-    for _ in range(100):
-        await pilot.pause()
-        if screen.rows:
-            break
-    assert [r.status for r in screen.rows] == ["STAGED"]
+    screen = await staged_on_orders(pilot)
     await pilot.press("e")
     assert isinstance(pilot.app.screen, ConfirmScreen)
     await pilot.press("y")
