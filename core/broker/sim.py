@@ -705,23 +705,7 @@ class SimBroker:
             itm = s < contract.strike if contract.right == "P" else s > contract.strike
             if itm:
                 # IBKR exercises/assigns in-the-money options at expiration.
-                shares = abs(holding.quantity) * MULTIPLIER
-                buys = (contract.right == "P") == (holding.quantity < 0)
-                delta_shares = shares if buys else -shares
-                self._cash -= delta_shares * contract.strike
-                stock = self._stocks.get(contract.symbol)
-                if stock is None:
-                    self._stocks[contract.symbol] = _Holding(delta_shares, contract.strike)
-                else:
-                    total = stock.quantity + delta_shares
-                    if total == 0:
-                        del self._stocks[contract.symbol]
-                    else:
-                        if (stock.quantity > 0) == (delta_shares > 0):
-                            stock.avg_cost = ((stock.avg_cost * abs(stock.quantity)
-                                               + contract.strike * abs(delta_shares))
-                                              / abs(total))
-                        stock.quantity = total
+                delta_shares = self._deliver(contract, holding.quantity)
                 changed.append(f"{contract.key} assigned: {delta_shares:+d} {contract.symbol}")
             else:
                 changed.append(f"{contract.key} expired worthless")
@@ -738,6 +722,45 @@ class SimBroker:
             self._emit(PositionsChanged("; ".join(changed)))
         for record in list(self._orders.values()):
             self._try_fill(record)
+
+    def _deliver(self, contract: OptionContract, quantity: float) -> int:
+        """The shares of `quantity` options exercised or assigned at the strike; returns the
+        signed change in shares."""
+        shares = int(abs(quantity)) * MULTIPLIER
+        buys = (contract.right == "P") == (quantity < 0)
+        delta_shares = shares if buys else -shares
+        self._cash -= delta_shares * contract.strike
+        stock = self._stocks.get(contract.symbol)
+        if stock is None:
+            self._stocks[contract.symbol] = _Holding(delta_shares, contract.strike)
+        else:
+            total = stock.quantity + delta_shares
+            if total == 0:
+                del self._stocks[contract.symbol]
+            else:
+                if (stock.quantity > 0) == (delta_shares > 0):
+                    stock.avg_cost = ((stock.avg_cost * abs(stock.quantity)
+                                       + contract.strike * abs(delta_shares))
+                                      / abs(total))
+                stock.quantity = total
+        return delta_shares
+
+    def assign_early(self, contract: OptionContract, contracts: int) -> None:
+        """World control: `contracts` of a short option are assigned before expiration
+        (American options can be, e.g. a deep in-the-money put): the option position
+        shrinks, the shares arrive at the strike, and the book-changed event follows."""
+        holding = self._options.get(contract)
+        if holding is None or holding.quantity >= 0 or not 0 < contracts <= -holding.quantity:
+            raise ValueError(f"contracts: {contracts} is not a part of a short {contract.key}")
+        holding.commission *= (holding.quantity + contracts) / holding.quantity
+        holding.quantity += contracts
+        if holding.quantity == 0:
+            del self._options[contract]
+        delta_shares = self._deliver(contract, -contracts)
+        log.info("Simulator: %s assigned early: %+d %s", contract.key, delta_shares,
+                 contract.symbol)
+        self._emit(PositionsChanged(f"{contract.key} assigned: {delta_shares:+d} "
+                                    f"{contract.symbol}"))
 
     def _touch(self, symbol: str) -> None:
         for contract in [c for c in self._overrides if c.symbol == symbol]:

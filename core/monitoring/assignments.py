@@ -1,15 +1,25 @@
 """AssignmentDetector (spec 5.4): stock that appeared because a short put was assigned.
 
-A long stock position in a multiple of 100 shares, on a symbol with an open put trade or
-one that closed or expired within ASSIGNMENT_LOOKBACK_DAYS, is a possible assignment:
-CRITICAL "POSSIBLE ASSIGNMENT DETECTED: {symbol} — {shares} shares found in account",
-recorded on the trade (assignment_detected, assignment_date), once. Stock with no put
-trade is not flagged (the operator may hold it for other reasons) but is reported.
+IBKR has no assignment event: an assignment shows as the put leaving the account (all of
+it or some contracts) while the symbol's long shares grow by 100 a contract. Both must be
+seen. Shares already held with the put still open are not one (the operator may hold
+stock on a symbol PutDesk sells puts on), nor are shares that grow while the put stays.
+The shares are compared with those seen at the previous check (kept in system_state per
+account, SHARES_SEEN_KEY), so the put and the shares may show up on different checks, in
+either order (IBKR sends them as separate position updates). The put counts as gone
+when an open trade's contract is held with fewer contracts than the trade, or when the
+trade was settled ASSIGNED or EXPIRED at expiration within LOOKBACK_DAYS.
+
+Detected: CRITICAL "POSSIBLE ASSIGNMENT DETECTED: {symbol} — {shares} shares found in
+account" for the assigned shares only (the operator's own are named as held), recorded
+on the trade (assignment_detected, assignment_date), once per trade. Without an earlier
+count (the first check for the account) a put gone with round lots held is flagged, as
+the spec asks, rather than miss an assignment.
 
 Response (ASSIGNMENT_RESPONSE_MODE): ALERT (default) — the alert only; HOLD — recorded
 and kept; COVERED_CALL — a covered-call suggestion for the operator (nothing is sent);
-SELL_IMMEDIATELY — a market order sells the shares (it rests until the regular session
-if sent outside it; not sent while trading is halted).
+SELL_IMMEDIATELY — a market order sells the assigned shares (it rests until the regular
+session if sent outside it; not sent while trading is halted).
 
 Expiration: an open put trade the broker no longer holds after its expiration is settled
 on the same check: ASSIGNED if the underlying is below the strike, else EXPIRED
@@ -19,9 +29,11 @@ on the same check: ASSIGNED if the underlying is below the strike, else EXPIRED
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from core.broker.base import (
@@ -42,17 +54,26 @@ log = logging.getLogger("putdesk.monitoring.assignments")
 
 LOOKBACK_DAYS = 7
 
+#: system_state key: the long shares per symbol at the last check, for one account.
+SHARES_SEEN_KEY = "assignments.shares_seen"
+
+#: Shares that grew while the symbol's puts are all still held may be an assignment whose
+#: option update has not arrived yet; they count as the operator's once they have stayed
+#: this long with the puts still held.
+UNEXPLAINED_GROWTH_GRACE = timedelta(minutes=10)
+
 
 @dataclass(frozen=True)
 class AssignmentEvent:
     symbol: str
-    shares: int
+    shares: int  # the assigned shares (what a SELL_IMMEDIATELY response sells)
     trade_ids: tuple[str, ...]
     message: str
+    held: int = 0  # all the shares of the symbol in the account
 
     def as_dict(self) -> dict[str, object]:
         return {"symbol": self.symbol, "shares": self.shares, "trade_ids": list(self.trade_ids),
-                "message": self.message}
+                "message": self.message, "held": self.held}
 
 
 @dataclass
@@ -60,8 +81,45 @@ class AssignmentReport:
     detected: list[AssignmentEvent] = field(default_factory=list)
     already_known: list[str] = field(default_factory=list)
     stock_without_trades: list[str] = field(default_factory=list)
+    #: Stock on a symbol with put trades, not grown as a put left: not an assignment.
+    stock_not_assigned: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)  # trades settled at expiration
     error: str = ""
+
+
+@dataclass(frozen=True)
+class _Seen:
+    shares: int
+    grew_at: datetime | None = None  # unexplained growth first seen (puts still held)
+
+
+def _contract(t: Trade) -> OptionContract:
+    return OptionContract(t.symbol, t.expiration, t.strike, "C" if t.right == "C" else "P")
+
+
+def _puts_gone(puts: list[Trade], held: dict[OptionContract, int], since: datetime,
+               today: date) -> tuple[list[Trade], int]:
+    """Unflagged put trades whose option left the account, and how many contracts left."""
+    gone: list[Trade] = []
+    left = 0
+    open_by_contract: dict[OptionContract, list[Trade]] = defaultdict(list)
+    for t in puts:
+        if t.assignment_detected:
+            continue
+        if t.status == "OPEN":
+            open_by_contract[_contract(t)].append(t)
+        elif t.status in ("ASSIGNED", "EXPIRED") and (
+                (t.exit_time is not None and t.exit_time >= since)
+                or today - t.expiration <= timedelta(days=LOOKBACK_DAYS)):
+            gone.append(t)
+            left += t.contracts
+    for contract, trades in open_by_contract.items():
+        short = sum(t.contracts for t in trades) - held.get(contract, 0)
+        if short > 0:
+            gone += trades
+            left += short
+    # Higher strikes first: the deeper in the money, the likelier the one assigned.
+    return sorted(gone, key=lambda t: -t.strike), left
 
 
 class AssignmentDetector:
@@ -87,40 +145,120 @@ class AssignmentDetector:
         trades = await asyncio.to_thread(engine.trades.all)
         selling = {r.symbol for r in await asyncio.to_thread(
             engine.staged.list, ("SENDING", "WORKING", "UNKNOWN"), ("stock",))}
+        account = engine.broker.info().account_id
+        seen = await asyncio.to_thread(self._load_seen, account)
         now = engine.clock.now()
         since = now - timedelta(days=LOOKBACK_DAYS)
+        today = new_york(now).date()
+        stocks: dict[str, int] = {}
+        held: dict[OptionContract, int] = defaultdict(int)
         for p in positions:
-            if p.sec_type != "STK" or p.quantity <= 0:
+            if p.sec_type == "STK" and p.quantity > 0:
+                stocks[p.symbol] = stocks.get(p.symbol, 0) + int(p.quantity)
+            elif p.sec_type == "OPT" and p.contract is not None and p.quantity < 0:
+                held[p.contract] += int(-p.quantity)
+        now_seen: dict[str, _Seen] = {}
+        for symbol, shares in sorted(stocks.items()):
+            puts = [t for t in trades if t.symbol == symbol and t.right == "P"]
+            recent = [t for t in puts if t.status == "OPEN" or (
+                t.exit_time is not None and t.exit_time >= since) or (
+                t.status in ("EXPIRED", "ASSIGNED")
+                and today - t.expiration <= timedelta(days=LOOKBACK_DAYS))]
+            before = None if seen is None else seen.get(symbol, _Seen(0))
+            grown = None if before is None else shares - before.shares
+            gone, left = _puts_gone(puts, held, since, today)
+            assigned = 0
+            if left and shares >= 100:
+                # No earlier count: a put gone with round lots held is flagged, as the
+                # spec asks, rather than miss an assignment.
+                assigned = max(0, min(left, (shares if grown is None else grown) // 100))
+            now_seen[symbol] = self._next_seen(before, shares, assigned, puts, held, now)
+            if not assigned:
+                if any(t.assignment_detected for t in recent):
+                    report.already_known.append(symbol)
+                elif not recent:
+                    report.stock_without_trades.append(f"{symbol} {shares} shares")
+                else:
+                    report.stock_not_assigned.append(f"{symbol} {shares} shares")
                 continue
-            shares = int(p.quantity)
-            puts = [t for t in trades if t.symbol == p.symbol and t.right == "P" and (
-                t.status == "OPEN" or (t.exit_time is not None and t.exit_time >= since)
-                or (t.status in ("OPEN", "EXPIRED", "ASSIGNED")
-                    and new_york(now).date() - t.expiration <= timedelta(days=LOOKBACK_DAYS)))]
-            if not puts or shares % 100 != 0:
-                report.stock_without_trades.append(f"{p.symbol} {shares} shares")
-                continue
-            fresh = [t for t in puts if not t.assignment_detected]
-            if not fresh or p.symbol in selling:
+            if symbol in selling:
                 # Shares whose sale still works are an assignment already handled: a put
                 # sold on the symbol meanwhile is not what put them there.
-                report.already_known.append(p.symbol)
+                report.already_known.append(symbol)
                 continue
-            message = (f"POSSIBLE ASSIGNMENT DETECTED: {p.symbol} — {shares} shares found in "
-                       "account")
+            flagged, covered = [], 0
+            for t in gone:
+                if covered >= assigned:
+                    break
+                flagged.append(t)
+                covered += t.contracts
+            message = (f"POSSIBLE ASSIGNMENT DETECTED: {symbol} — {assigned * 100} shares "
+                       "found in account")
+            if shares != assigned * 100:
+                message += (f" ({shares} held"
+                            + (f", {before.shares} before)" if before is not None else ")"))
             log.critical(message)
-            event = AssignmentEvent(p.symbol, shares, tuple(t.id for t in fresh), message)
-            await asyncio.to_thread(self._record, fresh, positions)
-            engine.alert("CRITICAL", message, "assignment", symbol=p.symbol,
+            event = AssignmentEvent(symbol, assigned * 100, tuple(t.id for t in flagged),
+                                    message, shares)
+            await asyncio.to_thread(self._record, flagged, positions)
+            engine.alert("CRITICAL", message, "assignment", symbol=symbol,
                          data=event.as_dict())
             await self.handle_assignment(event)
             report.detected.append(event)
         for text in report.stock_without_trades:
             log.info("Stock without a put trade (not flagged): %s", text)
+        for text in report.stock_not_assigned:
+            log.info("Stock not from an assignment (its puts are held, or the shares did not "
+                     "grow as one left): %s", text)
+        await asyncio.to_thread(self._store_seen, account, now_seen)
         report.expired = await self._settle_expiries(positions)
         if not engine.read_only:
             await self._settle_sales()
         return report
+
+    @staticmethod
+    def _next_seen(before: _Seen | None, shares: int, assigned: int, puts: list[Trade],
+                   held: dict[OptionContract, int], now: datetime) -> _Seen:
+        """The count the next check compares with. Growth with every put still held is
+        the operator's once it outlasts UNEXPLAINED_GROWTH_GRACE; until then the put's
+        own position update may still be on its way."""
+        if before is None or assigned or shares <= before.shares:
+            return _Seen(shares)
+        grown = shares - before.shares
+        contracts_held = sum(held.get(_contract(t), 0) for t in puts if t.status == "OPEN")
+        if grown % 100 or grown // 100 > contracts_held:
+            return _Seen(shares)  # no held put could deliver these
+        grew_at = before.grew_at or now
+        if now - grew_at >= UNEXPLAINED_GROWTH_GRACE:
+            return _Seen(shares)
+        return _Seen(before.shares, grew_at)
+
+    def _load_seen(self, account: str) -> dict[str, _Seen] | None:
+        """The shares per symbol at the last check of this account; None without one."""
+        try:
+            stored = self.engine.state_repo.get(SHARES_SEEN_KEY)
+            if stored is None:
+                return None
+            data = json.loads(stored[0])
+            if data.get("account") != account:
+                return None
+            return {str(sym): _Seen(int(shares), datetime.fromisoformat(grew_at)
+                                    if grew_at else None)
+                    for sym, (shares, grew_at) in data["symbols"].items()}
+        except Exception:
+            log.exception("Shares seen at the last assignment check not read: a put gone "
+                          "with round lots held counts as an assignment this time")
+            return None
+
+    def _store_seen(self, account: str, seen: dict[str, _Seen]) -> None:
+        try:
+            self.engine.state_repo.set(SHARES_SEEN_KEY, json.dumps({
+                "account": account,
+                "symbols": {sym: [s.shares, s.grew_at.isoformat() if s.grew_at else None]
+                            for sym, s in seen.items()}}), self.engine.wall_clock.now())
+        except Exception:
+            log.exception("Shares seen not saved: the next assignment check compares with "
+                          "an older count")
 
     async def _settle_sales(self) -> None:
         """Market sales of assigned shares rest until the regular session: their ledger

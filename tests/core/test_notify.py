@@ -155,15 +155,16 @@ async def test_the_engine_notifies_halts_margin_rejections_and_assignments(tmp_p
     with http_server({"/hook": lambda r: Reply(200)}) as hook:
         settings = make_settings(tmp_path, NOTIFY_WEBHOOK_URL=f"{hook.url}/hook",
                                  MAX_MARGIN_PER_TRADE_PCT="0.001")
-        data = world(positions=[position("KO", 66)],
-                     stock_positions=[{"symbol": "KO", "shares": 100, "avg_price": 66.0}])
+        data = world(positions=[position("KO", 66)])
         engine = sim_engine(settings, write(tmp_path, data))
         await engine.open()
         await engine.broker.connect()
         from datetime import date
 
+        from core.broker.base import OptionContract
         from core.models import Opportunity
         await engine.check(Opportunity("KO", date(2026, 12, 31), 68.0, None))
+        engine.broker.assign_early(OptionContract("KO", date(2026, 12, 18), 66.0), 1)
         await engine.assignments.check_for_assignments()
         engine.halt("weekly loss limit")
         await engine.notifier.drain(5)

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from datetime import date, timedelta
 
 import pytest
 
+from core.broker.base import OptionContract
 from core.db.repos import PositionSnapshotRepo
+from core.monitoring.assignments import UNEXPLAINED_GROWTH_GRACE
 from tests.core.risk.worlds import UNDERLYINGS, world
 
 AMD_OLD = "AMD 20261204 200 P"
@@ -248,18 +252,133 @@ async def test_a_broker_without_combos_rolls_close_then_open(desk):
 # --- 5.4 assignment --------------------------------------------------------------------
 
 
-async def test_stock_on_a_symbol_with_an_open_put_is_a_possible_assignment(desk, caplog):
-    engine = await desk(world(positions=[position("KO", 66)],
-                              stock_positions=[{"symbol": "KO", "shares": 100,
-                                                "avg_price": 66.0}]))
+KO = {"symbol": "KO", "shares": 100, "avg_price": 70.0}  # bought outright by the operator
+
+
+def ko_put(strike, expiration="2026-12-18"):
+    return OptionContract("KO", date.fromisoformat(expiration), float(strike))
+
+
+async def settled(engine):
+    """Until the monitor cycles that the broker's position events started have run."""
+    while engine._tasks:
+        await asyncio.gather(*list(engine._tasks), return_exceptions=True)
+
+
+def flagged(engine):
+    """(symbol, assigned shares, shares held) of every assignment raised so far."""
+    return [(e.symbol, json.loads(e.data or "{}")["shares"], json.loads(e.data or "{}")["held"])
+            for e in engine.audit.list(kinds=["assignment"])]
+
+
+async def test_a_put_assigned_early_is_detected_once(desk, caplog):
+    engine = await desk(world(positions=[position("KO", 66)]))
+    await engine.monitor_cycle(exits=False)
     with caplog.at_level(logging.CRITICAL):
-        report = await engine.assignments.check_for_assignments()
-    assert [e.symbol for e in report.detected] == ["KO"]
+        engine.broker.assign_early(ko_put(66), 1)  # the book-changed event starts a cycle
+        await settled(engine)
+    assert flagged(engine) == [("KO", 100, 100)]
     assert "POSSIBLE ASSIGNMENT DETECTED: KO — 100 shares found in account" in caplog.text
     trade = engine.trades.all()[0]
     assert trade.assignment_detected and trade.assignment_date is not None
+    assert trade.status == "ASSIGNED"
     again = await engine.assignments.check_for_assignments()
     assert again.detected == [] and again.already_known == ["KO"]
+    assert len(flagged(engine)) == 1
+
+
+async def test_shares_bought_outright_beside_an_open_put_are_no_assignment_until_it_is(
+        desk, caplog):
+    """The operator's 100 KO shares with a KO put open: no flag and no sale, however many
+    checks run; the put's assignment at expiration on top (100 -> 200 shares) is one,
+    and only its 100 shares are sold."""
+    engine = await desk(world(positions=[position("KO", 80, "2026-11-27")],
+                              stock_positions=[KO]),
+                        TIME_EXIT_DTE="0", ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    with caplog.at_level(logging.INFO):
+        await engine.monitor_cycle(exits=False)
+        report = await engine.assignments.check_for_assignments()
+    assert "POSSIBLE ASSIGNMENT" not in caplog.text
+    assert report.detected == [] and report.stock_not_assigned == ["KO 100 shares"]
+    [trade] = engine.trades.all()
+    assert trade.status == "OPEN" and not trade.assignment_detected
+    assert engine.staged.list(None, ("stock",)) == []
+    assert engine.audit.list(kinds=["assignment", "assignment_response"]) == []
+
+    engine.clock.advance(timedelta(days=3, hours=6))  # past Friday's close: KO 76 < 80
+    caplog.clear()
+    with caplog.at_level(logging.CRITICAL):
+        engine.broker.process_time()
+        await settled(engine)
+        await engine.monitor_cycle(exits=False)
+    assert [p.quantity for p in await engine.broker.positions() if p.symbol == "KO"] == [200]
+    assert ("POSSIBLE ASSIGNMENT DETECTED: KO — 100 shares found in account (200 held, 100 "
+            "before)") in caplog.text
+    assert flagged(engine) == [("KO", 100, 200)]
+    [trade] = engine.trades.all()
+    assert trade.status == "ASSIGNED" and trade.assignment_detected
+    [sale] = engine.staged.list(None, ("stock",))  # rests until Monday's open
+    assert sale.action == "SELL" and sale.contracts == 100
+
+
+async def test_a_partial_early_assignment_sells_only_its_shares(desk):
+    engine = await desk(world(positions=[position("KO", 80, quantity=-2)], stock_positions=[KO]),
+                        ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    await engine.monitor_cycle(exits=False)
+    assert flagged(engine) == []
+    engine.broker.assign_early(ko_put(80), 1)
+    await settled(engine)
+    assert flagged(engine) == [("KO", 100, 200)]
+    [trade] = engine.trades.all()
+    assert trade.assignment_detected and trade.status == "OPEN"  # one contract still held
+    held = {p.sec_type: p.quantity for p in await engine.broker.positions() if p.symbol == "KO"}
+    assert held == {"OPT": -1, "STK": 100}  # the operator's shares stay
+
+
+async def test_shares_bought_while_the_put_is_held_are_the_operators(desk, caplog):
+    """Shares that grow while the put stays are the operator's once the grace passes: the
+    put expiring worthless later is no assignment of them."""
+    from core.broker.base import OrderRequest, OrderType
+
+    engine = await desk(world(positions=[position("KO", 66, "2026-11-27")]), TIME_EXIT_DTE="0")
+    await engine.monitor_cycle(exits=False)
+    await engine.broker.place_order(OrderRequest("BUY", 100, "operator", stock="KO",
+                                                 order_type=OrderType.MARKET))
+    await settled(engine)
+    await engine.assignments.check_for_assignments()
+    engine.clock.advance(UNEXPLAINED_GROWTH_GRACE)
+    await engine.assignments.check_for_assignments()
+    engine.clock.advance(timedelta(days=3, hours=6))  # the 66 put expires worthless
+    with caplog.at_level(logging.INFO):
+        engine.broker.process_time()
+        await settled(engine)
+        await engine.monitor_cycle(exits=False)
+    assert "POSSIBLE ASSIGNMENT" not in caplog.text and flagged(engine) == []
+    assert [t.status for t in engine.trades.all()] == ["EXPIRED"]
+    assert [p.quantity for p in await engine.broker.positions()] == [100]
+
+
+async def test_shares_that_show_before_the_put_leaves_are_still_an_assignment(desk,
+                                                                              monkeypatch):
+    """IBKR sends the stock and the option as separate position updates: a check between
+    them sees the shares with the put still held; the next one, without it, flags."""
+    from core.broker.base import Position
+
+    engine = await desk(world(positions=[position("KO", 66)]))
+    await engine.monitor_cycle(exits=False)
+    real = engine.broker.positions
+
+    async def option_update_late():
+        return [*await real(), Position("KO", "OPT", -1, 100.0, ko_put(66), "DU0000009")]
+
+    engine.broker.assign_early(ko_put(66), 1)
+    monkeypatch.setattr(engine.broker, "positions", option_update_late)
+    await settled(engine)
+    await engine.monitor_cycle(exits=False)
+    assert flagged(engine) == []
+    monkeypatch.setattr(engine.broker, "positions", real)
+    await engine.monitor_cycle(exits=False)
+    assert flagged(engine) == [("KO", 100, 100)]
 
 
 async def test_stock_without_a_put_trade_is_not_flagged(desk):
@@ -287,11 +406,9 @@ async def test_expiry_assignment_in_the_simulator_is_detected(desk, caplog):
     ("COVERED_CALL", "covered-call suggestion — sell 1 call(s) around 80"),
 ])
 async def test_assignment_response_modes(desk, mode, expect):
-    engine = await desk(world(positions=[position("KO", 66)],
-                              stock_positions=[{"symbol": "KO", "shares": 100,
-                                                "avg_price": 66.0}]),
-                        ASSIGNMENT_RESPONSE_MODE=mode)
-    await engine.assignments.check_for_assignments()
+    engine = await desk(world(positions=[position("KO", 66)]), ASSIGNMENT_RESPONSE_MODE=mode)
+    engine.broker.assign_early(ko_put(66), 1)
+    await settled(engine)
     responses = [e.message for e in engine.audit.list(kinds=["assignment_response"])]
     assert any(expect in r for r in responses), responses
     stock = [p for p in await engine.broker.positions() if p.sec_type == "STK"]
@@ -304,17 +421,18 @@ async def test_a_put_sold_while_assigned_shares_are_for_sale_is_no_new_assignmen
     sale (which, once the first filled, would sell stock the account no longer holds)."""
     from core.db.tables import Trade
 
-    engine = await desk(world(positions=[position("KO", 66)],
-                              stock_positions=[{"symbol": "KO", "shares": 100,
-                                                "avg_price": 66.0}]),
+    engine = await desk(world(positions=[position("KO", 66)]),
                         ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
     engine.clock.advance(timedelta(hours=7))  # 17:30 ET: the sale waits for the open
-    first = await engine.assignments.check_for_assignments()
-    assert [e.symbol for e in first.detected] == ["KO"]
+    engine.broker.assign_early(ko_put(66), 1)
+    await settled(engine)
+    assert flagged(engine) == [("KO", 100, 100)]
     [sale] = engine.staged.list(("WORKING",), ("stock",))
     old = engine.trades.all()[0]
     engine.trades.add(Trade(**old.model_dump(exclude={"id", "assignment_detected",
-                                                       "assignment_date"}) | {"strike": 60.0}))
+                                                       "assignment_date", "status",
+                                                       "exit_time", "exit_reason"})
+                            | {"strike": 60.0}))
     caplog.clear()
     with caplog.at_level(logging.CRITICAL):
         again = await engine.assignments.check_for_assignments()
