@@ -17,7 +17,8 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from core.broker.base import BrokerError, OrderRequest, OrderType, Position
@@ -37,6 +38,16 @@ log = logging.getLogger("putdesk.monitoring.positions")
 #: What-ifs in flight at once for the positions' margins: a large book must not send
 #: hundreds of requests together (IBKR paces messages; each what-if takes an order id).
 MARGIN_WHATIFS_AT_ONCE = 4
+
+#: A position's margin figure is reused while its contracts, the account and its
+#: underlying (within MARGIN_REUSE_MOVE of the price it was asked at) stay the same, for at
+#: most MARGIN_REUSE_SECONDS: a refresh runs on every book change, `r` and each monitor
+#: cycle, and IBKR paces what-ifs like any message (error 100 past 50 a second), each one
+#: taking an order id. A failed what-if is not kept: the next refresh asks again.
+MARGIN_REUSE_SECONDS = 60.0
+MARGIN_REUSE_MOVE = 0.01
+
+MARGIN_NOTE = "what-if of closing it"
 
 #: system_state key: the position alerts raised, [position, kind, severity] rows.
 RAISED_ALERTS_KEY = "monitor.raised_alerts"
@@ -74,6 +85,23 @@ def check_alerts(view: PositionView, s: MonitoringSettings) -> tuple[Alert, ...]
     return tuple(alerts)
 
 
+@dataclass(frozen=True)
+class _MarginFigure:
+    """A position's margin from the broker's what-if, with what it was asked on."""
+    contracts: int
+    underlying: float
+    account: str
+    at: datetime
+    margin: float
+
+    def fits(self, view: PositionView, account: str, now: datetime) -> bool:
+        price = view.underlying_price
+        return (self.contracts == view.contracts and self.account == account
+                and price is not None
+                and abs(price - self.underlying) <= MARGIN_REUSE_MOVE * self.underlying
+                and timedelta(0) <= now - self.at < timedelta(seconds=MARGIN_REUSE_SECONDS))
+
+
 def match_trade(position: Position, trades: Sequence[Trade]) -> Trade | None:
     c = position.contract
     if c is None:
@@ -94,6 +122,7 @@ class PositionMonitor:
         self._raised: dict[tuple[str, str], str] | None = None
         self._no_greeks: set[str] = set()  # positions last seen without a delta
         self._no_margin: set[str] = set()  # positions last seen without a margin figure
+        self._margins: dict[str, _MarginFigure] = {}  # position -> its last what-if figure
 
     async def refresh(self, notify: bool = True) -> tuple[PositionView, ...]:
         """`notify=False` (a one-shot CLI look) computes alerts without raising them."""
@@ -141,12 +170,25 @@ class PositionMonitor:
             views.append(replace(view, alerts=check_alerts(view, self.settings)))
         extras = await asyncio.to_thread(self._ledger_state, views)
         asking = asyncio.Semaphore(MARGIN_WHATIFS_AT_ONCE)
+        account = broker.info().account_id
+        known = {v.position_id: self._margins[v.position_id] for v in views
+                 if v.position_id in self._margins}  # positions gone are forgotten
 
         async def margin(view: PositionView) -> tuple[float | None, str]:
+            kept = known.get(view.position_id)
+            if kept is not None and kept.fits(view, account, engine.clock.now()):
+                return kept.margin, MARGIN_NOTE
+            known.pop(view.position_id, None)
             async with asking:
-                return await self._margin(view)
+                asked_at = engine.clock.now()
+                figure, note = await self._margin(view)
+            if figure is not None and view.underlying_price is not None:
+                known[view.position_id] = _MarginFigure(view.contracts, view.underlying_price,
+                                                        account, asked_at, figure)
+            return figure, note
 
         margins = await asyncio.gather(*(margin(v) for v in views))
+        self._margins = known
         views = [replace(v, exit_state=extras[v.position_id][0],
                          campaign=extras[v.position_id][1], margin=margin, margin_note=note)
                  for v, (margin, note) in zip(views, margins, strict=True)]
@@ -190,7 +232,7 @@ class PositionMonitor:
             before, after = clean(wi.maint_margin_before), clean(wi.maint_margin_after)
             if before is not None and after is not None:
                 self._no_margin.discard(view.position_id)
-                return before - after, "what-if of closing it"
+                return before - after, MARGIN_NOTE
             reason = "the broker's what-if left the maintenance margin unset"
         if view.position_id not in self._no_margin:  # once per outage, not every cycle
             self._no_margin.add(view.position_id)

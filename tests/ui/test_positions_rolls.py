@@ -3,7 +3,10 @@ approve and reject through the keys."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from console.app import PutDeskApp
+from core.monitoring.positions import MARGIN_REUSE_SECONDS
 from screens.confirm import ConfirmScreen
 from screens.positions import PositionDetail, PositionsScreen
 from screens.rolls import RollsScreen
@@ -298,6 +301,8 @@ async def test_margin_unknown_shows_a_dash_and_the_reason(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_engine_started(pilot)
         app.engine.broker.faults.whatif_error = "what-if refused"
+        # The figures asked at start are kept for a minute: the next asks fail.
+        app.engine.clock.advance(timedelta(seconds=MARGIN_REUSE_SECONDS))
         await pilot.press("f3")
         await app.engine.monitor_cycle(exits=False)
         await pilot.pause()

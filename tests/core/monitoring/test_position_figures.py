@@ -5,6 +5,7 @@ a day, and the broker's maintenance margin for it — or None with the reason.""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -100,3 +101,119 @@ async def test_on_ibkr_the_margin_is_the_brokers_what_if_as_on_the_simulator(tmp
                                 round(v.otm_pct or 0, 6)) for v in views)
     assert all(f[1] > 0 and f[2] == "what-if of closing it" for f in figures["sim"])
     assert figures["ibkr"] == figures["sim"]
+
+
+# --- the margin what-if is kept, not asked on every refresh ------------------------------
+
+
+def count_what_ifs(engine, monkeypatch) -> list[str]:
+    """The what-ifs that reach the broker, by position."""
+    asked: list[str] = []
+    real = engine.broker.what_if
+
+    async def what_if(order):
+        asked.append(order.contract.key)
+        return await real(order)
+
+    monkeypatch.setattr(engine.broker, "what_if", what_if)
+    return asked
+
+
+async def test_a_positions_margin_is_asked_once_until_its_contracts_change(desk, monkeypatch):
+    from core.broker.base import OrderRequest
+    from tests.core.monitoring.test_monitoring import ko_put, settled
+
+    engine = await desk(world(positions=[position("KO", 66), position("XOM", 100)]))
+    asked = count_what_ifs(engine, monkeypatch)
+    first = await engine.monitor_cycle(exits=False)
+    again = await engine.monitor.refresh()
+    assert sorted(asked) == ["KO 20261218 66 P", "XOM 20261218 100 P"]
+    assert [(v.margin, v.margin_note) for v in again] == [(v.margin, v.margin_note)
+                                                          for v in first]
+    assert all(v.margin and v.margin_note == "what-if of closing it" for v in again)
+
+    # One more KO put sold: its figure is asked again (the fill's book-changed event
+    # refreshes), XOM's is kept; and then kept again.
+    bid = (await engine.broker.option_quote(ko_put(66))).bid
+    await engine.broker.place_order(OrderRequest("SELL", 1, "more", ko_put(66),
+                                                 limit_price=bid))
+    await settled(engine)
+    views = {v.symbol: v for v in await engine.monitor.refresh()}
+    assert sorted(asked) == ["KO 20261218 66 P", "KO 20261218 66 P", "XOM 20261218 100 P"]
+    assert views["KO"].contracts == 2
+    ko_before = {v.symbol: v for v in first}["KO"].margin
+    assert views["KO"].margin == pytest.approx(2 * ko_before, rel=0.05)
+
+
+async def test_a_kept_margin_is_asked_again_on_a_price_move_the_account_or_in_a_minute(
+        desk, monkeypatch):
+    from core.monitoring.positions import MARGIN_REUSE_SECONDS
+
+    engine = await desk(world(positions=[position("KO", 66)]))
+    asked = count_what_ifs(engine, monkeypatch)
+    await engine.monitor.refresh()
+    engine.broker.set_price("KO", 76.0 * 1.005)  # a small move keeps it
+    await engine.monitor.refresh()
+    assert len(asked) == 1
+    engine.broker.set_price("KO", 76.0 * 0.98)  # 2% down: asked again
+    await engine.monitor.refresh()
+    assert len(asked) == 2
+    engine.clock.advance(timedelta(seconds=MARGIN_REUSE_SECONDS - 1))
+    await engine.monitor.refresh()
+    assert len(asked) == 2
+    engine.clock.advance(timedelta(seconds=1))  # a minute old: asked again
+    await engine.monitor.refresh()
+    assert len(asked) == 3
+    monkeypatch.setattr(engine.broker, "_account_id", "DU0000042")  # another account
+    await engine.monitor.refresh()
+    assert len(asked) == 4
+
+
+async def test_a_failed_margin_what_if_is_not_kept(desk, monkeypatch):
+    engine = await desk(world(positions=[position("KO", 66)]))
+    asked = count_what_ifs(engine, monkeypatch)
+    engine.broker.faults.whatif_error = "what-if refused"
+    [v] = await engine.monitor.refresh()
+    assert v.margin is None
+    engine.broker.faults.whatif_error = None
+    [v] = await engine.monitor.refresh()
+    assert v.margin is not None and len(asked) == 2
+
+
+async def test_on_ibkr_two_refreshes_send_one_margin_what_if_a_position(tmp_path):
+    """Counted where IBKR would pace them: at the TWS wire-protocol peer."""
+    from core.broker.scenario import load_scenario
+    from core.broker.sim import SimBroker
+    from core.clock import ManualClock
+    from core.engine import Engine
+    from core.monitoring.positions import MARGIN_REUSE_SECONDS
+    from core.paper import TwsPeer
+    from tests.core.conftest import FAST
+    from tests.core.monitoring.test_monitoring import settled
+    from tests.core.risk.worlds import write
+    from tests.factories import make_settings
+
+    path = write(tmp_path, world(positions=[position("KO", 66, quantity=-2),
+                                            position("XOM", 100, entry=133.0)]))
+    scenario = load_scenario(path)
+    clock = ManualClock(scenario.now)
+    peer = TwsPeer(SimBroker(scenario, clock=clock, label=path.name))
+    await peer.start()
+    settings = make_settings(tmp_path, PUTDESK_BROKER="ibkr", PUTDESK_IBKR_PORT=peer.port,
+                             PUTDESK_IBKR_CLIENT_ID=24, PUTDESK_IBKR_CONNECT_TIMEOUT=3, **FAST)
+    engine = Engine.build(settings, clock=clock)
+    await engine.open()
+    try:
+        await engine.broker.connect()
+        await settled(engine)  # cycles the connection's position updates started
+        clock.advance(timedelta(seconds=MARGIN_REUSE_SECONDS))  # their figures are old
+        before = peer.count("whatIf")
+        first = await engine.monitor_cycle(exits=False)
+        again = await engine.monitor.refresh()
+        asked = peer.count("whatIf") - before
+    finally:
+        await engine.stop()
+        await peer.stop()
+    assert asked == 2
+    assert [v.margin for v in again] == [v.margin for v in first]
+    assert all(v.margin for v in again)
