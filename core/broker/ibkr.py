@@ -480,7 +480,10 @@ class IbkrBroker:
 
     async def positions(self) -> list[Position]:
         rows = await self._call("positions", self.ib.reqPositionsAsync, key="positions")
-        mapped = (map_position(p) for p in rows
+        # An update that arrives while the request is out is in the answer beside the
+        # reply's row for the same contract: the later message is the newer one.
+        latest = {(p.account, p.contract.conId): p for p in rows}
+        mapped = (map_position(p) for p in latest.values()
                   if not self._account or p.account == self._account)
         return [p for p in mapped if p is not None and p.quantity != 0]
 
@@ -714,9 +717,13 @@ class IbkrBroker:
         trades = await self._call("open orders", self.ib.reqAllOpenOrdersAsync,
                                   key="openOrders")
         states = []
+        listed: set[int] = set()
         for trade in trades:
-            if trade.order.whatIf or trade.isDone():
+            # An order acknowledged while the request is out is in the answer twice (its
+            # own openOrder and the reply's): ib_async gives both the same Trade.
+            if trade.order.whatIf or trade.isDone() or id(trade) in listed:
                 continue
+            listed.add(id(trade))
             states.append(map_order_state(trade, await self._request_of(trade)))
         return states
 

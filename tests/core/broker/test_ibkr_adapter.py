@@ -255,6 +255,32 @@ async def test_a_resting_order_is_repriced_then_cancelled(rig):
         await r.broker.cancel_order(state.order_id)
 
 
+async def test_an_order_acknowledged_during_an_open_orders_request_is_listed_once(rig):
+    """IBKR acknowledges a new order with openOrder; when that arrives while an open-orders
+    request is out, ib_async adds it to the answer as well as the reply's own openOrder
+    for it: the same order came back twice (seen under load, when the acknowledgement took
+    longer than the pacer's spacing). Unpaced here, the request always goes out first."""
+    r = await rig()
+    r.broker.pacer.interval = 0.0  # the request leaves before the acknowledgement is read
+    q = await r.sim.option_quote(r.ko)
+    state = await r.broker.place_order(sell(r.ko, 1, round(q.ask + 0.5, 2), "putdesk:once"))
+    assert [o.order_id for o in await r.broker.open_orders()] == [state.order_id]
+
+
+async def test_a_position_update_during_a_positions_request_is_listed_once(rig):
+    """The same for positions: an update (a fill elsewhere, an assignment) that arrives
+    while a positions request is out is in ib_async's answer beside the reply's row for
+    the same contract; the later message is the newer."""
+    r = await rig()
+    r.broker.pacer.interval = 0.0
+    [intc] = [p for p in r.broker.ib.positions() if p.contract.symbol == "INTC"]
+    asking = asyncio.ensure_future(r.broker.positions())
+    await asyncio.sleep(0)  # the request is out; its reply needs the peer's turn
+    r.broker.ib.wrapper.position(intc.account, intc.contract, 300.0, intc.avgCost)
+    shares = [p.quantity for p in await asking if p.symbol == "INTC"]
+    assert shares == [200]  # the reply's row came after the update, as TWS sends them
+
+
 async def test_a_rejected_order_is_a_rejection_with_the_brokers_reason(rig):
     r = await rig()
     r.sim.faults.reject_orders = "insufficient margin for naked options"
