@@ -192,21 +192,38 @@ class _IbapiLog(logging.Handler):
             self.records.append(record)
 
 
-@pytest.fixture
-async def session(peer: TwsPeer) -> AsyncIterator[App]:
-    log = _IbapiLog()
-    logging.getLogger().addHandler(log)
+async def connected(peer: TwsPeer) -> tuple[App, threading.Thread]:
     app = App()
     await asyncio.to_thread(app.connect, "127.0.0.1", peer.port, 7)
     runner = threading.Thread(target=app.run_safely, daemon=True)
     runner.start()
     await asyncio.to_thread(app.wait, lambda: app.count("nextValidId"), "nextValidId")
+    return app, runner
+
+
+async def hang_up(peer: TwsPeer, runner: threading.Thread) -> None:
+    """The gateway hangs up, and ibapi's own threads see the end: its reader stops, and
+    run() decodes what is still queued, then disconnects on its own thread. An
+    app.disconnect() from the test's thread resets the session (its server version to
+    None) under run() while answers are still queued (streaming ticks, account updates),
+    and run() dies on the next one: a harness race, seen under load."""
+    peer.drop()
+    await asyncio.to_thread(runner.join, WAIT_S)
+    assert not runner.is_alive(), "ibapi's message thread did not end after the hang-up"
+
+
+@pytest.fixture
+async def session(peer: TwsPeer) -> AsyncIterator[App]:
+    log = _IbapiLog()
+    logging.getLogger().addHandler(log)
+    app, runner = await connected(peer)
     try:
         yield app
     finally:
-        app.disconnect()
-        await asyncio.to_thread(runner.join, 5)
-        logging.getLogger().removeHandler(log)
+        try:
+            await hang_up(peer, runner)
+        finally:
+            logging.getLogger().removeHandler(log)
     decode = [e for e in app.seen["error"] if e[1] in DECODE_ERRORS]
     assert not decode, f"ibapi could not decode: {decode}"
     assert app.crash is None, f"ibapi's message thread died: {app.crash!r}"
@@ -396,3 +413,23 @@ async def test_version_158_open_orders_decode_as_ibkrs_decoder_reads_them(
     assert order.duration == 2**31 - 1  # unset, read from its own field
     await call(app, app.cancelOrder, oid, OrderCancel())
     await until(app, lambda: "Cancelled" in statuses(app, oid), "Cancelled")
+
+
+async def test_answers_queued_when_the_gateway_hangs_up_are_still_decoded(
+        peer: TwsPeer, sim: SimBroker) -> None:
+    """The harness's own end, with answers read but not yet decoded (as under load): the
+    message thread decodes them all and ends; it does not die on them."""
+    app, runner = await connected(peer)
+    answers = len(await sim.positions()) + 2  # the rows, positionEnd, currentTime
+    with app.cv:  # run() waits in its first callback; the other answers queue behind it
+        await call(app, app.reqPositions)
+        await call(app, app.reqCurrentTime)
+        for _ in range(int(WAIT_S / 0.01)):
+            if app.msg_queue.qsize() >= answers - 1:
+                break
+            await asyncio.sleep(0.01)
+        assert app.msg_queue.qsize() >= answers - 1, "the answers never queued up"
+        peer.drop()
+    await hang_up(peer, runner)
+    assert app.crash is None, f"ibapi's message thread died: {app.crash!r}"
+    assert app.count("positionEnd") == 1 and app.count("currentTime") == 1
