@@ -325,8 +325,9 @@ def _screen_columns(table: Table, header: list[str], index: dict[str, int], toda
     rows = np.flatnonzero(fast)
     slow_cands = scan.candidates
     k = len(rows)
-    order = np.argsort(np.concatenate([lines[rows], np.array(
+    order = (np.argsort(np.concatenate([lines[rows], np.array(
         [c.source_row or 0 for c in slow_cands], dtype=np.int64)]), kind="stable")
+        if slow_cands else np.arange(k))  # the fast rows alone are in line order
     days = np.array([(d - today).days if d is not None else 0 for d in exp_values],
                     dtype=np.int64)
     dte_fast = days[exp_idx[rows]]

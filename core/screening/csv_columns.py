@@ -93,6 +93,7 @@ def read_table(body: bytes, skip: int, width: int, wanted: set[int]) -> Table | 
             parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
                                             invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
+                check_utf8=False,  # the caller decoded the whole body
                 column_types={n: pa.string() for n in names},
                 include_columns=[names[i] for i in sorted(wanted)], strings_can_be_null=False,
                 quoted_strings_can_be_null=False, null_values=[]))
