@@ -192,8 +192,8 @@ class _IbapiLog(logging.Handler):
             self.records.append(record)
 
 
-async def connected(peer: TwsPeer) -> tuple[App, threading.Thread]:
-    app = App()
+async def connected(peer: TwsPeer, app: App | None = None) -> tuple[App, threading.Thread]:
+    app = app or App()
     await asyncio.to_thread(app.connect, "127.0.0.1", peer.port, 7)
     runner = threading.Thread(target=app.run_safely, daemon=True)
     runner.start()
@@ -415,21 +415,37 @@ async def test_version_158_open_orders_decode_as_ibkrs_decoder_reads_them(
     await until(app, lambda: "Cancelled" in statuses(app, oid), "Cancelled")
 
 
+class HeldApp(App):
+    """Its message thread stops in the first currentTime callback until let go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def currentTime(self, time: int) -> None:
+        self.inside.set()
+        self.go.wait(WAIT_S)
+        super().currentTime(time)
+
+
 async def test_answers_queued_when_the_gateway_hangs_up_are_still_decoded(
         peer: TwsPeer, sim: SimBroker) -> None:
     """The harness's own end, with answers read but not yet decoded (as under load): the
     message thread decodes them all and ends; it does not die on them."""
-    app, runner = await connected(peer)
-    answers = len(await sim.positions()) + 2  # the rows, positionEnd, currentTime
-    with app.cv:  # run() waits in its first callback; the other answers queue behind it
-        await call(app, app.reqPositions)
-        await call(app, app.reqCurrentTime)
-        for _ in range(int(WAIT_S / 0.01)):
-            if app.msg_queue.qsize() >= answers - 1:
-                break
-            await asyncio.sleep(0.01)
-        assert app.msg_queue.qsize() >= answers - 1, "the answers never queued up"
-        peer.drop()
+    app, runner = await connected(peer, HeldApp())
+    assert isinstance(app, HeldApp)
+    await call(app, app.reqCurrentTime)
+    assert await asyncio.to_thread(app.inside.wait, WAIT_S), "no currentTime"
+    await call(app, app.reqPositions)  # its answers queue behind the held callback
+    queued = len(await sim.positions()) + 1  # the rows and positionEnd
+    for _ in range(int(WAIT_S / 0.01)):
+        if app.msg_queue.qsize() >= queued:
+            break
+        await asyncio.sleep(0.01)
+    assert app.msg_queue.qsize() >= queued, "the positions never queued up"
+    peer.drop()
+    app.go.set()
     await hang_up(peer, runner)
     assert app.crash is None, f"ibapi's message thread died: {app.crash!r}"
-    assert app.count("positionEnd") == 1 and app.count("currentTime") == 1
+    assert app.count("currentTime") == 1 and app.count("positionEnd") == 1
+    assert app.count("position") == len(await sim.positions())
