@@ -182,6 +182,15 @@ class TradeRepo:
             session.flush()
             return merged
 
+    def claim_assignment(self, trade_id: str, now: datetime) -> bool:
+        """Flag the trade assigned in one statement: of two processes that see the same
+        assignment exactly one flags it, and only it alerts and responds."""
+        stmt = (update(Trade).where(col(Trade.id) == trade_id,
+                                    col(Trade.assignment_detected).is_(False))
+                .values(assignment_detected=True, assignment_date=now, updated_at=now))
+        with self.db.session() as session:
+            return bool(getattr(session.execute(stmt), "rowcount", 0))
+
     def record_entry(self, trade: Trade, snapshot: TradeEntrySnapshot,
                      staged_id: str | None = None) -> Trade:
         """The trade of an order, once: a second call for the same orderRef (a retry, a

@@ -12,14 +12,17 @@ trade was settled ASSIGNED or EXPIRED at expiration within LOOKBACK_DAYS.
 
 Detected: CRITICAL "POSSIBLE ASSIGNMENT DETECTED: {symbol} — {shares} shares found in
 account" for the assigned shares only (the operator's own are named as held), recorded
-on the trade (assignment_detected, assignment_date), once per trade. Without an earlier
+on the trade (assignment_detected, assignment_date), once per trade: the flag is set in
+one statement, so of two processes that see the same assignment only one alerts. Without an earlier
 count (the first check for the account) a put gone with round lots held is flagged, as
 the spec asks, rather than miss an assignment.
 
 Response (ASSIGNMENT_RESPONSE_MODE): ALERT (default) — the alert only; HOLD — recorded
 and kept; COVERED_CALL — a covered-call suggestion for the operator (nothing is sent);
 SELL_IMMEDIATELY — a market order sells the assigned shares (it rests until the regular
-session if sent outside it; not sent while trading is halted).
+session if sent outside it). While trading is halted it is held back (HELD_BACK_KEY)
+and sent at the first check after trading resumes, for the assigned shares still held
+beyond those the account had before.
 
 Expiration: an open put trade the broker no longer holds after its expiration is settled
 on the same check: ASSIGNED if the underlying is below the strike, else EXPIRED
@@ -32,7 +35,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -56,6 +59,10 @@ LOOKBACK_DAYS = 7
 
 #: system_state key: the long shares per symbol at the last check, for one account.
 SHARES_SEEN_KEY = "assignments.shares_seen"
+
+#: system_state key: assigned shares whose SELL_IMMEDIATELY sale a halt held back, per
+#: account; they are sold at the first check after trading resumes.
+HELD_BACK_KEY = "assignments.sales_held_back"
 
 #: Shares that grew while the symbol's puts are all still held may be an assignment whose
 #: option update has not arrived yet; they count as the operator's once they have stayed
@@ -192,15 +199,18 @@ class AssignmentDetector:
                     break
                 flagged.append(t)
                 covered += t.contracts
+            claimed = await asyncio.to_thread(self._record, flagged, positions)
+            if not claimed:
+                report.already_known.append(symbol)  # another process flagged it first
+                continue
             message = (f"POSSIBLE ASSIGNMENT DETECTED: {symbol} — {assigned * 100} shares "
                        "found in account")
             if shares != assigned * 100:
                 message += (f" ({shares} held"
                             + (f", {before.shares} before)" if before is not None else ")"))
             log.critical(message)
-            event = AssignmentEvent(symbol, assigned * 100, tuple(t.id for t in flagged),
+            event = AssignmentEvent(symbol, assigned * 100, tuple(t.id for t in claimed),
                                     message, shares)
-            await asyncio.to_thread(self._record, flagged, positions)
             engine.alert("CRITICAL", message, "assignment", symbol=symbol,
                          data=event.as_dict())
             await self.handle_assignment(event)
@@ -211,6 +221,8 @@ class AssignmentDetector:
             log.info("Stock not from an assignment (its puts are held, or the shares did not "
                      "grow as one left): %s", text)
         await asyncio.to_thread(self._store_seen, account, now_seen)
+        if not engine.read_only and self.mode == "SELL_IMMEDIATELY":
+            await self._send_held_back(account, stocks)
         report.expired = await self._settle_expiries(positions)
         if not engine.read_only:
             await self._settle_sales()
@@ -328,11 +340,17 @@ class AssignmentDetector:
             out.append(text)
         return out
 
-    def _record(self, trades: list[Trade], positions: list[Position]) -> None:
+    def _record(self, trades: list[Trade], positions: list[Position]) -> list[Trade]:
+        """Flags the trades; returns those this process flagged (another process that
+        saw the same assignment may have flagged some first: it alerts for them)."""
         engine = self.engine
         now = engine.clock.now()
         held = {p.contract for p in positions}
+        claimed = []
         for t in trades:
+            if not engine.trades.claim_assignment(t.id, now):
+                continue
+            claimed.append(t)
             t.assignment_detected, t.assignment_date = True, now
             still_open = any(c is not None and c.symbol == t.symbol and c.strike == t.strike
                              and c.expiration == t.expiration for c in held)
@@ -342,6 +360,58 @@ class AssignmentDetector:
                 t.exit_price = t.realized_pnl = None
             t.updated_at = now
             engine.trades.update(t)
+        return claimed
+
+    async def _send_held_back(self, account: str, stocks: dict[str, int]) -> None:
+        """Sales of assigned shares that a halt held back go out once trading resumes:
+        the shares still held beyond those the account had before the assignment."""
+        engine = self.engine
+        held_back = await asyncio.to_thread(self._load_held_back, account)
+        if not held_back:
+            return
+        await asyncio.to_thread(engine.kill_switch.sync)
+        if engine.kill_switch.is_halted()[0]:
+            return
+        await asyncio.to_thread(self._store_held_back, account, {})
+        for symbol, event in sorted(held_back.items()):
+            own = max(0, event.held - event.shares)
+            shares = min(event.shares, stocks.get(symbol, 0) - own)
+            if shares <= 0:
+                text = (f"{symbol}: the sale of {event.shares} assigned shares held back by "
+                        f"the halt is not sent — the account holds {stocks.get(symbol, 0)} "
+                        "shares now, none of them from the assignment")
+            else:
+                text = await self._sell(replace(event, shares=shares, held=own + shares))
+            log.warning(text)
+            engine.alert("CRITICAL", text, "assignment_response", symbol=symbol)
+            await asyncio.to_thread(engine.audit_event, "assignment_response", text,
+                                    "WARNING", "assignment detector", symbol,
+                                    event.as_dict())
+
+    def _load_held_back(self, account: str) -> dict[str, AssignmentEvent]:
+        try:
+            stored = self.engine.state_repo.get(HELD_BACK_KEY)
+            data = json.loads(stored[0]) if stored is not None else {}
+            if data.get("account") != account:
+                return {}
+            return {sym: AssignmentEvent(sym, int(e["shares"]), tuple(e["trade_ids"]),
+                                         str(e["message"]), int(e["held"]))
+                    for sym, e in data["sales"].items()}
+        except Exception:
+            log.exception("Assigned-stock sales held back by a halt not read: sell the "
+                          "assigned shares after review")
+            return {}
+
+    def _store_held_back(self, account: str, sales: dict[str, AssignmentEvent]) -> None:
+        self.engine.state_repo.set(HELD_BACK_KEY, json.dumps({
+            "account": account, "sales": {sym: e.as_dict() for sym, e in sales.items()}}),
+            self.engine.wall_clock.now())
+
+    def _hold_back(self, event: AssignmentEvent) -> None:
+        account = self.engine.broker.info().account_id
+        sales = self._load_held_back(account)
+        sales[event.symbol] = event
+        self._store_held_back(account, sales)
 
     async def _sell(self, event: AssignmentEvent) -> str:
         engine = self.engine
@@ -349,8 +419,14 @@ class AssignmentDetector:
         # have halted since the last sync.
         await asyncio.to_thread(engine.kill_switch.sync)
         if engine.kill_switch.is_halted()[0]:
-            return (f"{event.symbol}: SELL_IMMEDIATELY not sent — trading is halted; sell "
-                    f"{event.shares} shares after review")
+            try:
+                await asyncio.to_thread(self._hold_back, event)
+            except Exception:
+                log.exception("Assigned-stock sale of %s not held back", event.symbol)
+                return (f"{event.symbol}: SELL_IMMEDIATELY not sent — trading is halted; "
+                        f"sell {event.shares} shares after review")
+            return (f"{event.symbol}: SELL_IMMEDIATELY not sent — trading is halted; the "
+                    f"{event.shares} assigned shares are sold when trading resumes")
         from core.execution.ledger import NewOrder
         from core.models import OrderResult
 
@@ -375,8 +451,10 @@ class AssignmentDetector:
             await engine.executor.settle_row(row.id, result)
             return (f"{event.symbol}: SELL_IMMEDIATELY not sent — the broker's position could "
                     f"not be read ({exc}); sell the shares in TWS after review")
-        if held < event.shares:
-            why = f"the account holds {held:g} {event.symbol} shares now, not {event.shares}"
+        own = max(0, event.held - event.shares)  # held before the assignment
+        if held - own < event.shares:
+            why = (f"the account holds {held:g} {event.symbol} shares now, not {event.shares}"
+                   + (f" beyond its own {own}" if own else ""))
             result.reason = f"Not sent: {why}"
             log.warning("Assigned-stock sale %s not sent: %s", ref, why)
             await engine.executor.settle_row(row.id, result)

@@ -381,6 +381,58 @@ async def test_shares_that_show_before_the_put_leaves_are_still_an_assignment(de
     assert flagged(engine) == [("KO", 100, 100)]
 
 
+async def test_two_processes_seeing_one_assignment_flag_it_once(tmp_path):
+    """Both processes on the account see the shares at once: one alert, one sale."""
+    from tests.core.risk.worlds import write
+    from tests.factories import make_settings, sim_engine
+
+    settings = make_settings(tmp_path, ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    path = write(tmp_path, world(positions=[position("KO", 66)]))
+    a = sim_engine(settings, path)
+    b = sim_engine(settings, path, broker=a.broker)
+    for e in (a, b):
+        await e.open()
+    await a.broker.connect()
+    try:
+        await a.assignments.check_for_assignments()
+        a.broker.assign_early(ko_put(66), 1)
+        reports = await asyncio.gather(a.assignments.check_for_assignments(),
+                                       b.assignments.check_for_assignments())
+        await settled(a)
+        await settled(b)
+        assert sum(len(r.detected) for r in reports) == 1
+        assert flagged(a) == [("KO", 100, 100)]
+        assert len(a.staged.list(None, ("stock",))) == 1
+    finally:
+        for e in (a, b):
+            await e.stop()
+
+
+async def test_a_sale_held_back_by_a_halt_goes_out_when_trading_resumes(desk):
+    """SELL_IMMEDIATELY while trading is halted sends nothing; once resumed, the next
+    check sells the assigned shares, and only those."""
+    engine = await desk(world(positions=[position("KO", 80)], stock_positions=[KO]),
+                        ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    await engine.monitor_cycle(exits=False)
+    engine.halt("news review")
+    engine.broker.assign_early(ko_put(80), 1)
+    await settled(engine)
+    await engine.monitor_cycle(exits=False)
+    assert flagged(engine) == [("KO", 100, 200)]
+    assert engine.staged.list(None, ("stock",)) == []
+    [response] = {e.message for e in engine.audit.list(kinds=["assignment_response"])}
+    assert "not sent — trading is halted; the 100 assigned shares are sold when trading " \
+           "resumes" in response
+    engine.resume()
+    await engine.monitor_cycle(exits=False)
+    [sale] = engine.staged.list(None, ("stock",))
+    assert sale.status == "FILLED" and sale.contracts == 100
+    assert [p.quantity for p in await engine.broker.positions() if p.symbol == "KO"] == [100]
+    await engine.monitor_cycle(exits=False)  # sent once
+    assert len(engine.staged.list(None, ("stock",))) == 1
+    assert flagged(engine) == [("KO", 100, 200)]
+
+
 async def test_stock_without_a_put_trade_is_not_flagged(desk):
     engine = await desk(world(stock_positions=[{"symbol": "DUK", "shares": 200,
                                                 "avg_price": 110.0}]))
