@@ -217,3 +217,33 @@ async def test_on_ibkr_two_refreshes_send_one_margin_what_if_a_position(tmp_path
     assert asked == 2
     assert [v.margin for v in again] == [v.margin for v in first]
     assert all(v.margin for v in again)
+
+
+async def test_the_positions_quotes_are_asked_together_within_a_bound(desk, monkeypatch):
+    """A refresh asks the positions' quotes at once, up to QUOTES_AT_ONCE positions (two
+    market-data lines each), not one after another: counted in flight at the broker
+    while each request waits (the simulator's latency)."""
+    from core.monitoring import positions as monitoring
+
+    monkeypatch.setattr(monitoring, "QUOTES_AT_ONCE", 3)
+    book = [position(s, k) for s, k in (("KO", 66), ("KO", 64), ("AAPL", 200),
+                                        ("AAPL", 190), ("XOM", 100), ("XOM", 95))]
+    engine = await desk(world(positions=book))
+    sim = engine.broker
+    sim.faults.latency_seconds = 0.05
+    in_flight = most = 0
+    original = sim.option_quote
+
+    async def counted(contract):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await original(contract)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(sim, "option_quote", counted)
+    views = await engine.monitor.refresh(notify=False)
+    assert len(views) == 6 and all(v.mark is not None for v in views)
+    assert most == 3  # together, and never more than the bound
