@@ -260,9 +260,16 @@ def ko_put(strike, expiration="2026-12-18"):
 
 
 async def settled(engine):
-    """Until the monitor cycles that the broker's position events started have run."""
+    """Until the monitor cycles that the broker's position events started have run (a
+    trading desk's engine starts one; the tests' engine, not started, does not)."""
     while engine._tasks:
         await asyncio.gather(*list(engine._tasks), return_exceptions=True)
+
+
+async def looked(engine):
+    """The book looked at after a change, as the desk does on the broker's event."""
+    await settled(engine)
+    await engine.monitor_cycle(exits=False)
 
 
 def flagged(engine):
@@ -276,7 +283,7 @@ async def test_a_put_assigned_early_is_detected_once(desk, caplog):
     await engine.monitor_cycle(exits=False)
     with caplog.at_level(logging.CRITICAL):
         engine.broker.assign_early(ko_put(66), 1)  # the book-changed event starts a cycle
-        await settled(engine)
+        await looked(engine)
     assert flagged(engine) == [("KO", 100, 100)]
     assert "POSSIBLE ASSIGNMENT DETECTED: KO — 100 shares found in account" in caplog.text
     trade = engine.trades.all()[0]
@@ -327,7 +334,7 @@ async def test_a_partial_early_assignment_sells_only_its_shares(desk):
     await engine.monitor_cycle(exits=False)
     assert flagged(engine) == []
     engine.broker.assign_early(ko_put(80), 1)
-    await settled(engine)
+    await looked(engine)
     assert flagged(engine) == [("KO", 100, 200)]
     [trade] = engine.trades.all()
     assert trade.assignment_detected and trade.status == "OPEN"  # one contract still held
@@ -460,7 +467,7 @@ async def test_expiry_assignment_in_the_simulator_is_detected(desk, caplog):
 async def test_assignment_response_modes(desk, mode, expect):
     engine = await desk(world(positions=[position("KO", 66)]), ASSIGNMENT_RESPONSE_MODE=mode)
     engine.broker.assign_early(ko_put(66), 1)
-    await settled(engine)
+    await looked(engine)
     responses = [e.message for e in engine.audit.list(kinds=["assignment_response"])]
     assert any(expect in r for r in responses), responses
     stock = [p for p in await engine.broker.positions() if p.sec_type == "STK"]
@@ -477,7 +484,7 @@ async def test_a_put_sold_while_assigned_shares_are_for_sale_is_no_new_assignmen
                         ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
     engine.clock.advance(timedelta(hours=7))  # 17:30 ET: the sale waits for the open
     engine.broker.assign_early(ko_put(66), 1)
-    await settled(engine)
+    await looked(engine)
     assert flagged(engine) == [("KO", 100, 100)]
     [sale] = engine.staged.list(("WORKING",), ("stock",))
     old = engine.trades.all()[0]
