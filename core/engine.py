@@ -640,10 +640,14 @@ class Engine:
         self._bump_versions(changed)
         return changed
 
-    def _changed_here(self, feeds: set[str]) -> None:
-        """A write of this process committed (any thread): its screens hear at once."""
+    def _changed_here(self, tokens: dict[str, str]) -> None:
+        """A write of this process committed (any thread): its screens hear at once, and
+        the feed's next look does not announce it again."""
         loop = self._loop_ref
-        if loop is not None:
+        if loop is None:
+            return
+        feeds = self._changes.committed(tokens)
+        if feeds:
             with contextlib.suppress(RuntimeError):  # the loop has closed
                 loop.call_soon_threadsafe(self._bump_versions, feeds)
 
