@@ -373,3 +373,10 @@ async def test_margin_unknown_shows_a_dash_and_the_reason(tmp_path):
         await pilot.pause()
         detail = str(app.screen.query_one("#now").render())
         assert "Margin — (the broker's what-if failed: what-if refused)" in detail
+
+
+async def test_no_proposals_in_a_read_only_console_say_who_proposes(tmp_path):
+    """A watcher's monitor proposes nothing: the screen says the trading process does."""
+    text = " ".join((await rolls_explained(tmp_path, PUTDESK_READ_ONLY="true")).split())
+    assert text.endswith("Read-only console: the trading process proposes rolls; they show "
+                         "here when it does.")

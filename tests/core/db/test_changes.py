@@ -189,6 +189,28 @@ async def test_an_own_write_is_published_once(db: Database, tmp_path) -> None:
         await engine.stop()
 
 
+async def test_an_own_roll_proposal_is_published_once(tmp_path) -> None:
+    """The monitor's proposal (a save, then the engine's own word that rolls changed):
+    one new rolls version, which the feed's next look does not repeat."""
+    from tests.core.monitoring.test_monitoring import pressured_amd
+    from tests.core.risk.worlds import write
+    from tests.factories import make_settings, sim_engine
+
+    engine = sim_engine(make_settings(tmp_path), write(tmp_path, pressured_amd()))
+    versions: list[int] = []
+    engine.add_listener(lambda state: versions.append(state.rolls_version))
+    await engine.start()
+    try:
+        start = engine.state.rolls_version
+        await engine.monitor_cycle()
+        await engine.exits.settled()
+        assert [p.status for p in engine.rolls.find()] == ["PENDING"]
+        await engine.watch_changes()
+        assert sorted({v for v in versions if v > start}) == [start + 1]
+    finally:
+        await engine.stop()
+
+
 async def test_an_unreadable_feed_waits_and_misses_nothing(tmp_path, caplog) -> None:
     """The database does not answer: the feed says so once and halts nothing itself (the
     kill switch's sync does that); its next look finds what changed meanwhile."""
