@@ -211,6 +211,27 @@ async def test_an_own_roll_proposal_is_published_once(tmp_path) -> None:
         await engine.stop()
 
 
+async def test_an_own_staged_order_is_published_once_with_its_message(tmp_path) -> None:
+    """Staging writes the ledger and says so on the status line: one new orders version
+    (the commit's) and the message; the feed's next look adds nothing."""
+    from tests.core.risk.test_governor import put
+    from tests.core.risk.worlds import world, write
+    from tests.factories import make_settings, sim_engine
+
+    engine = sim_engine(make_settings(tmp_path), write(tmp_path, world()))
+    versions: list[int] = []
+    engine.add_listener(lambda state: versions.append(state.orders_version))
+    await engine.start()
+    try:
+        start = engine.state.orders_version
+        row = await engine.stage(await engine.check(put("KO", 66)), "tester")
+        await engine.watch_changes()
+        assert sorted({v for v in versions if v > start}) == [start + 1]
+        assert row.order_ref in engine.state.last_message
+    finally:
+        await engine.stop()
+
+
 async def test_an_unreadable_feed_waits_and_misses_nothing(tmp_path, caplog) -> None:
     """The database does not answer: the feed says so once and halts nothing itself (the
     kill switch's sync does that); its next look finds what changed meanwhile."""
