@@ -541,13 +541,13 @@ def scan(
             out.print(note, style="yellow", markup=False)
         rejected = [(x.symbol, "" if x.strike is None else f"{x.strike:g}",
                      str(x.expiration or ""), x.stage,
-                     escape(x.reason + (f" (line {x.source_row})" if x.source_row else "")))
+                     "" if x.source_row is None else str(x.source_row), escape(x.reason))
                     for x in result.rejected]
         out.print(fit(out, f"Rejected ({len(result.rejected)})",
                       (Column("Symbol", justify="left"), Column("Strike"),
                        Column("Exp", justify="left"), Column("Stage", 2, justify="left"),
-                       Column("Reason", 1, justify="left", text=True)), rejected,
-                      labels=[" ".join(r[:3]) for r in rejected]))
+                       Column("Line", 3), Column("Reason", 1, justify="left", text=True)),
+                      rejected, labels=[" ".join(r[:3]) for r in rejected]))
 
     emit(data, json_out, human)
 

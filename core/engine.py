@@ -189,6 +189,7 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._adoptions: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._desk = False  # started as the trading desk: it answers the broker's news
         self._reconnecting = False
         self._loop_ref: asyncio.AbstractEventLoop | None = None  # set by open()
         self._changes = ChangeFeed(db)
@@ -331,9 +332,11 @@ class Engine:
         elif isinstance(event, BrokerMessage) and event.severity != "INFO":
             self._publish(last_message=f"Broker {event.code or ''}: {event.message}".strip())
         elif isinstance(event, PositionsChanged):
-            # Expiry, assignment or an order elsewhere: look at the book again now.
+            # Expiry, assignment or an order elsewhere: the trading desk looks at the book
+            # again now. A one-shot command does not: its look would alert and answer
+            # assignments beside the desk's.
             self._publish(last_message=f"Positions changed: {event.reason}")
-            if not self._stopping.is_set():
+            if self._desk and not self._stopping.is_set():
                 self._spawn(self._first_look())
 
     # --- lifecycle -------------------------------------------------------------
@@ -361,6 +364,7 @@ class Engine:
         that sends orders) runs only what its orders need: the halt sync, the ledger
         heartbeat and the reconnect; no open scheduler, monitor cycle or account loop."""
         await self.open()
+        self._desk = trading_desk
         self._publish(session=self.calendar.session_at(self.clock.now()))
         await self._connect_once()
         if not self.broker.connected:

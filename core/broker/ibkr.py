@@ -148,6 +148,8 @@ class IbkrBroker:
         self._pending_fills: dict[str, tuple[Any, Any]] = {}  # execId -> (trade, ib fill)
         self._held_status: dict[int, Any] = {}  # orderId -> trade whose Filled waits
         self._positions_timer: asyncio.TimerHandle | None = None
+        #: (account, conId) -> (position, avgCost) as last reported: a change is news
+        self._held: dict[tuple[str, int], tuple[float, float]] = {}
         self._what_ifs: dict[int, asyncio.Future[Any]] = {}
         self._refused: asyncio.Event | None = None  # set by 326 while connecting
         ib = self.ib
@@ -484,9 +486,17 @@ class IbkrBroker:
                   if not self._account or p.account == self._account)
         return [p for p in mapped if p is not None and p.quantity != 0]
 
-    def _on_position(self, _position: Any) -> None:
+    def _on_position(self, position: Any) -> None:
         # Fills, assignments and exercises all move positions; the engine looks again.
-        if not self._ready:
+        # Every reqPositions (each positions() call) reports the whole book again: only a
+        # position that differs from its last report is news, else the engine's own look
+        # at the book would start its next look, for ever (~40 requests a second).
+        key = (position.account, position.contract.conId)
+        held = (float(position.position), float(position.avgCost))
+        before, self._held[key] = self._held.get(key), held
+        if before == held or not self._ready:
+            return
+        if self._account and position.account != self._account:
             return
         if self._positions_timer is not None:
             self._positions_timer.cancel()

@@ -60,14 +60,14 @@ class ScreeningPipeline:
             screen = screen_csv_file(path, today=self.today(), now=self.clock.now(),
                                      stale_hours=screener.stale_file_hours, settings=screener,
                                      max_bytes=int(screener.csv_max_mb * 1_000_000))
-            # Every consumer (the JSON, the screen, the audit) reads each rejection:
-            # built here, off the event loop, rather than on first read.
-            screen.rejected = list(screen.rejected)
+            # Every consumer (the JSON, the screen, the audit) reads each candidate and
+            # rejection: built here, off the event loop, rather than on first read.
+            screen.passed, screen.rejected = list(screen.passed), list(screen.rejected)
             return screen
 
         screen = await asyncio.to_thread(read)
         log_row_errors(path.name, screen.errors)
-        result = await self._after_filters(screen.passed, progress)
+        result = await self._after_filters(list(screen.passed), progress)
         result.rejected[:0] = screen.rejected
         result.warnings[:0] = [*screen.warnings, *screen.notes]
         result.snapshot_time = screen.snapshot_time

@@ -140,3 +140,48 @@ async def test_scenario_equity_history_seeds_an_empty_database_once(tmp_path):
     await again.start()
     await again.stop()
     assert len([h for h in EquityRepo(db).history() if h.source == "scenario"]) == 15
+
+
+async def _fill_and_see_positions_change(engine) -> list[str]:
+    """A marketable sale fills on the simulator; the names of the engine's tasks right
+    as the broker says positions changed (the engine hears it first, and spawns then)."""
+    from core.broker.base import OptionContract, OrderRequest, OrderType, PositionsChanged
+
+    broker = engine.broker
+    chain = await broker.option_chain("KO")
+    price = await broker.underlying_price("KO")
+    put = OptionContract("KO", chain.expirations[2],
+                         min(chain.strikes, key=lambda k: abs(k - 0.95 * price)))
+    seen: list[str] = []
+    changed = asyncio.Event()
+
+    def hear(event) -> None:
+        if isinstance(event, PositionsChanged) and not changed.is_set():
+            seen.extend(t.get_name() for t in engine._tasks)
+            changed.set()
+
+    broker.add_listener(hear)
+    await broker.place_order(OrderRequest("SELL", 1, "test:news", contract=put,
+                                          order_type=OrderType.MARKET))
+    await asyncio.wait_for(changed.wait(), 10)
+    return seen
+
+
+async def test_only_the_trading_desk_looks_at_the_book_when_positions_change(tmp_path):
+    """A fill, an assignment or an expiry: the desk (the console) runs a monitor cycle at
+    once; a one-shot command (open + connect) does not, or its look would raise alerts
+    and answer assignments beside the desk's."""
+    one_shot = sim_engine(make_settings(tmp_path / "a"))
+    await one_shot.open()
+    await one_shot.broker.connect()
+    try:
+        assert not [n for n in await _fill_and_see_positions_change(one_shot)
+                    if "_first_look" in n]
+    finally:
+        await one_shot.stop()
+    desk = sim_engine(make_settings(tmp_path / "b"))
+    await desk.start()
+    try:
+        assert [n for n in await _fill_and_see_positions_change(desk) if "_first_look" in n]
+    finally:
+        await desk.stop()

@@ -8,6 +8,7 @@ tests/cli covers the real processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -61,6 +62,14 @@ def _world(**changes: Any) -> dict[str, Any]:
 
 POSITION = {"symbol": "KO", "strike": 60.0, "expiration": "2026-12-18", "quantity": -1,
             "avg_price": 1.0}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _in_a_scratch_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A relative path in a fuzzed setting (PUTDESK_LOG_FILE=0) is created here, not in
+    the repository (two such logs were once committed by mistake)."""
+    with contextlib.chdir(tmp_path_factory.mktemp("cwd")):
+        yield
 
 
 @pytest.fixture(scope="module")

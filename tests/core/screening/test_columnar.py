@@ -6,6 +6,7 @@ a size limit, duplicates collapsed, one log line per reason."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from core.screening import columnar
 from core.screening.barchart_csv import BarchartCsvError, parse_barchart_csv
 from core.screening.columnar import screen_csv, screen_csv_file, screen_exact
 from core.screening.filters import apply_filters
+from core.screening.lazy_list import LazyList
 from tests.fuzz import FUZZ
 from tests.fuzz.test_csv_fuzz import csv_files
 
@@ -181,8 +183,8 @@ def test_only_a_regular_file_is_read(tmp_path, kind):
 @pytest.mark.parametrize("ending", ["\n", "\r\n"])
 @pytest.mark.parametrize("final_newline", [True, False])
 def test_duplicates_are_the_same_cells_whatever_the_quoting(ending, final_newline):
-    """Rows are first keyed by their line without quotes: the same cells quoted
-    differently are one row; different cells that read alike without quotes are not."""
+    """The same cells quoted differently are one row; different cells that read alike
+    without quotes are not."""
     row = "MSFT,420.00,2026-12-18,24,340.00,Put,-19%,0.95,40,900,N/A,36%,0.14"
     rows = [
         row,
@@ -199,3 +201,88 @@ def test_duplicates_are_the_same_cells_whatever_the_quoting(ending, final_newlin
     got = screen_csv(data, **KW)
     assert outcome(got) == outcome(screen_exact(data, **KW))
     assert got.duplicates == 4
+
+
+UNMAPPED = ('Symbol,Price~,"Exp Date",DTE,Strike,Type,Moneyness,Bid,"BE (Bid)",Volume,'
+            '"Open Int","IV Rank",IV,Delta,Return')
+
+
+def row_of(screen: columnar.CsvScreen, stage: str = "filter") -> list[int | None]:
+    """The lines screened: the candidates and the rows the filters turned away."""
+    return [*(c.source_row for c in screen.passed),
+            *(r.source_row for r in screen.rejected if r.stage == stage)]
+
+
+def unmapped_row(strike: str = "340.00", bid: str = "0.95", be: str = "339.05",
+                 ret: str = "1%", delta: str = "0.14", volume: str = "40") -> str:
+    return (f"MSFT,420.00,2026-12-18,24,{strike},Put,-19%,{bid},{be},{volume},900,N/A,36%,"
+            f"{delta},{ret}")
+
+
+def test_duplicates_need_every_cell_the_same_not_only_the_screened_ones():
+    """Rows are first grouped by a hash of the cells the screen reads; only a group's
+    rows are compared cell by cell. A row alike in every screened cell but one the
+    screen does not read (Return, BE), or whose cell reads the same value in other
+    digits (0.95 / 0.950), is no duplicate."""
+    rows = [
+        unmapped_row(),
+        unmapped_row(ret="2%"),  # differs only in Return (not read): kept
+        unmapped_row(be="339.050"),  # differs only in BE (not read): kept
+        unmapped_row(bid="0.950"),  # the same bid in other digits: kept
+        unmapped_row(),  # the first again: a duplicate
+        '"MSFT",420.00,2026-12-18,24,340.00,Put,-19%,0.95,339.05,40,900,N/A,36%,0.14,2%',
+    ]  # the second, quoted otherwise: a duplicate
+    data = ("\n".join([UNMAPPED, *rows]) + "\n").encode()
+    got = screen_csv(data, **KW)
+    assert outcome(got) == outcome(screen_exact(data, **KW))
+    assert got.duplicates == 2
+    assert sorted(row_of(got)) == [2, 3, 4, 5]
+
+
+def test_a_cell_over_the_csv_field_limit_in_a_column_not_screened_reads_as_before():
+    """The csv module refuses a cell over its field limit (131,072 characters): the row
+    parser names the row. A line over the limit goes through the row parser even when
+    the long cell is in a column the screen does not read; a long line whose cells are
+    all within the limit is still a candidate."""
+    limit = csv.field_size_limit()
+    rows = [unmapped_row(),
+            unmapped_row(strike="330.00", ret="x" * (limit + 10)),  # a cell over the limit
+            unmapped_row(strike="320.00", ret="y" * (limit - 10)),  # a line over, cells not
+            unmapped_row(strike="310.00")]
+    data = ("\n".join([UNMAPPED, *rows]) + "\n").encode()
+    got = screen_csv(data, **KW)
+    assert outcome(got) == outcome(screen_exact(data, **KW)) == today_path(data)
+    assert [e.line for e in got.errors] == [3]
+    assert "field larger than field limit" in got.errors[0].reason
+    assert sorted(row_of(got, "filter")) == [2, 4, 5]
+
+
+@pytest.mark.parametrize("deltas", [
+    ["-0.14", "-0.2", "-0.18"],  # negative numbers only: no missing token, no cleaning
+    ["-0.14", "-", "-0.18"],  # a lone dash: missing
+    ["-0.14", "--", "0.18"],  # two dashes: missing
+    ["-0.14", "", "-0.18"],  # empty: missing
+    ["-0.14", "N/a", "-0.18"],  # letters: missing
+    ["+0.14", "-.2", "1e-1"],  # forms the cast reads as float() does
+    ["0.14", "-1-", "0.18"],  # a dash that is no number: the row parser names it
+    ["0.14%", "20%", "-0.18"],  # percent signs in some cells only
+    ["1,4", "20", "-0.18"],  # a comma in a number
+])
+def test_each_kind_of_number_column_reads_as_the_row_parser_reads_it(deltas):
+    """A number column is cleaned only as far as its bytes need (commas, percent signs,
+    missing tokens): each combination reads as the row parser reads it."""
+    rows = [unmapped_row(strike=f"{340 - 5 * i}.00", delta=d) for i, d in enumerate(deltas)]
+    data = ("\n".join([UNMAPPED, *rows]) + "\n").encode()
+    assert outcome(screen_csv(data, **KW)) == outcome(screen_exact(data, **KW)) \
+        == today_path(data)
+
+
+def test_the_screen_builds_candidates_and_rejections_only_when_read():
+    data = SHIPPED.read_bytes()
+    kw = {**KW, "today": date(2026, 11, 24), "now": None}  # the demo's day
+    got = screen_csv(data, **kw)
+    assert isinstance(got.passed, LazyList) and isinstance(got.rejected, LazyList)
+    assert len(got.passed) > 0 and len(got.rejected) > 0
+    assert not got.passed.built and not got.rejected.built  # counted, not built
+    assert outcome(got) == outcome(screen_exact(data, **kw))
+    assert got.passed.built and got.rejected.built
