@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 #: In the order they run; the soak (bench/soak.py) is long and separate.
-BENCHES = ["positions_screen", "screening", "stress", "governor", "first_paint", "cli_start",
-           "paper_gateway"]
+BENCHES = ["positions_screen", "screening", "stress", "governor", "monitor", "first_paint",
+           "cli_start", "paper_gateway"]
 
 
 def machine() -> str:

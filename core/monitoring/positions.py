@@ -38,6 +38,12 @@ log = logging.getLogger("putdesk.monitoring.positions")
 #: hundreds of requests together (IBKR paces messages; each what-if takes an order id).
 MARGIN_WHATIFS_AT_ONCE = 4
 
+#: Positions whose quotes are asked at once: each holds two market-data lines (the
+#: option and its underlying) while its first ticks come (IBKR allows 100 lines by
+#: default; the adapter paces the messages). One at a time, a 30-position book waited
+#: for 60 quotes in turn at every refresh.
+QUOTES_AT_ONCE = 8
+
 #: system_state key: the position alerts raised, [position, kind, severity] rows.
 RAISED_ALERTS_KEY = "monitor.raised_alerts"
 
@@ -102,25 +108,26 @@ class PositionMonitor:
         positions = await broker.positions()
         trades = await asyncio.to_thread(engine.trades.open_trades)
         today = new_york(engine.clock.now()).date()
-        views: list[PositionView] = []
         no_greeks: set[str] = set()
-        for p in positions:
-            if p.sec_type != "OPT" or p.contract is None or p.quantity >= 0:
-                continue
+        quoting = asyncio.Semaphore(QUOTES_AT_ONCE)
+
+        async def look(p: Position) -> PositionView:
             c = p.contract
+            assert c is not None
             trade = match_trade(p, trades)
             snapshot = (await asyncio.to_thread(engine.trades.entry_snapshot, trade.id)
                         if trade is not None else None)
             bid = ask = mark = delta = theta = iv = underlying = None
             mark_source = ""
             try:
-                quote = await broker.option_quote(c)
+                async with quoting:
+                    quote = await broker.option_quote(c)
+                    underlying = await broker.underlying_price(c.symbol)
                 bid, ask, delta, iv = quote.bid, quote.ask, quote.delta, quote.iv
                 theta = quote.theta
                 mark = quote.mid if quote.mid is not None else quote.last
                 mark_source = ("mid" if quote.mid is not None
                                else "last" if quote.last is not None else "")
-                underlying = await broker.underlying_price(c.symbol)
             except BrokerError as exc:
                 log.warning("Market data for %s unavailable: %s", c.key, exc)
             else:
@@ -138,7 +145,11 @@ class PositionMonitor:
                 roll_count=trade.roll_count if trade is not None else 0,
                 dte=(c.expiration - today).days, bid=bid, ask=ask, mark=mark, delta=delta,
                 iv=iv, underlying_price=underlying, theta=theta, mark_source=mark_source)
-            views.append(replace(view, alerts=check_alerts(view, self.settings)))
+            return replace(view, alerts=check_alerts(view, self.settings))
+
+        views = list(await asyncio.gather(*(
+            look(p) for p in positions
+            if p.sec_type == "OPT" and p.contract is not None and p.quantity < 0)))
         extras = await asyncio.to_thread(self._ledger_state, views)
         asking = asyncio.Semaphore(MARGIN_WHATIFS_AT_ONCE)
 

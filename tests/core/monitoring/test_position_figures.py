@@ -100,3 +100,33 @@ async def test_on_ibkr_the_margin_is_the_brokers_what_if_as_on_the_simulator(tmp
                                 round(v.otm_pct or 0, 6)) for v in views)
     assert all(f[1] > 0 and f[2] == "what-if of closing it" for f in figures["sim"])
     assert figures["ibkr"] == figures["sim"]
+
+
+async def test_the_positions_quotes_are_asked_together_within_a_bound(desk, monkeypatch):
+    """A refresh asks the positions' quotes at once, up to QUOTES_AT_ONCE positions (two
+    market-data lines each), not one after another: counted in flight at the broker
+    while each request waits (the simulator's latency)."""
+    from core.monitoring import positions as monitoring
+
+    monkeypatch.setattr(monitoring, "QUOTES_AT_ONCE", 3)
+    book = [position(s, k) for s, k in (("KO", 66), ("KO", 64), ("AAPL", 200),
+                                        ("AAPL", 190), ("XOM", 100), ("XOM", 95))]
+    engine = await desk(world(positions=book))
+    sim = engine.broker
+    sim.faults.latency_seconds = 0.05
+    in_flight = most = 0
+    original = sim.option_quote
+
+    async def counted(contract):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await original(contract)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(sim, "option_quote", counted)
+    views = await engine.monitor.refresh(notify=False)
+    assert len(views) == 6 and all(v.mark is not None for v in views)
+    assert most == 3  # together, and never more than the bound
