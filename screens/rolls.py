@@ -16,7 +16,7 @@ from core.monitoring.book import next_cycle
 from screens.base import DeskScreen
 from screens.confirm import ConfirmScreen
 from screens.positions import position_label
-from widgets.format import greek, hm, money, plural
+from widgets.format import contract_label, greek, hm, money, option_label, plural
 from widgets.palette import BOLD_CYAN, BOLD_GREEN, BOLD_YELLOW, ON_RED, ON_YELLOW, YELLOW
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class RollsScreen(DeskScreen):
         table = self.query_one("#rolls", DataTable)
         # The net credit next to the roll: 80 columns show everything up to the delta.
         for key, label, width in (("status", "Status", 9), ("from", "Position", 20),
-                                  ("to", "Roll to", 16), ("credit", "Credit", 6),
+                                  ("to", "Roll to", 13), ("credit", "Credit", 6),
                                   ("dte", "DTE", 4), ("delta", "Δ", 6),
                                   ("buy", "Buyback", 7), ("sell", "New prem", 8),
                                   ("margin", "Margin Δ", 9), ("why", "Reason / result", 60)):
@@ -98,8 +98,8 @@ class RollsScreen(DeskScreen):
         for p in rows:
             table.add_row(
                 Text(p.status, style=STATUS_STYLE.get(p.status, "")),
-                f"{p.symbol} {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P",
-                f"{p.new_expiration:%Y-%m-%d} {p.new_strike:g}P", f"{p.net_credit:.2f}",
+                contract_label(p.symbol, p.old_expiration, p.old_strike),
+                option_label(p.new_expiration, p.new_strike), f"{p.net_credit:.2f}",
                 str(p.new_dte), greek(p.new_delta),
                 f"{p.buyback_cost:.2f}", f"{p.new_premium:.2f}",
                 money(p.margin_change, signed=True),
@@ -131,8 +131,8 @@ class RollsScreen(DeskScreen):
         t = Text()
         kind = "Roll out" if p.kind == "roll_out" else "Roll down and out"
         t.append(f"{kind}: {p.symbol} x{p.contracts}  ", style="bold")
-        t.append(f"buy back {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P at "
-                 f"{p.buyback_cost:.2f}, sell {p.new_expiration:%Y-%m-%d} {p.new_strike:g}P "
+        t.append(f"buy back {option_label(p.old_expiration, p.old_strike)} at "
+                 f"{p.buyback_cost:.2f}, sell {option_label(p.new_expiration, p.new_strike)} "
                  f"at {p.new_premium:.2f} = net credit {p.net_credit:.2f} "
                  f"({money(p.net_credit * 100 * p.contracts)}); margin change "
                  f"{money(p.margin_change, signed=True)}\n")
@@ -221,8 +221,8 @@ class RollsScreen(DeskScreen):
             self.app.run_worker(run(), group="execution", exit_on_error=False)
 
         if approve:
-            body = (f"Buy back {p.symbol} {p.old_expiration:%Y-%m-%d} {p.old_strike:g}P and "
-                    f"sell {p.new_expiration:%Y-%m-%d} {p.new_strike:g}P as one combo, x"
+            body = (f"Buy back {contract_label(p.symbol, p.old_expiration, p.old_strike)} "
+                    f"and sell {option_label(p.new_expiration, p.new_strike)} as one combo, x"
                     f"{p.contracts}, for a net credit (proposed {p.net_credit:.2f}; it is "
                     "re-priced from live quotes and refused if no longer a credit).")
         else:
