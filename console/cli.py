@@ -1480,7 +1480,7 @@ def emergency_stop(
     from core.actor import whoami
     from core.config import ConfigError, load_settings
     from core.db.session import Database, DatabaseError, database_url, error_text
-    from core.logs import setup_logging
+    from core.logs import OUTCOME, setup_logging
     from core.risk.kill_switch import emergency_halt
 
     try:
@@ -1509,7 +1509,7 @@ def emergency_stop(
         finally:
             db.dispose()
     if why:
-        logging.getLogger("putdesk.cli").critical("NOT HALTED: %s", why)
+        logging.getLogger("putdesk.cli").critical("NOT HALTED: %s", why, extra=OUTCOME)
         run(_send_notification(settings, "CRITICAL", "halt_failed",
                                f"EMERGENCY STOP FAILED, NOT HALTED: {why}"))
         fail(f"NOT HALTED: {why}", code=1, error="halt_failed")

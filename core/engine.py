@@ -193,6 +193,9 @@ class Engine:
         self._reconnecting = False
         self._loop_ref: asyncio.AbstractEventLoop | None = None  # set by open()
         self._changes = ChangeFeed(db)
+        #: Own commits publish their versions themselves (a trading desk's subscription,
+        #: core/db/changes.py); orders_changed() and rolls_changed() then add none.
+        self._hears_own_commits = False
         self._feed_failing = False
         self._state = EngineState(now=clock.now(), broker=broker.info(),
                                   halt=self.kill_switch.state)
@@ -373,6 +376,7 @@ class Engine:
             # within a sync, as their halts do.
             await self.watch_changes()  # the baseline: what is on screen now is current
             changes.subscribe(self.db.engine, self._changed_here)  # own changes: at once
+            self._hears_own_commits = True
             self._spawn(self._loop(self.settings.app.kill_switch_sync_seconds,
                                    self.watch_changes))
             # Market-time cadences follow a sped-up world (the paper gateway's --speed): a
@@ -445,6 +449,7 @@ class Engine:
             await self.cancel_working(reason)
         self._stopping.set()
         changes.unsubscribe(self.db.engine, self._changed_here)
+        self._hears_own_commits = False
         await self.notifier.drain(within=2.0)
         await self.notifier.close()
         with contextlib.suppress(Exception):
@@ -644,10 +649,14 @@ class Engine:
         self._bump_versions(changed)
         return changed
 
-    def _changed_here(self, feeds: set[str]) -> None:
-        """A write of this process committed (any thread): its screens hear at once."""
+    def _changed_here(self, tokens: dict[str, str]) -> None:
+        """A write of this process committed (any thread): its screens hear at once, and
+        the feed's next look does not announce it again."""
         loop = self._loop_ref
-        if loop is not None:
+        if loop is None:
+            return
+        feeds = self._changes.committed(tokens)
+        if feeds:
             with contextlib.suppress(RuntimeError):  # the loop has closed
                 loop.call_soon_threadsafe(self._bump_versions, feeds)
 
@@ -857,7 +866,10 @@ class Engine:
         return await asyncio.to_thread(build)
 
     def rolls_changed(self) -> None:
-        self._publish(rolls_version=self._state.rolls_version + 1)
+        """This process wrote roll proposals: the screens reload them (once: a desk's
+        own commit has published already)."""
+        if not self._hears_own_commits:
+            self._publish(rolls_version=self._state.rolls_version + 1)
 
     async def monitor_cycle(self, only: str | None = None, exits: bool = True
                             ) -> tuple[PositionView, ...]:
@@ -914,10 +926,15 @@ class Engine:
             self.exits.start_close(v, f"{decision.rule}: {decision.reason}", "exit manager")
 
     def orders_changed(self, message: str = "") -> None:
-        changes: dict[str, object] = {"orders_version": self._state.orders_version + 1}
+        """This process wrote the order ledger (with a message for the status line): the
+        screens reload it (once: a desk's own commit has published already)."""
+        changes: dict[str, object] = {}
+        if not self._hears_own_commits:
+            changes["orders_version"] = self._state.orders_version + 1
         if message:
             changes["last_message"] = message
-        self._publish(**changes)
+        if changes:
+            self._publish(**changes)
 
     async def equity_history(self, since: datetime | None = None) -> list[EquitySnapshot]:
         """This account's equity history (one database may hold several accounts')."""

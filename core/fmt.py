@@ -8,6 +8,7 @@ Money always reads sign first: "-$477", never "$-477"; P&L carries "+" when aske
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 
 DASH = "—"
@@ -46,6 +47,23 @@ def greek(value: float | None, digits: int = 2) -> str:
         return DASH
     text = f"{value:.{digits}f}"
     return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def expiry(day: date) -> str:
+    """ "18Dec26": an expiration (or an earnings day) as the console's tables show it,
+    the year kept (a LEAP is not next month's) and short enough for 80 columns."""
+    return f"{day:%d%b%y}"
+
+
+def option_label(expiration: date, strike: float, right: str = "P") -> str:
+    """ "18Dec26 200P": the option without its symbol (a roll's new leg)."""
+    return f"{expiry(expiration)} {strike:g}{right}"
+
+
+def contract_label(symbol: str, expiration: date, strike: float, right: str = "P") -> str:
+    """ "AMD 18Dec26 200P": an option as the console's tables name it, the expiration
+    short enough to leave room for the figures on 80 columns."""
+    return f"{symbol} {option_label(expiration, strike, right)}"
 
 
 def contracts(n: int) -> str:

@@ -107,10 +107,16 @@ class UserOnlyFileHandler(logging.handlers.RotatingFileHandler):
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
+#: `extra=` of a record that states a command's outcome (HALTED, NOT HALTED): the command
+#: prints that line itself, so on stderr it would say the same thing twice.
+OUTCOME: dict[str, object] = {"putdesk_outcome": True}
+
+
 class CommandStderrFilter(logging.Filter):
     """What a one-shot command shows on stderr by default: PutDesk's own warnings (not
     a library's chatter) and anyone's errors, but not the warnings of the loggers the
-    command already reports in its output (scan's earnings blocks are its Rejected rows).
+    command already reports in its output (scan's earnings blocks are its Rejected rows),
+    nor the records of its outcome (logged with `extra=OUTCOME`), which it prints itself.
     The log file gets everything either way."""
 
     def __init__(self, reported: Iterable[str] = ()) -> None:
@@ -118,6 +124,8 @@ class CommandStderrFilter(logging.Filter):
         self.reported = tuple(reported)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "putdesk_outcome", False):
+            return False
         if record.levelno >= logging.ERROR:
             return True
         name = record.name

@@ -18,7 +18,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from screens.base import DeskModal, DeskScreen
-from widgets.format import greek, money, pct, price
+from widgets.format import contract_label, expiry, greek, money, pct, price
 from widgets.palette import BOLD_CYAN, BOLD_GREEN, BOLD_RED, BOLD_YELLOW, YELLOW
 
 if TYPE_CHECKING:
@@ -31,11 +31,11 @@ DEMO_CSV = Path(__file__).parents[1] / "core" / "data" / "scenarios" / "demo-bar
 #: (premium per contract, annualised return on margin, probability OTM from N(d2)); 80
 #: columns show them up to OTM%; the score parts (0..1 scores, "s·" labels) follow.
 COLUMNS: dict[str, tuple[str, int]] = {
-    "mark": ("", 1), "note": ("!", 1), "symbol": ("Symbol", 6), "exp": ("Exp", 5),
+    "mark": ("", 1), "note": ("!", 1), "symbol": ("Symbol", 6), "exp": ("Exp", 7),
     "dte": ("DTE", 3), "strike": ("Strike", 7), "score": ("Score", 5),
     "prem": ("$/ct", 5), "ann": ("Ann%", 5), "potm": ("POTM", 5), "rom": ("ROM", 5),
     "otm": ("OTM%", 5), "bid": ("Bid", 5), "delta": ("Δ", 5), "ivr": ("IVR", 4),
-    "earn": ("Earn", 5), "spread": ("Sprd", 4), "ret": ("s·Ret", 5),
+    "earn": ("Earn", 7), "spread": ("Sprd", 4), "ret": ("s·Ret", 5),
     "prob": ("s·POT", 5), "liq": ("s·Liq", 5), "pen": ("Pen", 4),
 }
 SORTS = {
@@ -135,7 +135,7 @@ class CandidatesScreen(DeskScreen):
             table.add_column(label, width=width, key=key)
         rejected = self.query_one("#rejected", DataTable)
         for key, label, width in (("symbol", "Symbol", 7), ("strike", "Strike", 8),
-                                  ("exp", "Exp", 10), ("stage", "Stage", 10),
+                                  ("exp", "Exp", 8), ("stage", "Stage", 10),
                                   ("reason", "Reason", 70)):
             rejected.add_column(label, width=width, key=key)
         rejected.border_title = "Rejected"
@@ -245,7 +245,8 @@ class CandidatesScreen(DeskScreen):
             reason = r.reason + (f" (line {r.source_row})" if r.source_row and
                                  r.stage == "parse" else "")
             rejected.add_row(r.symbol, "" if r.strike is None else f"{r.strike:g}",
-                             str(r.expiration or ""), r.stage, reason, key=str(i))
+                             expiry(r.expiration) if r.expiration else "", r.stage, reason,
+                             key=str(i))
 
     def _fill_accepted(self) -> None:
         table = self.query_one("#accepted", DataTable)
@@ -255,12 +256,12 @@ class CandidatesScreen(DeskScreen):
         table.border_title = f"Accepted — sorted by {self._sort}"
         for c in sorted(self.result.accepted, key=SORTS[self._sort]):
             parts = c.score_parts
-            earn = (f"{c.earnings_date:%m-%d}" if c.earnings_date else
+            earn = (expiry(c.earnings_date) if c.earnings_date else
                     Text("?", style=BOLD_YELLOW) if c.earnings_known is False else "none")
             table.add_row(
                 Text("●", style=BOLD_CYAN) if c.key in self.marked else "",
                 Text("⚠", style=YELLOW) if c.warnings else "",
-                c.symbol, f"{c.expiration:%m-%d}", str(c.dte), f"{c.strike:g}",
+                c.symbol, expiry(c.expiration), str(c.dte), f"{c.strike:g}",
                 Text(f"{c.score:.3f}", style="bold"),
                 _f(c.premium_per_contract, ",.0f"), _f(c.annualised_return, ".0%"),
                 _f(c.prob_otm, ".1%"), _f(c.return_on_margin, ".1%"),
@@ -358,7 +359,7 @@ class CandidateDetail(DeskModal[None]):
 
         c = self.candidate
         t = Text()
-        t.append(f"{c.symbol} {c.expiration:%Y-%m-%d} {c.strike:g} P", style="bold")
+        t.append(contract_label(c.symbol, c.expiration, c.strike), style="bold")
         t.append(f"   {c.sector or 'Unknown'}\n")
         t.append(f"Underlying {price(c.underlying_price)} · OTM {pct(c.otm_pct)} · "
                  f"{c.dte} DTE · bid {price(c.premium)} / ask {price(c.live_ask)} "

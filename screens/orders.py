@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 from core.execution.ledger import DRY_RUN_OK, attempt_mark
 from screens.base import DeskScreen, busy
 from screens.confirm import ConfirmScreen
-from widgets.format import ny_time
+from widgets.format import contract_label, ny_time
 from widgets.palette import BOLD_CYAN, BOLD_GREEN, BOLD_RED, BOLD_YELLOW, ON_RED, ON_YELLOW
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def status_text(r: StagedOrder) -> Text:
 def contract_text(r: StagedOrder) -> str:
     if r.strike is None or r.expiration is None:
         return f"{r.symbol} shares"
-    return f"{r.symbol} {r.expiration:%Y-%m-%d} {r.strike:g}P"
+    return contract_label(r.symbol, r.expiration, r.strike)
 
 
 class OrdersScreen(DeskScreen):
@@ -230,8 +230,8 @@ class OrdersScreen(DeskScreen):
     def _confirm_execute(self, rows: list[StagedOrder]) -> None:
         if not rows:
             return
-        lines = "\n".join(f"  SELL {r.contracts} {r.symbol} {r.expiration:%Y-%m-%d} "
-                          f"{r.strike:g}P, staged at {r.limit_price:.2f}" for r in rows[:8])
+        lines = "\n".join(f"  SELL {r.contracts} {contract_text(r)}, staged at "
+                          f"{r.limit_price:.2f}" for r in rows[:8])
         more = f"\n  … and {len(rows) - 8} more" if len(rows) > 8 else ""
         mode = ("DRY RUN: nothing is sent." if self.dry_run else
                 "Each is re-checked with live data; the limit follows the live quote.")

@@ -20,7 +20,7 @@ from textual.widgets import Static
 
 from core.models import SEVERITY_ORDER
 from screens.base import DeskScreen
-from widgets.format import DASH, greek, hm, money, ny_time, pct, pnl, price
+from widgets.format import DASH, contract_label, greek, hm, money, ny_time, pct, pnl, price
 from widgets.palette import BOLD_GREEN, BOLD_RED, BOLD_YELLOW, GREEN, RED, YELLOW
 
 if TYPE_CHECKING:
@@ -326,7 +326,8 @@ def _positions_table(book: BookSummary, limit: int, narrow: bool) -> Table | Tex
     for v in book.positions[:limit]:
         c = v.contract
         cells: list[Text | str] = [
-            f"{c.symbol} {c.strike:g}P {c.expiration:%b %d} x{v.contracts}", _signed(v.pnl),
+            f"{contract_label(c.symbol, c.expiration, c.strike)} x{v.contracts}",
+            _signed(v.pnl),
             pct(v.captured, 0), str(v.dte), greek(v.delta)]
         if not narrow:
             theta = None if v.theta is None else v.theta * 100 * v.quantity

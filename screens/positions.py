@@ -19,7 +19,7 @@ from textual.widgets import Static
 from core.fmt import plural
 from screens.base import DeskModal, DeskScreen, busy
 from screens.confirm import ConfirmScreen
-from widgets.format import DASH, greek, money, ny_time, pct, pnl, price
+from widgets.format import DASH, contract_label, greek, money, ny_time, pct, pnl, price
 from widgets.live_table import LiveTable
 from widgets.palette import BOLD_RED, GREEN, ON_RED, ON_YELLOW, RED, YELLOW
 from widgets.quiet import QuietStatic
@@ -41,9 +41,10 @@ COLUMNS = (("badge", "", 4), ("contract", "Contract", 19), ("qty", "Qty", 3),
            ("drop", "Drop", 5), ("und", "Und", 8), ("alerts", "Alerts", 20))
 
 
-def contract_label(v: PositionView) -> str:
-    """ "AMD 18Dec26 200P": the expiration short enough to leave room for the figures."""
-    return f"{v.symbol} {v.contract.expiration:%d%b%y} {v.contract.strike:g}P"
+def position_label(v: PositionView) -> str:
+    """The contract as every console table names it (core.fmt.contract_label)."""
+    c = v.contract
+    return contract_label(c.symbol, c.expiration, c.strike, c.right)
 
 
 def mark_text(v: PositionView) -> str:
@@ -62,7 +63,7 @@ def cells(v: PositionView) -> tuple[Any, ...]:
     otm = v.otm_pct
     return (
         BADGE.get(v.worst or "", ""),
-        contract_label(v),
+        position_label(v),
         str(v.quantity),
         str(v.dte),
         greek(v.delta),

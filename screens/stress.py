@@ -16,7 +16,7 @@ from textual_plotext import PlotextPlot
 
 from screens.base import DeskScreen, busy
 from widgets.chart import SERIES, money_axis
-from widgets.format import greek, money, pct, pnl, price
+from widgets.format import contract_label, greek, money, pct, pnl, price
 from widgets.palette import GREEN, ON_RED, RED
 
 if TYPE_CHECKING:
@@ -171,7 +171,8 @@ class StressScreen(DeskScreen):
             return
         table.border_title = f"Per position — {result.label or result.name}"
         for p in result.positions:
-            table.add_row(p.label, price(p.price_now), price(p.price_after),
+            table.add_row(contract_label(p.symbol, p.expiration, p.strike),
+                          price(p.price_now), price(p.price_after),
                           Text(pnl(p.pnl), style=RED if p.pnl < 0 else ""),
                           greek(p.delta_after), money(p.margin_after))
 

@@ -6,9 +6,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.clock import new_york
-from core.fmt import DASH, contracts, greek, money, pct, pnl, price
+from core.fmt import (
+    DASH,
+    contract_label,
+    contracts,
+    expiry,
+    greek,
+    money,
+    option_label,
+    pct,
+    plural,
+    pnl,
+    price,
+)
 
-__all__ = ["DASH", "contracts", "greek", "hm", "money", "ny_time", "pct", "pnl", "price"]
+__all__ = ["DASH", "contract_label", "contracts", "expiry", "greek", "hm", "money", "ny_time",
+           "option_label", "pct", "plural", "pnl", "price"]
 
 
 def ny_time(moment: datetime | None, with_date: bool = False) -> str:

@@ -92,6 +92,8 @@ class Scenario:
 class PositionImpact:
     label: str
     symbol: str
+    expiration: date
+    strike: float
     price_now: float
     price_after: float
     pnl: float
@@ -117,9 +119,10 @@ class _Impacts:
 
     def rows(self) -> list[PositionImpact]:
         t = self.test
-        return [PositionImpact(label, symbol, now, after, pnl, delta, m_now, m_after)
-                for label, symbol, now, after, pnl, delta, m_now, m_after in zip(
-                    t.labels, t.symbols.tolist(), t.price_now.tolist(),
+        return [PositionImpact(ln.label, ln.symbol, ln.expiration, ln.strike, now, after, pnl,
+                               delta, m_now, m_after)
+                for ln, now, after, pnl, delta, m_now, m_after in zip(
+                    t.book.lines, t.price_now.tolist(),
                     self.price_after.tolist(), self.pnl.tolist(), self.delta_after.tolist(),
                     t.margin_now.tolist(), self.margin_after.tolist(), strict=True)]
 
@@ -205,10 +208,6 @@ class PortfolioStressTest:
             for i, ln in enumerate(lines) if not solved[i])
         self.margin_now = ibkr_short_option_margin(self.s, self.k, self.price_now, "P",
                                                    self.broad) * self.n
-
-    @cached_property
-    def labels(self) -> list[str]:
-        return [ln.label for ln in self.book.lines]
 
     def _shifts(self, sc: Scenario) -> np.ndarray:
         if sc.only is None:

@@ -6,7 +6,9 @@ Every transaction that writes one of those tables also writes a fresh token to a
 the same transaction, so a change and its token commit (or roll back) together. A
 reader compares the tokens with the ones it saw last (`read`: one small query,
 whatever the size of the tables): a different token means something changed since.
-In the writing process itself, `subscribe`rs hear of a change as soon as it commits.
+In the writing process itself, `subscribe`rs hear of a change as soon as it commits,
+with the tokens it wrote: a `ChangeFeed` told of them (`committed`) does not report the
+same change again when its next look reads them back, so an own write is announced once.
 
 Tokens, not timestamps or row counts: an update of an old row moves neither the newest
 `updated_at` nor the count, two processes' clocks may disagree (each simulator has its
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +49,8 @@ _COMMITTING = "putdesk_committing_feeds"
 
 log = logging.getLogger("putdesk.db.changes")
 
-Subscriber = Callable[[set[str]], None]
+#: `subscriber({feed: token})`: the feeds a commit changed, with the token it wrote to each
+Subscriber = Callable[[dict[str, str]], None]
 #: SQLAlchemy engine (one per Database) -> who hears of its commits in this process
 _subscribers: dict[Any, list[Subscriber]] = {}
 
@@ -81,22 +86,22 @@ def _on_commit(session: Session) -> None:
     insert = dialect_insert(session.get_bind().dialect.name)
     # Bookkeeping only: nothing reads this time, so the wall clock is fine here.
     now = datetime.now(UTC)
-    session.info[_COMMITTING] = feeds
-    for feed in sorted(feeds):
-        stmt = insert(table).values(key=PREFIX + feed, value=uuid.uuid4().hex,
-                                            updated_at=now)
+    tokens = {feed: uuid.uuid4().hex for feed in sorted(feeds)}
+    session.info[_COMMITTING] = tokens
+    for feed, token in tokens.items():
+        stmt = insert(table).values(key=PREFIX + feed, value=token, updated_at=now)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["key"], set_={"value": stmt.excluded.value,
                                           "updated_at": stmt.excluded.updated_at}))
 
 
 def _after_commit(session: Session) -> None:
-    feeds = session.info.pop(_COMMITTING, None)
-    if not feeds:
+    tokens = session.info.pop(_COMMITTING, None)
+    if not tokens:
         return
     for subscriber in list(_subscribers.get(session.get_bind(), ())):
         try:
-            subscriber(set(feeds))
+            subscriber(dict(tokens))
         except Exception:  # a listener's failure must not fail the write that committed
             log.exception("change subscriber failed")
 
@@ -123,8 +128,8 @@ def install() -> None:
 
 
 def subscribe(bind: Any, subscriber: Subscriber) -> None:
-    """`subscriber(feeds)` after every commit in this process that changed `feeds` on
-    `bind` (a Database's SQLAlchemy engine). It may be called from any thread."""
+    """`subscriber({feed: token})` after every commit in this process that changed those
+    feeds on `bind` (a Database's SQLAlchemy engine). It may be called from any thread."""
     _subscribers.setdefault(bind, []).append(subscriber)
 
 
@@ -143,18 +148,51 @@ def read(session: Session) -> dict[str, str]:
     return {str(key).removeprefix(PREFIX): str(value) for key, value in rows}
 
 
+#: Tokens a ChangeFeed remembers per feed as announced: more than the own commits that can
+#: land between two looks of its reader and reach it late (a token it forgot is at worst
+#: announced twice, never missed).
+REMEMBERED = 64
+
+
 class ChangeFeed:
-    """What changed since the last look: `changed()` reads the tokens and returns the
-    feeds whose token moved (nothing on the first look, which only sets the baseline)."""
+    """What changed since the last look, each change once. `changed()` reads the tokens
+    (one small query) and returns the feeds whose token has not been announced yet
+    (nothing on the first look, which only sets the baseline). `committed(tokens)`
+    announces this process's own commit as it happens; the look that reads its token
+    back then skips it.
+
+    A token already announced is never news: its commit was announced after it landed,
+    and so were the ones before it (each token write waits for the previous one: it is
+    one row), so whoever reloaded then has read them all."""
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self._seen: dict[str, str] | None = None
+        self._announced: dict[str, deque[str]] | None = None
+        self._lock = threading.Lock()  # the reader's thread and the committing ones
 
     def changed(self) -> set[str]:
         with self.db.session() as session:
             now = read(session)
-        before, self._seen = self._seen, now
-        if before is None:
-            return set()
-        return {f for f in FEEDS if now.get(f) != before.get(f)}
+        with self._lock:
+            if self._announced is None:
+                self._announced = {f: deque(maxlen=REMEMBERED) for f in FEEDS}
+                for feed, token in now.items():
+                    self._announced[feed].append(token)
+                return set()
+            return {f for f, token in now.items() if self._announce(f, token)}
+
+    def committed(self, tokens: dict[str, str]) -> set[str]:
+        """This process committed `tokens` (a subscriber's argument): the feeds to
+        announce now, the ones a look has not announced already."""
+        with self._lock:
+            if self._announced is None:
+                return set(tokens)  # no baseline yet: the first look takes these in
+            return {f for f, token in tokens.items() if self._announce(f, token)}
+
+    def _announce(self, feed: str, token: str) -> bool:
+        assert self._announced is not None
+        seen = self._announced[feed]
+        if token in seen:
+            return False
+        seen.append(token)
+        return True

@@ -88,6 +88,15 @@ def _greek(views: tuple[PositionView, ...], attr: str) -> GreekSum:
     return GreekSum(total, counted, len(views) - counted)
 
 
+def next_cycle(engine: Engine, state: EngineState) -> datetime | None:
+    """When the monitor checks the positions next (its last check plus its interval);
+    None before the first check."""
+    checked = state.positions_checked_at
+    if checked is None:
+        return None
+    return checked + timedelta(minutes=engine.settings.monitoring.interval_minutes)
+
+
 def build_book(engine: Engine, state: EngineState) -> BookSummary:
     """The summary for `state` (the engine's latest snapshot). Reads the database."""
     now = state.now
@@ -126,8 +135,6 @@ def build_book(engine: Engine, state: EngineState) -> BookSummary:
     headroom = excess - warn * nlv if excess is not None and nlv else None
 
     alerts: Counter[str] = Counter(a.severity for v in views for a in v.alerts)
-    checked = state.positions_checked_at
-    interval = timedelta(minutes=engine.settings.monitoring.interval_minutes)
     return BookSummary(
         as_of=now, day_pnl=day_pnl, inception_pnl=inception, realized=realized,
         day_basis=day_basis,
@@ -139,5 +146,5 @@ def build_book(engine: Engine, state: EngineState) -> BookSummary:
         alerts=dict(sorted(alerts.items(), key=lambda kv: -SEVERITY_ORDER[kv[0]])),
         delta=_greek(views, "delta"), theta=_greek(views, "theta"),
         excess_liquidity=excess, headroom=headroom,
-        next_cycle=checked + interval if checked is not None else None,
+        next_cycle=next_cycle(engine, state),
         orders_allowed=bool(state.session and state.session.allows_orders))

@@ -37,6 +37,7 @@ from core.clock import Clock
 from core.db.repos import AuditRepo, SystemStateRepo
 from core.db.session import Database
 from core.db.tables import AuditEvent, SystemState
+from core.logs import OUTCOME
 from core.redaction import redact
 
 log = logging.getLogger("putdesk.kill_switch")
@@ -249,7 +250,8 @@ class KillSwitch:
         self._state_repo.set(HALT_KEY, _encode(state), self._clock.now())
         self._held = self._unpersisted = None  # the database took the write: it is back
         self._set(state)
-        log.warning("Trading resumed by %s (was halted: %s)", actor, previous.reason or "-")
+        log.warning("Trading resumed by %s (was halted: %s)", actor, previous.reason or "-",
+                    extra=OUTCOME)
         self._record("resume", f"Trading resumed (was: {previous.reason or 'not halted'})",
                      actor, "WARNING")
         return state
@@ -290,7 +292,7 @@ def emergency_halt(db: Database, reason: str, actor: str, now: datetime) -> tupl
             conn.execute(insert(table).values(key=HALT_KEY, **values))
         else:
             conn.execute(update(table).where(table.c.key == HALT_KEY).values(**values))
-    log.critical("TRADING HALTED: %s", reason)
+    log.critical("TRADING HALTED: %s", reason, extra=OUTCOME)
     try:
         audit: Any = AuditEvent.__table__  # type: ignore[attr-defined]
         with db.engine.begin() as conn:

@@ -96,9 +96,11 @@ def test_a_stop_that_cannot_land_says_not_halted_and_notifies(env, tmp_path):
         assert "putdesk: NOT HALTED: " in r.stderr
         assert "HALTED:" not in r.stdout
         assert "Traceback" not in r.stderr
-        last = r.stderr.strip().splitlines()[-1]
+        # one outcome line: the log record of the failure goes to the file, not again here
+        last, = r.stderr.strip().splitlines()
         assert last == (f"putdesk: NOT HALTED: Database sqlite:///{tmp_path}: unable to "
                         "open database file")
+        assert "CRITICAL putdesk.cli: NOT HALTED" in (tmp_path / "putdesk.log").read_text()
         assert [q.json()["message"] for q in hook.requests] == [
             "EMERGENCY STOP FAILED, " + last.removeprefix("putdesk: ")]
 
@@ -118,6 +120,22 @@ def test_the_cli_stop_notifies_like_the_console(env, tmp_path):
         assert again.returncode == 0
         assert again.stdout.startswith("HALTED (already): VIX 45")
         assert len(hook.requests) == 1
+
+
+def test_a_stop_and_a_resume_print_one_outcome_line(env, tmp_path):
+    """HALTED on stdout is the outcome: the kill switch's own CRITICAL record of it is for
+    the log file, not a second line on the terminal. Resuming likewise."""
+    r = putdesk(env, "emergency-stop", "one line")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("HALTED: one line")
+    assert len(r.stdout.splitlines()) == 1
+    assert r.stderr == ""
+    assert "CRITICAL putdesk.kill_switch: TRADING HALTED: one line" in (
+        tmp_path / "putdesk.log").read_text()
+    resumed = putdesk(env, "resume-trading", "--yes")
+    assert (resumed.returncode, resumed.stdout, resumed.stderr) == (0, "Trading resumed.\n", "")
+    assert "WARNING  putdesk.kill_switch: Trading resumed by cli" in (
+        tmp_path / "putdesk.log").read_text()
 
 
 def test_a_bad_setting_says_not_halted(env):

@@ -36,3 +36,10 @@ def test_json_output_loses_float_noise_not_figures():
             "fee": 0.1 + 0.2}
     assert json.loads(json.dumps(fmt.clean_floats(data))) == {
         "pnl": -857.5, "delta": [-0.250200224677], "n": 3, "s": "x", "fee": 0.3}
+
+
+def test_a_contract_reads_the_same_on_every_console_table():
+    from datetime import date
+
+    assert fmt.contract_label("AMD", date(2026, 12, 18), 200.0) == "AMD 18Dec26 200P"
+    assert fmt.contract_label("WMT", date(2027, 1, 15), 92.5) == "WMT 15Jan27 92.5P"

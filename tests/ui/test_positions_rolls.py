@@ -79,6 +79,48 @@ async def with_pending_roll(pilot) -> None:
     await pilot.pause()
 
 
+async def rolls_explained(tmp_path, **settings: str) -> str:
+    """The Rolls screen's text with no proposal, on the alerting world."""
+    values = make_settings(tmp_path, **FAST, **settings)
+    app = PutDeskApp(values, engine_factory=lambda: sim_engine(values, alerting_world(tmp_path)),
+                     install_signal_handlers=False, actor=lambda via: f"{via} tester")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_engine_started(pilot)
+        await pilot.press("f6")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RollsScreen) and screen.rows == []
+        return str(screen.query_one("#detail").render())
+
+
+async def test_no_proposals_say_the_rule_in_force_and_what_the_monitor_saw(tmp_path):
+    """Not an empty table: the roll rule with its settings' names and values, the
+    monitor's last and next check, and the position nearest to the trigger."""
+    text = " ".join((await rolls_explained(tmp_path)).split())
+    assert text.startswith("No roll proposals. A roll is proposed when a short put's loss "
+                           "reaches 150% of its premium (ROLL_TRIGGER_LOSS_PCT; the stop, "
+                           "STOP_LOSS_PCT, is 200%), its |delta| is below 0.50 "
+                           "(ROLL_MAX_DELTA), it was rolled fewer than 2 times (MAX_ROLLS) "
+                           "and a net-credit roll out to 60 days (ROLL_MAX_DTE)")
+    assert ("Watching 4 positions: checked 10:30 ET, next 10:45 ET (every 15 min, "
+            "MONITOR_INTERVAL_MINUTES).") in text
+    assert "Nearest to the trigger: JNJ 18Dec26 150P, loss 95% of premium." in text
+
+
+async def test_no_proposals_name_a_position_past_the_trigger_and_why_it_is_not_rolled(
+        tmp_path):
+    """The trigger from the settings: JNJ's 95% loss is past a 90% trigger, and its delta
+    (0.62) bars a roll: the exit rules' own reason is shown."""
+    text = " ".join((await rolls_explained(
+        tmp_path, ROLL_TRIGGER_LOSS_PCT="0.9", MONITOR_INTERVAL_MINUTES="5")).split())
+    assert "loss reaches 90% of its premium" in text
+    assert "next 10:35 ET (every 5 min, MONITOR_INTERVAL_MINUTES)" in text
+    assert ("JNJ 18Dec26 150P: loss 95% of premium, past the trigger: no roll, closed "
+            "instead (Loss 95% of premium approaches the stop and no roll: |delta| 0.62 "
+            "at or above 0.50).") in text
+
+
 def test_pending_roll_snapshot(snap_compare, tmp_path):
     """A pending roll with its buyback, new premium, credit, DTE, delta and margin change."""
     scenario = write(tmp_path, pressured_amd(), "amd.json")
@@ -156,6 +198,29 @@ async def test_custom_stress_scenario_from_the_console(tmp_path):
         custom = screen.results[-1]
         assert custom.name == "custom" and "-25%" in custom.description
         assert custom.pnl < screen.results[0].pnl
+
+
+async def test_stress_names_each_position_as_the_positions_screen_does(tmp_path):
+    """One contract label (core.fmt.contract_label) on both screens."""
+    from textual.widgets import DataTable
+
+    from screens.positions import cells
+
+    app = make_app(tmp_path, alerting_world(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await on_positions(pilot)
+        assert isinstance(app.screen, PositionsScreen)
+        on_positions_screen = sorted(str(cells(v)[1]) for v in app.screen.views.values())
+        await pilot.press("f8")
+        for _ in range(50):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if getattr(app.screen, "results", None):
+                break
+        table = app.screen.query_one("#positions", DataTable)
+        on_stress = sorted(str(c) for c in table.get_column("pos"))
+        assert on_stress == on_positions_screen
+        assert "JNJ 18Dec26 150P" in on_stress
 
 
 async def test_log_screen_filters_the_audit_trail(tmp_path):
@@ -313,3 +378,10 @@ async def test_margin_unknown_shows_a_dash_and_the_reason(tmp_path):
         await pilot.pause()
         detail = str(app.screen.query_one("#now").render())
         assert "Margin — (the broker's what-if failed: what-if refused)" in detail
+
+
+async def test_no_proposals_in_a_read_only_console_say_who_proposes(tmp_path):
+    """A watcher's monitor proposes nothing: the screen says the trading process does."""
+    text = " ".join((await rolls_explained(tmp_path, PUTDESK_READ_ONLY="true")).split())
+    assert text.endswith("Read-only console: the trading process proposes rolls; they show "
+                         "here when it does.")

@@ -5,14 +5,15 @@ write move nothing; a writer's own subscribers hear at once."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 
 import pytest
 
-from core.db.changes import ChangeFeed, subscribe, unsubscribe
+from core.db.changes import ChangeFeed, read, subscribe, unsubscribe
 from core.db.repos import RollRepo, StagedOrderRepo, TradeRepo
 from core.db.session import Database
-from core.db.tables import StagedOrder, Trade
+from core.db.tables import RollProposal, StagedOrder, Trade
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
 
@@ -72,15 +73,56 @@ def test_a_rolled_back_write_moves_nothing(db: Database) -> None:
 
 
 def test_the_writing_process_hears_at_once(db: Database) -> None:
-    heard: list[set[str]] = []
+    heard: list[dict[str, str]] = []
     subscribe(db.engine, heard.append)
     try:
         StagedOrderRepo(db).add(staged())
-        assert heard == [{"orders"}]
+        assert [set(h) for h in heard] == [{"orders"}]
+        with db.session() as session:
+            assert heard[0]["orders"] == read(session)["orders"]  # the token it wrote
     finally:
         unsubscribe(db.engine, heard.append)
     StagedOrderRepo(db).add(staged())
-    assert heard == [{"orders"}]
+    assert len(heard) == 1
+
+
+def test_an_own_commit_is_announced_once_and_another_connections_still_is(
+        db: Database) -> None:
+    """The writer's subscriber announces its commit at once (`committed`); the next look
+    reads that token back and does not announce it again. Another connection's write
+    after it, or between the commit and its announcement, is still news."""
+    feed = ChangeFeed(db)
+    feed.changed()
+    own: list[set[str]] = []
+
+    def heard(tokens: dict[str, str]) -> None:
+        own.append(feed.committed(tokens))
+
+    subscribe(db.engine, heard)
+    other = Database(db.url)
+    try:
+        StagedOrderRepo(db).add(staged())
+        assert own == [{"orders"}]
+        assert feed.changed() == set()  # its own token, already announced
+        StagedOrderRepo(other).add(staged())
+        assert feed.changed() == {"orders"}
+        # The look reads an own token before its commit's announcement arrives: the
+        # look announces it, the late announcement does not repeat it.
+        unsubscribe(db.engine, heard)
+        late: list[dict[str, str]] = []
+        subscribe(db.engine, late.append)
+        StagedOrderRepo(db).add(staged())
+        assert feed.changed() == {"orders"}
+        assert feed.committed(late[0]) == set()
+        unsubscribe(db.engine, late.append)
+        # A late announcement of an older own commit does not make the newer token, a
+        # look announced already, news again.
+        StagedOrderRepo(other).add(staged())
+        assert feed.changed() == {"orders"}
+        assert feed.changed() == set()
+    finally:
+        unsubscribe(db.engine, heard)
+        other.dispose()
 
 
 async def test_the_engine_publishes_only_when_another_connection_changed_something(
@@ -107,6 +149,85 @@ async def test_the_engine_publishes_only_when_another_connection_changed_somethi
         assert engine.state.orders_version == before.orders_version + 1
         assert engine.state.rolls_version == before.rolls_version
         assert engine.state.trades_version == before.trades_version
+    finally:
+        await engine.stop()
+
+
+async def test_an_own_write_is_published_once(db: Database, tmp_path) -> None:
+    """A started engine hears its own commit at once (one new version); the feed's next
+    look reads that token back and publishes nothing more. Another connection's write
+    still publishes, once."""
+    from tests.factories import make_settings, sim_engine
+
+    engine = sim_engine(make_settings(tmp_path, PUTDESK_DATABASE_URL=db.url))
+    versions: list[int] = []
+    engine.add_listener(lambda state: versions.append(state.rolls_version))
+    await engine.start()
+    try:
+        start = engine.state.rolls_version
+        proposal = RollProposal(
+            position_id="KO", symbol="KO", kind="roll_out", contracts=1,
+            old_strike=60.0, old_expiration=date(2026, 12, 18), new_strike=60.0,
+            new_expiration=date(2027, 1, 15), new_dte=52, buyback_cost=2.0,
+            new_premium=2.5, net_credit=0.5, reason="test", created_at=NOW,
+            updated_at=NOW)
+        await asyncio.to_thread(engine.rolls.save, proposal)
+        # Scheduled from the writing thread before its result: published already.
+        assert engine.state.rolls_version == start + 1
+        await engine.watch_changes()
+        await engine.watch_changes()
+        bumps = sorted({v for v in versions if v > start})
+        assert bumps == [start + 1]
+        other = Database(db.url)
+        try:
+            RollRepo(other).decide(proposal.id, "PENDING", "REJECTED", "elsewhere", NOW)
+        finally:
+            other.dispose()
+        await engine.watch_changes()
+        assert sorted({v for v in versions if v > start}) == [start + 1, start + 2]
+    finally:
+        await engine.stop()
+
+
+async def test_an_own_roll_proposal_is_published_once(tmp_path) -> None:
+    """The monitor's proposal (a save, then the engine's own word that rolls changed):
+    one new rolls version, which the feed's next look does not repeat."""
+    from tests.core.monitoring.test_monitoring import pressured_amd
+    from tests.core.risk.worlds import write
+    from tests.factories import make_settings, sim_engine
+
+    engine = sim_engine(make_settings(tmp_path), write(tmp_path, pressured_amd()))
+    versions: list[int] = []
+    engine.add_listener(lambda state: versions.append(state.rolls_version))
+    await engine.start()
+    try:
+        start = engine.state.rolls_version
+        await engine.monitor_cycle()
+        await engine.exits.settled()
+        assert [p.status for p in engine.rolls.find()] == ["PENDING"]
+        await engine.watch_changes()
+        assert sorted({v for v in versions if v > start}) == [start + 1]
+    finally:
+        await engine.stop()
+
+
+async def test_an_own_staged_order_is_published_once_with_its_message(tmp_path) -> None:
+    """Staging writes the ledger and says so on the status line: one new orders version
+    (the commit's) and the message; the feed's next look adds nothing."""
+    from tests.core.risk.test_governor import put
+    from tests.core.risk.worlds import world, write
+    from tests.factories import make_settings, sim_engine
+
+    engine = sim_engine(make_settings(tmp_path), write(tmp_path, world()))
+    versions: list[int] = []
+    engine.add_listener(lambda state: versions.append(state.orders_version))
+    await engine.start()
+    try:
+        start = engine.state.orders_version
+        row = await engine.stage(await engine.check(put("KO", 66)), "tester")
+        await engine.watch_changes()
+        assert sorted({v for v in versions if v > start}) == [start + 1]
+        assert row.order_ref in engine.state.last_message
     finally:
         await engine.stop()
 

@@ -277,10 +277,12 @@ def test_each_kind_of_number_column_reads_as_the_row_parser_reads_it(deltas):
         == today_path(data)
 
 
-def test_the_screen_builds_candidates_and_rejections_only_when_read():
+def test_the_screen_builds_candidates_and_rejections_only_when_read(caplog):
+    """At INFO (the product's default; at DEBUG each rejection is logged, so built)."""
     data = SHIPPED.read_bytes()
     kw = {**KW, "today": date(2026, 11, 24), "now": None}  # the demo's day
-    got = screen_csv(data, **kw)
+    with caplog.at_level(logging.INFO, logger="putdesk.screening.filters"):
+        got = screen_csv(data, **kw)
     assert isinstance(got.passed, LazyList) and isinstance(got.rejected, LazyList)
     assert len(got.passed) > 0 and len(got.rejected) > 0
     assert not got.passed.built and not got.rejected.built  # counted, not built
