@@ -191,6 +191,37 @@ class TradeRepo:
         with self.db.session() as session:
             return bool(getattr(session.execute(stmt), "rowcount", 0))
 
+    def split_assignment(self, trade: Trade, assigned: int, now: datetime) -> Trade | None:
+        """Part of a trade assigned (early, or some of its contracts): that part becomes a
+        trade of its own, ASSIGNED and flagged, and the rest stays open (unflagged, so the
+        assignment of the rest is seen too). One statement claims it: of two processes
+        that see the same assignment exactly one splits. None: another did first."""
+        if not 0 < assigned < trade.contracts:
+            raise ValueError(f"{assigned} of {trade.contracts} contracts is not a part")
+        share = assigned / trade.contracts
+        commission = rest = None  # the sale's commission, shared by contracts
+        if trade.commission is not None:
+            commission = trade.commission * share
+            rest = trade.commission - commission
+        stmt = (update(Trade).where(col(Trade.id) == trade.id,
+                                    col(Trade.contracts) == trade.contracts,
+                                    col(Trade.assignment_detected).is_(False))
+                .values(contracts=trade.contracts - assigned, updated_at=now,
+                        commission=rest))
+        part = Trade(**{**trade.model_dump(exclude={"id", "order_ref", "perm_id"}),
+                        "contracts": assigned, "commission": commission,
+                        "status": "ASSIGNED", "exit_time": now, "exit_reason": "assigned",
+                        "exit_price": None, "realized_pnl": None,
+                        "assignment_detected": True, "assignment_date": now,
+                        "created_at": now, "updated_at": now})
+        with self.db.session() as session:
+            if not getattr(session.execute(stmt), "rowcount", 0):
+                return None
+            session.add(part)
+        trade.contracts -= assigned
+        trade.commission = rest
+        return part
+
     def record_entry(self, trade: Trade, snapshot: TradeEntrySnapshot,
                      staged_id: str | None = None) -> Trade:
         """The trade of an order, once: a second call for the same orderRef (a retry, a

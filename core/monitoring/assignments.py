@@ -105,10 +105,10 @@ def _contract(t: Trade) -> OptionContract:
 
 
 def _puts_gone(puts: list[Trade], held: dict[OptionContract, int], since: datetime,
-               today: date) -> tuple[list[Trade], int]:
-    """Unflagged put trades whose option left the account, and how many contracts left."""
-    gone: list[Trade] = []
-    left = 0
+               today: date) -> tuple[list[tuple[Trade, int]], int]:
+    """Unflagged put trades whose option left the account, each with how many of its
+    contracts left (a trade partly assigned: some), and how many left in all."""
+    gone: list[tuple[Trade, int]] = []
     open_by_contract: dict[OptionContract, list[Trade]] = defaultdict(list)
     for t in puts:
         if t.assignment_detected:
@@ -118,15 +118,17 @@ def _puts_gone(puts: list[Trade], held: dict[OptionContract, int], since: dateti
         elif t.status in ("ASSIGNED", "EXPIRED") and (
                 (t.exit_time is not None and t.exit_time >= since)
                 or today - t.expiration <= timedelta(days=LOOKBACK_DAYS)):
-            gone.append(t)
-            left += t.contracts
+            gone.append((t, t.contracts))
     for contract, trades in open_by_contract.items():
         short = sum(t.contracts for t in trades) - held.get(contract, 0)
-        if short > 0:
-            gone += trades
-            left += short
+        for t in trades:
+            if short <= 0:
+                break
+            gone.append((t, min(t.contracts, short)))
+            short -= t.contracts
     # Higher strikes first: the deeper in the money, the likelier the one assigned.
-    return sorted(gone, key=lambda t: -t.strike), left
+    gone.sort(key=lambda g: -g[0].strike)
+    return gone, sum(n for _t, n in gone)
 
 
 class AssignmentDetector:
@@ -193,12 +195,13 @@ class AssignmentDetector:
                 # sold on the symbol meanwhile is not what put them there.
                 report.already_known.append(symbol)
                 continue
-            flagged, covered = [], 0
-            for t in gone:
+            flagged: list[tuple[Trade, int]] = []
+            covered = 0
+            for t, n in gone:
                 if covered >= assigned:
                     break
-                flagged.append(t)
-                covered += t.contracts
+                flagged.append((t, min(n, assigned - covered)))
+                covered += n
             claimed = await asyncio.to_thread(self._record, flagged, positions)
             if not claimed:
                 report.already_known.append(symbol)  # another process flagged it first
@@ -340,20 +343,31 @@ class AssignmentDetector:
             out.append(text)
         return out
 
-    def _record(self, trades: list[Trade], positions: list[Position]) -> list[Trade]:
-        """Flags the trades; returns those this process flagged (another process that
-        saw the same assignment may have flagged some first: it alerts for them)."""
+    def _record(self, parts: list[tuple[Trade, int]], positions: list[Position]
+                ) -> list[Trade]:
+        """Flags the trades (`parts`: each with the contracts assigned); returns those
+        this process flagged (another process that saw the same assignment may have
+        flagged some first: it alerts for them). Part of a trade assigned becomes a trade
+        of its own; the rest stays open and unflagged, so its own assignment is seen."""
         engine = self.engine
         now = engine.clock.now()
         held = {p.contract for p in positions}
         claimed = []
-        for t in trades:
+        for t, n in parts:
+            still_open = any(c is not None and c.symbol == t.symbol and c.strike == t.strike
+                             and c.expiration == t.expiration for c in held)
+            if still_open and t.status == "OPEN" and n < t.contracts:
+                part = engine.trades.split_assignment(t, n, now)
+                if part is not None:
+                    log.warning("Trade %s partly assigned: %d of %d contracts (trade %s); "
+                                "%d still open", t.id, n, n + t.contracts, part.id,
+                                t.contracts)
+                    claimed.append(part)
+                continue
             if not engine.trades.claim_assignment(t.id, now):
                 continue
             claimed.append(t)
             t.assignment_detected, t.assignment_date = True, now
-            still_open = any(c is not None and c.symbol == t.symbol and c.strike == t.strike
-                             and c.expiration == t.expiration for c in held)
             if not still_open and t.status in ("OPEN", "EXPIRED"):
                 # EXPIRED: the option left the account before the shares showed up.
                 t.status, t.exit_time, t.exit_reason = "ASSIGNED", now, "assigned"

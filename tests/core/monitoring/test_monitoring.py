@@ -336,10 +336,32 @@ async def test_a_partial_early_assignment_sells_only_its_shares(desk):
     engine.broker.assign_early(ko_put(80), 1)
     await looked(engine)
     assert flagged(engine) == [("KO", 100, 200)]
-    [trade] = engine.trades.all()
-    assert trade.assignment_detected and trade.status == "OPEN"  # one contract still held
+    # The assigned contract is a trade of its own; the other stays open, unflagged.
+    trades = sorted(engine.trades.all(), key=lambda t: t.status)
+    assert [(t.status, t.contracts, t.assignment_detected) for t in trades] == [
+        ("ASSIGNED", 1, True), ("OPEN", 1, False)]
     held = {p.sec_type: p.quantity for p in await engine.broker.positions() if p.symbol == "KO"}
     assert held == {"OPT": -1, "STK": 100}  # the operator's shares stay
+    await looked(engine)  # nothing new: no second flag
+    assert flagged(engine) == [("KO", 100, 200)]
+
+
+async def test_the_rest_of_a_partly_assigned_put_is_seen_when_it_is_assigned(desk):
+    """Two contracts assigned one at a time: each assignment is flagged and its 100
+    shares sold (before, the trade was flagged at the first and the second went unseen)."""
+    engine = await desk(world(positions=[position("KO", 80, quantity=-2)]),
+                        ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    await engine.monitor_cycle(exits=False)
+    engine.broker.assign_early(ko_put(80), 1)
+    await looked(engine)  # flagged, and its 100 shares sold (the market is open)
+    await looked(engine)  # as the desk does on the sale's fill: the shares counted again
+    engine.broker.assign_early(ko_put(80), 1)
+    await looked(engine)
+    assert [shares for _s, shares, _held in flagged(engine)] == [100, 100]
+    assert sorted((t.status, t.contracts) for t in engine.trades.all()) == [
+        ("ASSIGNED", 1), ("ASSIGNED", 1)]
+    sales = engine.staged.list(None, ("stock",))
+    assert [s.contracts for s in sales] == [100, 100]
 
 
 async def test_shares_bought_while_the_put_is_held_are_the_operators(desk, caplog):
@@ -512,3 +534,17 @@ async def test_an_assigned_stock_sale_is_not_sent_for_shares_no_longer_held(desk
     assert [p for p in await engine.broker.positions() if p.sec_type == "STK"] == []
     [row] = engine.staged.list(None, ("stock",))
     assert row.status == "REJECTED" and "holds 0 KO shares" in (row.message or "")
+
+
+async def test_two_processes_splitting_one_partial_assignment_split_it_once(desk):
+    """The split is claimed in one statement: a second process holding the same trade as
+    it read it finds the contracts changed and splits nothing."""
+    engine = await desk(world(positions=[position("KO", 80, quantity=-3)]))
+    [trade] = engine.trades.all()
+    mine, theirs = trade.model_copy(), trade.model_copy()
+    now = engine.clock.now()
+    part = engine.trades.split_assignment(mine, 1, now)
+    assert part is not None and part.contracts == 1 and mine.contracts == 2
+    assert engine.trades.split_assignment(theirs, 1, now) is None
+    assert sorted((t.status, t.contracts) for t in engine.trades.all()) == [
+        ("ASSIGNED", 1), ("OPEN", 2)]
