@@ -396,11 +396,9 @@ class AssignmentDetector:
                         "shares now, none of them from the assignment")
             else:
                 text = await self._sell(replace(event, shares=shares, held=own + shares))
-            log.warning(text)
-            engine.alert("CRITICAL", text, "assignment_response", symbol=symbol)
-            await asyncio.to_thread(engine.audit_event, "assignment_response", text,
-                                    "WARNING", "assignment detector", symbol,
-                                    event.as_dict())
+            # Logged, audited (once) and notified.
+            engine.alert("CRITICAL", text, "assignment_response", symbol=symbol,
+                         data=event.as_dict())
 
     def _load_held_back(self, account: str) -> dict[str, AssignmentEvent]:
         try:
@@ -509,7 +507,10 @@ class AssignmentDetector:
                     "Nothing was sent.")
         elif mode == "SELL_IMMEDIATELY":
             text = await self._sell(event)
-            engine.alert("CRITICAL", text, "assignment_response", symbol=event.symbol)
+            # Logged, audited (once) and notified: a sale of shares is news.
+            engine.alert("CRITICAL", text, "assignment_response", symbol=event.symbol,
+                         data=event.as_dict())
+            return text
         else:
             text = f"{event.symbol}: assignment alert sent (ALERT)"
         log.warning(text)
