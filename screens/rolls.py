@@ -182,7 +182,9 @@ class RollsScreen(DeskScreen):
     def action_state(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("approve", "reject") and self.is_mounted:
             p = self._current()
-            return True if p is not None and p.status == "PENDING" else None
+            if p is None:
+                return False  # no proposal at all: the keys are not offered
+            return True if p.status == "PENDING" else None  # shown, dim: not this one
         return True
 
     def action_approve(self) -> None:
