@@ -150,6 +150,7 @@ class IbkrBroker:
         self._positions_timer: asyncio.TimerHandle | None = None
         #: (account, conId) -> (position, avgCost) as last reported: a change is news
         self._held: dict[tuple[str, int], tuple[float, float]] = {}
+        self._connected_before = False  # a later connect is a reconnect: look again
         self._what_ifs: dict[int, asyncio.Future[Any]] = {}
         self._refused: asyncio.Event | None = None  # set by 326 while connecting
         ib = self.ib
@@ -188,6 +189,7 @@ class IbkrBroker:
             if not self._ready:
                 self._ready = True
                 self._emit(ConnectionChanged(True))
+                self._look_again()
             return
         for spare in range(self._spare_client_ids, -1, -1):
             try:
@@ -240,6 +242,15 @@ class IbkrBroker:
                  self.where, s.client_id, self._account or "?",
                  "read-only" if s.read_only else "orders enabled")
         self._emit(ConnectionChanged(True))
+        self._look_again()
+
+    def _look_again(self) -> None:
+        """After a reconnect: the book may have changed while the link was down (a fill,
+        an assignment, a close in TWS), and the reports that came while connecting are
+        not news (_on_position), so the engine is told to look once."""
+        if self._connected_before:
+            self._emit(PositionsChanged("reconnected: positions may have moved meanwhile"))
+        self._connected_before = True
 
     async def _resubscribe(self) -> None:
         """After 1101 ("data lost") IBKR's subscriptions are gone: the account summary

@@ -148,23 +148,28 @@ class PositionMonitor:
                         if trade is not None else None)
             bid = ask = mark = delta = theta = iv = underlying = None
             mark_source = ""
-            try:
-                async with quoting:
+            async with quoting:
+                try:
                     quote = await broker.option_quote(c)
-                    underlying = await broker.underlying_price(c.symbol)
-                bid, ask, delta, iv = quote.bid, quote.ask, quote.delta, quote.iv
-                theta = quote.theta
-                mark = quote.mid if quote.mid is not None else quote.last
-                mark_source = ("mid" if quote.mid is not None
-                               else "last" if quote.last is not None else "")
-            except BrokerError as exc:
-                log.warning("Market data for %s unavailable: %s", c.key, exc)
-            else:
-                if delta is None:
-                    no_greeks.add(c.key)
-                    if c.key not in self._no_greeks:  # once, not every cycle
-                        log.warning("Greeks unavailable for %s: delta alert not checked, "
-                                    "no roll proposed until they return", c.key)
+                except BrokerError as exc:
+                    log.warning("Market data for %s unavailable: %s", c.key, exc)
+                else:
+                    bid, ask, delta, iv = quote.bid, quote.ask, quote.delta, quote.iv
+                    theta = quote.theta
+                    mark = quote.mid if quote.mid is not None else quote.last
+                    mark_source = ("mid" if quote.mid is not None
+                                   else "last" if quote.last is not None else "")
+                    if delta is None:
+                        no_greeks.add(c.key)
+                        if c.key not in self._no_greeks:  # once, not every cycle
+                            log.warning("Greeks unavailable for %s: delta alert not "
+                                        "checked, no roll proposed until they return", c.key)
+                    # The option's own quote stands without its underlying's price: the
+                    # exits and the delta alert need only the option.
+                    try:
+                        underlying = await broker.underlying_price(c.symbol)
+                    except BrokerError as exc:
+                        log.warning("Underlying price for %s unavailable: %s", c.key, exc)
             view = PositionView(
                 position_id=c.key, contract=c, quantity=int(p.quantity),
                 entry_price=trade.entry_price if trade is not None else p.avg_cost,

@@ -247,3 +247,21 @@ async def test_the_positions_quotes_are_asked_together_within_a_bound(desk, monk
     views = await engine.monitor.refresh(notify=False)
     assert len(views) == 6 and all(v.mark is not None for v in views)
     assert most == 3  # together, and never more than the bound
+
+
+async def test_an_underlying_price_failure_leaves_the_options_quote(desk, monkeypatch):
+    """The exits and the delta alert need only the option's quote: no price for the
+    stock (no subscription, a competing session) must not blank it, or no stop fires."""
+    from core.broker.base import BrokerError
+
+    engine = await desk(world(positions=[position("KO", 66)],
+                              option_quotes={"KO 20261218 66 P": quote(2.9, 3.1, -0.55)}))
+
+    async def no_stock(symbol):
+        raise BrokerError(f"{symbol}: Requested market data is not subscribed", code=354)
+
+    monkeypatch.setattr(engine.broker, "underlying_price", no_stock)
+    [v] = await engine.monitor_cycle(exits=False)
+    assert v.mark == pytest.approx(3.0) and v.delta == pytest.approx(-0.55)
+    assert v.underlying_price is None
+    assert any(a.kind == "delta" for a in v.alerts)
