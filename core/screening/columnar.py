@@ -25,6 +25,7 @@ import functools
 import io
 import itertools
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -416,15 +417,16 @@ def _screen_columns(table: Table, header: list[str], index: dict[str, int], toda
         # dataclass's __init__ is ~3x that); reasons repeat, so each is formatted once.
         out: list[Rejection] = []
         new, put = object.__new__, object.__setattr__
-        reasons: dict[tuple[int, float], str] = {}
+        reasons: dict[tuple[int, float, float], str] = {}  # -0.0 reads "-0.0%"
         sym_list, strike_list, line_list = sym_idx.tolist(), strike.tolist(), lines.tolist()
         rows_list = rows.tolist()
         exp_list = exp_idx.tolist()
         for r, v, src in zip(rule[failed].tolist(), seen[failed].tolist(),
                              order[failed].tolist(), strict=True):
-            reason = reasons.get((r, v))
+            key = (r, v, math.copysign(1.0, v))
+            reason = reasons.get(key)
             if reason is None:
-                reason = reasons[(r, v)] = column_reason(r, v, settings)
+                reason = reasons[key] = column_reason(r, v, settings)
             if src >= k:
                 out.append(Rejection.of(slow_cands[src - k], "filter", reason))
                 continue

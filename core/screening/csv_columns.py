@@ -52,13 +52,13 @@ class Table:
     def cells(self, line: int) -> list[str] | csv.Error:
         """Line `line` (1 = the first) split as the row parser splits it: each record
         read by the columns is one physical line (read_table checks), so the csv module
-        reading the line alone reads what it reads in the whole file."""
-        raw = self.raw_line(line).decode("utf-8")
-        return next(split(raw))
+        reading the line alone, its line end included (a quote left open keeps it in
+        the last cell), reads what it reads in the whole file."""
+        return next(split(self.raw_line(line).decode("utf-8")))
 
     def raw_line(self, line: int) -> bytes:
         offsets = self.offsets
-        return self.body[offsets[line - 1]:offsets[line]].rstrip(b"\r\n")
+        return self.body[offsets[line - 1]:offsets[line]]
 
     def rows_within(self, limit: int) -> np.ndarray | None:
         """Which rows' lines are at most `limit` bytes (None: all of them). A window of

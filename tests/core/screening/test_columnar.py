@@ -288,3 +288,19 @@ def test_the_screen_builds_candidates_and_rejections_only_when_read(caplog):
     assert not got.passed.built and not got.rejected.built  # counted, not built
     assert outcome(got) == outcome(screen_exact(data, **kw))
     assert got.passed.built and got.rejected.built
+
+
+def test_a_quote_left_open_on_the_last_line_and_a_negative_zero_read_as_the_row_path():
+    """Two edges a review found: the last line's open quote keeps its line end in the
+    cell (so it is no duplicate of the line before), and an IV of -0% is worded "-0.0%"
+    (a reason is formatted once per value, and -0.0 == 0.0)."""
+    open_quote = ("\n".join([UNMAPPED, unmapped_row(), unmapped_row()[:-2] + '"1%']) + "\n"
+                  ).encode()
+    assert outcome(screen_csv(open_quote, **KW)) == outcome(screen_exact(open_quote, **KW))
+    zeros = "\n".join([UNMAPPED, *(unmapped_row(strike=f"{340 - 5 * i}.00").replace(
+        ",36%,", f",{iv},").replace("2026-12-18,24", "2025-09-19,25")  # DTE in range
+        for i, iv in enumerate(["0%", "-0%", "0%", "-0%"]))]) + "\n"
+    got = screen_csv(zeros.encode(), **KW)
+    assert outcome(got) == outcome(screen_exact(zeros.encode(), **KW))
+    assert [r.reason.split(" outside")[0] for r in got.rejected] == [
+        "Raw IV 0.0%", "Raw IV -0.0%", "Raw IV 0.0%", "Raw IV -0.0%"]
