@@ -190,11 +190,6 @@ class AssignmentDetector:
                 else:
                     report.stock_not_assigned.append(f"{symbol} {shares} shares")
                 continue
-            if symbol in selling:
-                # Shares whose sale still works are an assignment already handled: a put
-                # sold on the symbol meanwhile is not what put them there.
-                report.already_known.append(symbol)
-                continue
             flagged: list[tuple[Trade, int]] = []
             covered = 0
             for t, n in gone:
@@ -216,7 +211,10 @@ class AssignmentDetector:
                                     message, shares)
             engine.alert("CRITICAL", message, "assignment", symbol=symbol,
                          data=event.as_dict())
-            await self.handle_assignment(event)
+            # Without an earlier count the shares cannot be told from the account's own:
+            # flagged for review, never sold on that guess.
+            await self.handle_assignment(event, certain=before is not None,
+                                         another_sale=symbol in selling)
             report.detected.append(event)
         for text in report.stock_without_trades:
             log.info("Stock without a put trade (not flagged): %s", text)
@@ -351,12 +349,10 @@ class AssignmentDetector:
         of its own; the rest stays open and unflagged, so its own assignment is seen."""
         engine = self.engine
         now = engine.clock.now()
-        held = {p.contract for p in positions}
         claimed = []
         for t, n in parts:
-            still_open = any(c is not None and c.symbol == t.symbol and c.strike == t.strike
-                             and c.expiration == t.expiration for c in held)
-            if still_open and t.status == "OPEN" and n < t.contracts:
+            # By quantity: another trade may hold the same contract.
+            if t.status == "OPEN" and n < t.contracts:
                 part = engine.trades.split_assignment(t, n, now)
                 if part is not None:
                     log.warning("Trade %s partly assigned: %d of %d contracts (trade %s); "
@@ -368,7 +364,7 @@ class AssignmentDetector:
                 continue
             claimed.append(t)
             t.assignment_detected, t.assignment_date = True, now
-            if not still_open and t.status in ("OPEN", "EXPIRED"):
+            if t.status in ("OPEN", "EXPIRED"):
                 # EXPIRED: the option left the account before the shares showed up.
                 t.status, t.exit_time, t.exit_reason = "ASSIGNED", now, "assigned"
                 t.exit_price = t.realized_pnl = None
@@ -494,9 +490,21 @@ class AssignmentDetector:
         return (f"{event.symbol}: SELL_IMMEDIATELY — market sell of {event.shares} shares "
                 f"{state.status.value} ({ref}); it fills in the regular session")
 
-    async def handle_assignment(self, event: AssignmentEvent) -> str:
+    async def handle_assignment(self, event: AssignmentEvent, certain: bool = True,
+                                another_sale: bool = False) -> str:
+        """The response mode's answer. `certain`: the shares were measured against an
+        earlier count (else no sale: they may be the account's own); `another_sale`: a
+        sale of the symbol's earlier assigned shares still works (one at a time)."""
         engine = self.engine
         mode = self.mode
+        if mode == "SELL_IMMEDIATELY" and (not certain or another_sale):
+            why = ("no share count from an earlier check tells them from the account's own"
+                   if not certain else "a sale of earlier assigned shares still works")
+            text = (f"{event.symbol}: SELL_IMMEDIATELY not sent — {why}; review the "
+                    f"{event.shares} shares and sell them in TWS")
+            engine.alert("CRITICAL", text, "assignment_response", symbol=event.symbol,
+                         data=event.as_dict())
+            return text
         if mode == "HOLD":
             text = f"{event.symbol}: assignment recorded; holding {event.shares} shares (HOLD)"
         elif mode == "COVERED_CALL":

@@ -489,6 +489,7 @@ async def test_expiry_assignment_in_the_simulator_is_detected(desk, caplog):
 ])
 async def test_assignment_response_modes(desk, mode, expect):
     engine = await desk(world(positions=[position("KO", 66)]), ASSIGNMENT_RESPONSE_MODE=mode)
+    await engine.monitor_cycle(exits=False)  # the desk's first look counts the shares
     engine.broker.assign_early(ko_put(66), 1)
     await looked(engine)
     [response] = [e.message for e in engine.audit.list(kinds=["assignment_response"])]
@@ -505,6 +506,7 @@ async def test_a_put_sold_while_assigned_shares_are_for_sale_is_no_new_assignmen
 
     engine = await desk(world(positions=[position("KO", 66)]),
                         ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    await engine.monitor_cycle(exits=False)  # the desk's first look counts the shares
     engine.clock.advance(timedelta(hours=7))  # 17:30 ET: the sale waits for the open
     engine.broker.assign_early(ko_put(66), 1)
     await looked(engine)
@@ -549,3 +551,57 @@ async def test_two_processes_splitting_one_partial_assignment_split_it_once(desk
     assert engine.trades.split_assignment(theirs, 1, now) is None
     assert sorted((t.status, t.contracts) for t in engine.trades.all()) == [
         ("ASSIGNED", 1), ("OPEN", 2)]
+
+
+
+async def test_a_first_check_without_an_earlier_count_flags_but_never_sells(desk):
+    """No earlier share count (a new account, the first start): the shares cannot be told
+    from the account's own, so the assignment is flagged for review and nothing sold."""
+    engine = await desk(world(positions=[position("KO", 66)], stock_positions=[KO]),
+                        ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    engine.broker.assign_early(ko_put(66), 1)
+    await looked(engine)  # the account's first check
+    assert flagged(engine) == [("KO", 100, 200)]
+    assert engine.staged.list(None, ("stock",)) == []
+    [response] = [e.message for e in engine.audit.list(kinds=["assignment_response"])]
+    assert "not sent — no share count from an earlier check" in response
+
+
+async def test_a_second_assignment_while_the_first_sale_works_is_flagged(desk):
+    """After the close the first sale rests; the second contract's assignment is still
+    flagged and alerted (its shares named for review), not taken for the first."""
+    engine = await desk(world(positions=[position("KO", 80, quantity=-2)]),
+                        ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    await engine.monitor_cycle(exits=False)
+    engine.clock.advance(timedelta(hours=7))  # 17:30 ET: a sale waits for the open
+    engine.broker.assign_early(ko_put(80), 1)
+    await looked(engine)
+    [sale] = engine.staged.list(("WORKING",), ("stock",))
+    engine.broker.assign_early(ko_put(80), 1)
+    await looked(engine)
+    assert [shares for _s, shares, _held in flagged(engine)] == [100, 100]
+    responses = [e.message for e in engine.audit.list(kinds=["assignment_response"])]
+    assert any("a sale of earlier assigned shares still works" in r for r in responses)
+    assert [r.id for r in engine.staged.list(None, ("stock",))] == [sale.id]
+    assert sorted(t.status for t in engine.trades.all()) == ["ASSIGNED", "ASSIGNED"]
+
+
+async def test_trades_on_one_contract_are_assigned_by_quantity(desk):
+    """Two trades on the same put (1 and 2 contracts), 2 of the 3 assigned: the book of
+    trades still open is what the broker holds (before, a trade whose contracts all left
+    stayed OPEN because its contract was still held by the other)."""
+    from core.db.tables import Trade
+
+    engine = await desk(world(positions=[position("KO", 80, quantity=-3)]))
+    [t] = engine.trades.all()
+    t.contracts = 1
+    engine.trades.update(t)
+    engine.trades.add(Trade(**t.model_dump(exclude={"id", "order_ref", "perm_id"})
+                            | {"contracts": 2}))
+    await engine.monitor_cycle(exits=False)
+    engine.broker.assign_early(ko_put(80), 2)  # 3 -> 1 held
+    await looked(engine)
+    open_contracts = sum(t.contracts for t in engine.trades.all() if t.status == "OPEN")
+    held = -sum(p.quantity for p in await engine.broker.positions() if p.sec_type == "OPT")
+    assert open_contracts == held == 1
+    assert [shares for _s, shares, _held in flagged(engine)] == [200]
