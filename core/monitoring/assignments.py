@@ -35,6 +35,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -49,6 +50,7 @@ from core.broker.base import (
 )
 from core.clock import new_york
 from core.db.tables import Trade
+from core.market.calendar import CalendarOutOfRange
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -56,6 +58,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("putdesk.monitoring.assignments")
 
 LOOKBACK_DAYS = 7
+#: A put settled as expired worthless (out of the money at the close) can still be
+#: assigned (a move after the close); its shares are in the account by the next
+#: session's open. Past this much after that open, shares that grow are not its.
+DELIVERY_GRACE = timedelta(hours=1)
 
 #: system_state key: the long shares per symbol at the last check, for one account.
 SHARES_SEEN_KEY = "assignments.shares_seen"
@@ -105,7 +111,8 @@ def _contract(t: Trade) -> OptionContract:
 
 
 def _puts_gone(puts: list[Trade], held: dict[OptionContract, int], since: datetime,
-               today: date) -> tuple[list[tuple[Trade, int]], int]:
+               today: date, delivered: Callable[[date], bool] = lambda _d: False
+               ) -> tuple[list[tuple[Trade, int]], int]:
     """Unflagged put trades whose option left the account, each with how many of its
     contracts left (a trade partly assigned: some), and how many left in all."""
     gone: list[tuple[Trade, int]] = []
@@ -115,6 +122,8 @@ def _puts_gone(puts: list[Trade], held: dict[OptionContract, int], since: dateti
             continue
         if t.status == "OPEN":
             open_by_contract[_contract(t)].append(t)
+        elif t.status == "EXPIRED" and delivered(t.expiration):
+            continue  # its shares would be here by now: later ones are the operator's
         elif t.status in ("ASSIGNED", "EXPIRED") and (
                 (t.exit_time is not None and t.exit_time >= since)
                 or today - t.expiration <= timedelta(days=LOOKBACK_DAYS)):
@@ -138,6 +147,22 @@ class AssignmentDetector:
         # One check at a time: a position change (expiry) starts one while the monitor's
         # may be running, and both would flag, alert and settle the same trades.
         self._lock = asyncio.Lock()
+
+    def _delivered(self, expiration: date) -> bool:
+        """Past the next session's open after `expiration` (plus DELIVERY_GRACE): shares
+        from its assignment would be in the account. False when the calendar cannot say
+        (the 7-day window then stands)."""
+        calendar, now = self.engine.calendar, self.engine.clock.now()
+        day = expiration
+        try:
+            for _ in range(10):
+                day += timedelta(days=1)
+                hours = calendar.open_close(day)
+                if hours is not None:
+                    return now >= hours[0] + DELIVERY_GRACE
+        except CalendarOutOfRange:
+            return False
+        return False
 
     async def check_for_assignments(self) -> AssignmentReport:
         async with self._lock:
@@ -175,7 +200,7 @@ class AssignmentDetector:
                 and today - t.expiration <= timedelta(days=LOOKBACK_DAYS))]
             before = None if seen is None else seen.get(symbol, _Seen(0))
             grown = None if before is None else shares - before.shares
-            gone, left = _puts_gone(puts, held, since, today)
+            gone, left = _puts_gone(puts, held, since, today, self._delivered)
             assigned = 0
             if left and shares >= 100:
                 # No earlier count: a put gone with round lots held is flagged, as the

@@ -605,3 +605,26 @@ async def test_trades_on_one_contract_are_assigned_by_quantity(desk):
     held = -sum(p.quantity for p in await engine.broker.positions() if p.sec_type == "OPT")
     assert open_contracts == held == 1
     assert [shares for _s, shares, _held in flagged(engine)] == [200]
+
+
+async def test_shares_bought_after_an_expired_puts_delivery_are_the_operators(desk):
+    """A put settled as expired worthless could still have been assigned, and its shares
+    would be in the account by the next session's open. Round lots the operator buys
+    later (here Monday 11:30 after a Friday expiry) are not taken for it, nor sold."""
+    from core.broker.base import OrderRequest, OrderType
+
+    engine = await desk(world(positions=[position("KO", 66, "2026-11-27")]),
+                        TIME_EXIT_DTE="0", ASSIGNMENT_RESPONSE_MODE="SELL_IMMEDIATELY")
+    await engine.monitor_cycle(exits=False)
+    engine.clock.advance(timedelta(days=3, hours=6))  # KO 76 > 66: expires worthless
+    engine.broker.process_time()
+    await settled(engine)
+    await engine.monitor_cycle(exits=False)
+    assert [t.status for t in engine.trades.all()] == ["EXPIRED"]
+    engine.clock.advance(timedelta(days=3, hours=-5))  # Monday 11:30 ET
+    await engine.broker.place_order(OrderRequest("BUY", 100, "operator", stock="KO",
+                                                 order_type=OrderType.MARKET))
+    await looked(engine)
+    assert flagged(engine) == []
+    assert engine.staged.list(None, ("stock",)) == []
+    assert [p.quantity for p in await engine.broker.positions() if p.symbol == "KO"] == [100]
