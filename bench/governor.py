@@ -47,7 +47,10 @@ def _world(positions: int) -> dict[str, Any]:
     return data
 
 
-async def run(positions: int, n: int) -> tuple[float, float, float, int]:
+async def book_engine(positions: int) -> tuple[Any, Any, Any]:
+    """(engine, simulator, world): an opened engine on `_world(positions)`, connected, with
+    the product's file log (every decision writes its line) and the position limits
+    raised so that the book's size is not itself the answer."""
     from bench.report import production_settings
     from core.broker.scenario import load_scenario
     from core.broker.sim import SimBroker
@@ -55,15 +58,11 @@ async def run(positions: int, n: int) -> tuple[float, float, float, int]:
     from core.db.session import Database
     from core.engine import Engine
     from core.market.calendar import default_calendar
-    from core.models import Opportunity
 
-    # The product's file log (every decision writes its line). The position limits are
-    # raised so that the book's size is not itself the answer.
     settings = production_settings(MAX_POSITIONS="5000", MAX_POSITIONS_PER_SYMBOL="1000")
     url = settings.app.database_url
     assert url is not None
-    tmp = Path(tempfile.mkdtemp(prefix="putdesk-bench-world-"))
-    path = tmp / "world.json"
+    path = Path(tempfile.mkdtemp(prefix="putdesk-bench-world-")) / "world.json"
     path.write_text(json.dumps(_world(positions)))
     world = load_scenario(path)
     clock = ManualClock(world.now)
@@ -72,6 +71,13 @@ async def run(positions: int, n: int) -> tuple[float, float, float, int]:
                     wall_clock=clock, equity_seed=world.equity_closes())
     await engine.open()
     await broker.connect()
+    return engine, broker, world
+
+
+async def run(positions: int, n: int) -> tuple[float, float, float, int]:
+    from core.models import Opportunity
+
+    engine, broker, world = await book_engine(positions)
     governor = engine.governor
     held = {p.contract for p in await broker.positions() if p.contract is not None}
     opportunities = []
@@ -87,7 +93,7 @@ async def run(positions: int, n: int) -> tuple[float, float, float, int]:
     # Warm the caches: account health, earnings (database + memo), VIX, IV rank, the book.
     for opp in opportunities:
         await governor.pre_trade_check(opp, whatif=False)
-    assert len((await governor.book()).contracts) == positions  # type: ignore[union-attr]
+    assert len((await governor.book()).contracts) == positions
 
     rates = []
     approved = 0

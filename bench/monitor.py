@@ -12,38 +12,17 @@ quoted together, MARGIN_WHATIFS_AT_ONCE what-ifs). The second refresh reuses the
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import tempfile
 import time
-from pathlib import Path
 
 POSITIONS = 30
 LATENCY = 0.2
 
 
 async def run() -> tuple[float, float]:
-    from bench.governor import _world
-    from bench.report import production_settings
-    from core.broker.scenario import load_scenario
-    from core.broker.sim import SimBroker
-    from core.clock import ManualClock
-    from core.db.session import Database
-    from core.engine import Engine
-    from core.market.calendar import default_calendar
+    from bench.governor import book_engine
 
-    settings = production_settings(MAX_POSITIONS="5000", MAX_POSITIONS_PER_SYMBOL="1000")
-    url = settings.app.database_url
-    assert url is not None
-    path = Path(tempfile.mkdtemp(prefix="putdesk-bench-monitor-")) / "world.json"
-    path.write_text(json.dumps(_world(POSITIONS)))
-    world = load_scenario(path)
-    clock = ManualClock(world.now)
-    broker = SimBroker(world, clock=clock, calendar=default_calendar())
-    engine = Engine(settings, broker, Database(url.get_secret_value()), clock,
-                    wall_clock=clock, equity_seed=world.equity_closes())
-    await engine.open()
-    await broker.connect()
+    engine, broker, _world = await book_engine(POSITIONS)
     broker.faults.latency_seconds = LATENCY
     start = time.perf_counter()
     views = await engine.monitor.refresh(notify=False)
